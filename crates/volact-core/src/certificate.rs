@@ -1,0 +1,261 @@
+//! Host activation: the host's signed request, the vendor's ledger of activations per
+//! host key, and the host certificate the vendor signs.
+
+use crate::catalog::Catalog;
+use crate::host_key::HostKey;
+use crate::keys::{KeyPair, PublicKey};
+use crate::token::{self, Document, TokenError};
+use crate::util;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use volact_proto::{ApiError, ErrorCode, HostActivationRequest};
+
+/// Default validity of a host certificate when the host key has no expiry: 5 years.
+pub const DEFAULT_CERTIFICATE_DAYS: u32 = 5 * 365;
+
+/// The claims of a host's activation request, signed with the host's own key to prove it
+/// holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivationProof {
+    /// The host id, derived from its public key.
+    pub host_id: String,
+    /// The host key token.
+    pub host_key: String,
+    /// A random value.
+    pub nonce: String,
+    /// When the request was made.
+    pub iat: Timestamp,
+}
+
+impl Document for ActivationProof {
+    const TYPE: &'static str = "volact.host-activation-request";
+}
+
+/// A host certificate's claims: the vendor binds a host's public key to a host key's
+/// entitlements.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCertificate {
+    /// The host id.
+    pub sub: String,
+    /// The host's public key (PASERK).
+    pub host_public_key: String,
+    /// The vendor.
+    pub vendor: String,
+    /// The host key id.
+    pub key_id: String,
+    /// The customer.
+    pub customer: String,
+    /// The key group.
+    pub group: String,
+    /// The products this host activates.
+    pub products: Vec<String>,
+    /// Optional seat cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<u32>,
+    /// Issued at.
+    pub iat: Timestamp,
+    /// Expires at.
+    pub exp: Timestamp,
+}
+
+impl Document for HostCertificate {
+    const TYPE: &'static str = "volact.host-certificate";
+}
+
+impl HostCertificate {
+    /// Whether the certificate is in force at `now`.
+    pub fn is_valid_at(&self, now: Timestamp) -> bool {
+        self.iat <= util::add(now, SignedDuration::from_hours(48)) && now < self.exp
+    }
+}
+
+/// Builds the host's activation request.
+pub fn make_request(host: &KeyPair, host_key: &str, nonce: String, now: Timestamp) -> Result<HostActivationRequest, ApiError> {
+    let proof = ActivationProof { host_id: host.public().host_id(), host_key: host_key.trim().to_string(), nonce, iat: now };
+    let proof = token::sign(host, &proof).map_err(|e| ApiError::new(ErrorCode::Internal, format!("could not sign the request: {e}")))?;
+    Ok(HostActivationRequest { host_public_key: host.public().to_paserk(), proof })
+}
+
+/// How many activations the vendor has signed, per host key and host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    /// key id → host id → activations.
+    pub keys: BTreeMap<String, BTreeMap<String, u32>>,
+}
+
+impl Ledger {
+    /// Refuses with `host-key-activation-limit` when activating `host_id` once more would
+    /// exceed the key's limits; otherwise records the activation.
+    pub fn admit(&mut self, key: &HostKey, host_id: &str) -> Result<(), ApiError> {
+        let hosts = self.keys.entry(key.jti.clone()).or_default();
+        let known = hosts.get(host_id).copied();
+        if known.is_none() && hosts.len() as u64 >= u64::from(key.max_hosts) {
+            return Err(ApiError::with_details(
+                ErrorCode::HostKeyActivationLimit,
+                format!(
+                    "host key {} has already activated {} hosts, its limit; ask the vendor to raise the limit or move the key from a retired host",
+                    key.jti,
+                    hosts.len()
+                ),
+                serde_json::json!({ "key_id": key.jti, "hosts": hosts.len(), "max_hosts": key.max_hosts }),
+            ));
+        }
+        let used = known.unwrap_or(0);
+        if used >= key.max_activations {
+            return Err(ApiError::with_details(
+                ErrorCode::HostKeyActivationLimit,
+                format!(
+                    "host {host_id} has been activated {used} times with host key {}, its limit; ask the vendor to reset it",
+                    key.jti
+                ),
+                serde_json::json!({ "key_id": key.jti, "host_id": host_id, "activations": used, "max_activations": key.max_activations }),
+            ));
+        }
+        hosts.insert(host_id.to_string(), used + 1);
+        Ok(())
+    }
+}
+
+fn untrusted(what: &str, e: TokenError) -> ApiError {
+    ApiError::new(ErrorCode::UntrustedHost, format!("{what} does not verify: {e}"))
+}
+
+/// The vendor's side of host activation: checks the request and the host key, admits it
+/// in the ledger and signs a host certificate. The ledger is changed only on success.
+pub fn activate_host(
+    root: &KeyPair,
+    catalog: &Catalog,
+    ledger: &mut Ledger,
+    request: &HostActivationRequest,
+    now: Timestamp,
+    certificate_days: u32,
+) -> Result<(String, HostCertificate), ApiError> {
+    let host_public = PublicKey::from_paserk(&request.host_public_key)
+        .map_err(|_| ApiError::bad_request("host_public_key", "not a k4.public PASERK"))?;
+    let proof: ActivationProof =
+        token::verify(&host_public, &request.proof).map_err(|e| ApiError::bad_request("proof", e.to_string()))?;
+    if proof.host_id != host_public.host_id() {
+        return Err(ApiError::bad_request("proof", "the host id does not match the host's public key"));
+    }
+    let key: HostKey = token::verify(root.public(), &proof.host_key).map_err(|e| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("the host key in this request was not issued by this vendor ({e}); check that the host installed the right key"),
+        )
+    })?;
+    if let Some(exp) = key.exp
+        && exp <= now
+    {
+        return Err(ApiError::with_details(
+            ErrorCode::HostKeyActivationLimit,
+            format!("host key {} expired at {exp}; ask the vendor for a new one", key.jti),
+            serde_json::json!({ "key_id": key.jti, "expired": exp }),
+        ));
+    }
+    let group = catalog.key_group(&key.group).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::ProductNotInKeyGroup,
+            format!("host key {} names key group `{}`, which this catalog does not have", key.jti, key.group),
+        )
+    })?;
+    let mut trial = ledger.clone();
+    trial.admit(&key, &proof.host_id)?;
+    let mut exp = util::add(now, util::days(certificate_days));
+    if let Some(key_exp) = key.exp {
+        exp = exp.min(key_exp);
+    }
+    let cert = HostCertificate {
+        sub: proof.host_id.clone(),
+        host_public_key: host_public.to_paserk(),
+        vendor: catalog.vendor.clone(),
+        key_id: key.jti.clone(),
+        customer: key.customer.clone(),
+        group: key.group.clone(),
+        products: group.products.clone(),
+        seats: key.seats,
+        iat: now,
+        exp,
+    };
+    let token = token::sign(root, &cert).map_err(|e| ApiError::new(ErrorCode::Internal, format!("could not sign: {e}")))?;
+    *ledger = trial;
+    Ok((token, cert))
+}
+
+/// Verifies a host certificate against the vendor root and checks that it belongs to the
+/// host holding `host_public` (when given).
+pub fn verify_certificate(root: &PublicKey, token: &str, host_public: Option<&PublicKey>) -> Result<HostCertificate, ApiError> {
+    let cert: HostCertificate = token::verify(root, token).map_err(|e| untrusted("the host certificate", e))?;
+    if let Some(host) = host_public
+        && (cert.sub != host.host_id() || cert.host_public_key != host.to_paserk())
+    {
+        return Err(ApiError::new(
+            ErrorCode::UntrustedHost,
+            format!("the host certificate is for host {}, not this host ({})", cert.sub, host.host_id()),
+        ));
+    }
+    Ok(cert)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::catalog::demo_source;
+
+    fn setup() -> (KeyPair, Catalog, HostKey, String) {
+        let root = KeyPair::from_seed([1; 32]).unwrap();
+        let mut n = 0u8;
+        let catalog = Catalog::build(&demo_source(), 1, Timestamp::UNIX_EPOCH, move || {
+            n += 1;
+            [n; 24]
+        })
+        .unwrap();
+        let key = HostKey {
+            jti: "k1".into(),
+            vendor: "Demo Vendor".into(),
+            customer: "Acme".into(),
+            group: "demo-all".into(),
+            seats: None,
+            exp: None,
+            max_hosts: 2,
+            max_activations: 2,
+            iat: Timestamp::UNIX_EPOCH,
+        };
+        let token = token::sign(&root, &key).unwrap();
+        (root, catalog, key, token)
+    }
+
+    #[test]
+    fn limits_are_enforced_and_ledger_unchanged_on_refusal() {
+        let (root, catalog, _key, token) = setup();
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut ledger = Ledger::default();
+        let hosts: Vec<KeyPair> = (10..13).map(|s| KeyPair::from_seed([s; 32]).unwrap()).collect();
+        let req = |h: &KeyPair| make_request(h, &token, "n".into(), now).unwrap();
+        let (cert_token, cert) = activate_host(&root, &catalog, &mut ledger, &req(&hosts[0]), now, 365).unwrap();
+        assert_eq!(cert.products.len(), 3);
+        assert!(verify_certificate(root.public(), &cert_token, Some(hosts[0].public())).is_ok());
+        assert!(verify_certificate(root.public(), &cert_token, Some(hosts[1].public())).is_err());
+        activate_host(&root, &catalog, &mut ledger, &req(&hosts[0]), now, 365).unwrap();
+        let e = activate_host(&root, &catalog, &mut ledger, &req(&hosts[0]), now, 365).unwrap_err();
+        assert_eq!(e.code, ErrorCode::HostKeyActivationLimit);
+        activate_host(&root, &catalog, &mut ledger, &req(&hosts[1]), now, 365).unwrap();
+        let before = ledger.clone();
+        let e = activate_host(&root, &catalog, &mut ledger, &req(&hosts[2]), now, 365).unwrap_err();
+        assert_eq!(e.code, ErrorCode::HostKeyActivationLimit);
+        assert_eq!(ledger, before);
+    }
+
+    #[test]
+    fn forged_host_key_is_refused() {
+        let (root, catalog, key, _) = setup();
+        let impostor = KeyPair::from_seed([66; 32]).unwrap();
+        let forged = token::sign(&impostor, &key).unwrap();
+        let host = KeyPair::from_seed([10; 32]).unwrap();
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let req = make_request(&host, &forged, "n".into(), now).unwrap();
+        let e = activate_host(&root, &catalog, &mut Ledger::default(), &req, now, 365).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+    }
+}

@@ -1,0 +1,37 @@
+//! Small helpers shared by the modules of this crate.
+
+use jiff::{SignedDuration, Timestamp};
+
+/// `t + d`, saturating at the ends of jiff's range instead of failing: a far-future
+/// deadline is as good as the largest one.
+pub(crate) fn add(t: Timestamp, d: SignedDuration) -> Timestamp {
+    t.checked_add(d).unwrap_or(if d.is_negative() { Timestamp::MIN } else { Timestamp::MAX })
+}
+
+/// A duration of whole days.
+pub(crate) fn days(n: u32) -> SignedDuration {
+    SignedDuration::from_hours(i64::from(n) * 24)
+}
+
+/// Human form of a duration for messages, e.g. `4h 30m`.
+pub fn human(d: SignedDuration) -> String {
+    let secs = d.as_secs().unsigned_abs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (hours, rest) = (rest / 3600, rest % 3600);
+    let (minutes, seconds) = (rest / 60, rest % 60);
+    let mut parts = Vec::new();
+    if days > 0 {
+        parts.push(format!("{days}d"));
+    }
+    if hours > 0 {
+        parts.push(format!("{hours}h"));
+    }
+    if minutes > 0 {
+        parts.push(format!("{minutes}m"));
+    }
+    if seconds > 0 || parts.is_empty() {
+        parts.push(format!("{seconds}s"));
+    }
+    let sign = if d.is_negative() { "-" } else { "" };
+    format!("{sign}{}", parts.join(" "))
+}

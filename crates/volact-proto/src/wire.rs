@@ -1,0 +1,127 @@
+//! Request and answer bodies of the HTTP protocol and of the offline host-activation
+//! file exchange.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/activations`: a client asks to be activated or renewed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationRequest {
+    /// The client's random 128-bit id, as a hyphenated UUID.
+    pub client_id: String,
+    /// The installed setup key, `XXXXX-XXXXX-XXXXX-XXXXX-XXXXX`.
+    pub setup_key: String,
+    /// The minimum count the client needs (from its catalog); the host uses the larger of
+    /// this and its own catalog's minimum.
+    pub minimum_count: u32,
+    /// The client's clock when it sent the request.
+    pub client_time: Timestamp,
+    /// A fresh random value the answer must echo, so answers cannot be replayed.
+    pub nonce: String,
+    /// The machine's name, for the inventory.
+    pub machine_name: String,
+    /// The id of the ticket the client holds now, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<String>,
+}
+
+/// The outcome of an activation request that reached the count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActivationResult {
+    /// Count reached: the answer carries a ticket.
+    Activated,
+    /// Count not reached yet: the answer carries a signed "not yet" with a retry time.
+    CountInsufficient,
+}
+
+/// The intervals a host tells its clients to use. Seconds, so any language reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostIntervals {
+    /// Renew this long after a ticket is issued.
+    pub renew_interval_secs: u64,
+    /// Retry this long after a refusal while not activated.
+    pub retry_interval_secs: u64,
+    /// A ticket is valid this long from issue.
+    pub ticket_validity_secs: u64,
+    /// A client counts this long after its last request.
+    pub count_window_secs: u64,
+    /// Largest accepted difference between client and host clocks.
+    pub max_clock_skew_secs: u64,
+}
+
+/// The answer to an activation request that reached the count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivationResponse {
+    /// Activated, or not yet.
+    pub result: ActivationResult,
+    /// Distinct machines counted for the product's application, this one included.
+    pub count: u32,
+    /// The minimum count this product needs.
+    pub minimum: u32,
+    /// The product the setup key names.
+    pub product: String,
+    /// The application (count group) of the product.
+    pub application: String,
+    /// The answering host's id.
+    pub host_id: String,
+    /// The host's clock when it answered.
+    pub host_time: Timestamp,
+    /// The host's intervals; clients use these once they have heard from the host.
+    pub intervals: HostIntervals,
+    /// When to ask again if not activated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<Timestamp>,
+    /// The activation ticket (PASETO v4.public, signed by the host), when activated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// The signed "not yet" (PASETO v4.public, signed by the host), when not activated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_yet: Option<String>,
+    /// The host certificate (PASETO v4.public, signed by the vendor root) that lets the
+    /// client check the host's signature.
+    pub host_certificate: String,
+}
+
+/// `GET /v1/host`: public facts about a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// The host id, derived from the host's public key.
+    pub host_id: String,
+    /// The host's public key (PASERK `k4.public.…`).
+    pub host_public_key: String,
+    /// Whether the host holds a valid certificate and serves activations.
+    pub activated: bool,
+    /// The host certificate, once activated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_certificate: Option<String>,
+    /// When the host certificate expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_expires: Option<Timestamp>,
+    /// Version of the vendor catalog the host uses.
+    pub catalog_version: u64,
+    /// The host's intervals.
+    pub intervals: HostIntervals,
+    /// The host's clock.
+    pub host_time: Timestamp,
+}
+
+/// A host's offline activation request, written to a file and taken to the vendor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostActivationRequest {
+    /// The host's public key (PASERK `k4.public.…`).
+    pub host_public_key: String,
+    /// A PASETO v4.public token signed by the host's own key, proving it holds the key;
+    /// it carries the host key, the host id and a nonce.
+    pub proof: String,
+}
+
+/// The vendor's answer to a host activation request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostActivationResponse {
+    /// The host certificate (PASETO v4.public signed by the vendor root).
+    pub host_certificate: String,
+}
