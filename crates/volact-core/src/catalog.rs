@@ -353,3 +353,30 @@ mod tests {
         assert_eq!(c.product_for_key(&stranger).unwrap_err().code, ErrorCode::UnknownSetupKey);
     }
 }
+
+/// What `volact vendor export` writes: the vendor's root public key and signed catalog,
+/// everything a host or client needs to trust this vendor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorBundle {
+    /// The vendor root public key (PASERK `k4.public.…`).
+    pub root_public_key: String,
+    /// The catalog, signed by the root key.
+    pub catalog: String,
+}
+
+impl VendorBundle {
+    /// Verifies the catalog against the root key and returns both.
+    pub fn open(&self) -> Result<(crate::keys::PublicKey, Catalog), ApiError> {
+        let root = crate::keys::PublicKey::from_paserk(&self.root_public_key).map_err(|_| {
+            ApiError::new(ErrorCode::BadRequest, "the vendor bundle's root_public_key is not a k4.public PASERK")
+        })?;
+        let catalog: Catalog = crate::token::verify(&root, &self.catalog).map_err(|e| {
+            ApiError::new(
+                ErrorCode::UntrustedHost,
+                format!("the vendor bundle's catalog is not signed by its root key ({e}); get a fresh bundle from the vendor"),
+            )
+        })?;
+        Ok((root, catalog))
+    }
+}
