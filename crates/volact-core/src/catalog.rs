@@ -183,7 +183,10 @@ impl Catalog {
             }
             let grace = p.grace_days.unwrap_or(DEFAULT_GRACE_DAYS);
             if grace > 3650 {
-                return Err(invalid(format!("product `{}` has grace_days {grace}; at most 3650", p.id)));
+                return Err(invalid(format!(
+                    "product `{}` has grace_days {grace}; at most 3650",
+                    p.id
+                )));
             }
             let setup_key = match &p.setup_key {
                 Some(text) => SetupKey::parse(text)
@@ -191,7 +194,10 @@ impl Catalog {
                 None => SetupKey::generate(random_key()),
             };
             if !keys.insert(setup_key.clone()) {
-                return Err(invalid(format!("product `{}` reuses another product's setup key", p.id)));
+                return Err(invalid(format!(
+                    "product `{}` reuses another product's setup key",
+                    p.id
+                )));
             }
             products.push(Product {
                 id: p.id.clone(),
@@ -254,7 +260,11 @@ impl Catalog {
 
     /// An application's display name, or its id.
     pub fn application_name(&self, id: &str) -> String {
-        self.applications.iter().find(|a| a.id == id).map(|a| a.name.clone()).unwrap_or_else(|| id.to_string())
+        self.applications
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| a.name.clone())
+            .unwrap_or_else(|| id.to_string())
     }
 
     /// Products grouped by application id, in catalog order.
@@ -270,7 +280,9 @@ impl Catalog {
 fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
@@ -283,7 +295,10 @@ fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
 /// The demo catalog of `volact quickstart`: "Demo OS" (a workstation product, minimum 25,
 /// and a server product, minimum 5) and "Demo Office" (one product, minimum 5).
 pub fn demo_source() -> CatalogSource {
-    let app = |id: &str, name: &str| Application { id: id.into(), name: name.into() };
+    let app = |id: &str, name: &str| Application {
+        id: id.into(),
+        name: name.into(),
+    };
     let product = |id: &str, name: &str, application: &str, kind, minimum| ProductSource {
         id: id.into(),
         name: name.into(),
@@ -297,14 +312,36 @@ pub fn demo_source() -> CatalogSource {
         vendor: "Demo Vendor".into(),
         applications: vec![app("demo-os", "Demo OS"), app("demo-office", "Demo Office")],
         products: vec![
-            product("demo-os-workstation", "Demo OS Workstation", "demo-os", ProductKind::Workstation, 25),
-            product("demo-os-server", "Demo OS Server", "demo-os", ProductKind::Server, 5),
-            product("demo-office", "Demo Office", "demo-office", ProductKind::Workstation, 5),
+            product(
+                "demo-os-workstation",
+                "Demo OS Workstation",
+                "demo-os",
+                ProductKind::Workstation,
+                25,
+            ),
+            product(
+                "demo-os-server",
+                "Demo OS Server",
+                "demo-os",
+                ProductKind::Server,
+                5,
+            ),
+            product(
+                "demo-office",
+                "Demo Office",
+                "demo-office",
+                ProductKind::Workstation,
+                5,
+            ),
         ],
         key_groups: vec![KeyGroup {
             id: "demo-all".into(),
             name: "All demo products".into(),
-            products: vec!["demo-os-workstation".into(), "demo-os-server".into(), "demo-office".into()],
+            products: vec![
+                "demo-os-workstation".into(),
+                "demo-os-server".into(),
+                "demo-office".into(),
+            ],
         }],
     }
 }
@@ -350,7 +387,10 @@ mod tests {
     fn unknown_key_is_refused() {
         let c = Catalog::build(&demo_source(), 1, Timestamp::UNIX_EPOCH, counter()).unwrap();
         let stranger = SetupKey::generate([200; 24]);
-        assert_eq!(c.product_for_key(&stranger).unwrap_err().code, ErrorCode::UnknownSetupKey);
+        assert_eq!(
+            c.product_for_key(&stranger).unwrap_err().code,
+            ErrorCode::UnknownSetupKey
+        );
     }
 }
 
@@ -369,7 +409,10 @@ impl VendorBundle {
     /// Verifies the catalog against the root key and returns both.
     pub fn open(&self) -> Result<(crate::keys::PublicKey, Catalog), ApiError> {
         let root = crate::keys::PublicKey::from_paserk(&self.root_public_key).map_err(|_| {
-            ApiError::new(ErrorCode::BadRequest, "the vendor bundle's root_public_key is not a k4.public PASERK")
+            ApiError::new(
+                ErrorCode::BadRequest,
+                "the vendor bundle's root_public_key is not a k4.public PASERK",
+            )
         })?;
         let catalog: Catalog = crate::token::verify(&root, &self.catalog).map_err(|e| {
             ApiError::new(

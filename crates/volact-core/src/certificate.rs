@@ -71,10 +71,28 @@ impl HostCertificate {
 }
 
 /// Builds the host's activation request.
-pub fn make_request(host: &KeyPair, host_key: &str, nonce: String, now: Timestamp) -> Result<HostActivationRequest, ApiError> {
-    let proof = ActivationProof { host_id: host.public().host_id(), host_key: host_key.trim().to_string(), nonce, iat: now };
-    let proof = token::sign(host, &proof).map_err(|e| ApiError::new(ErrorCode::Internal, format!("could not sign the request: {e}")))?;
-    Ok(HostActivationRequest { host_public_key: host.public().to_paserk(), proof })
+pub fn make_request(
+    host: &KeyPair,
+    host_key: &str,
+    nonce: String,
+    now: Timestamp,
+) -> Result<HostActivationRequest, ApiError> {
+    let proof = ActivationProof {
+        host_id: host.public().host_id(),
+        host_key: host_key.trim().to_string(),
+        nonce,
+        iat: now,
+    };
+    let proof = token::sign(host, &proof).map_err(|e| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("could not sign the request: {e}"),
+        )
+    })?;
+    Ok(HostActivationRequest {
+        host_public_key: host.public().to_paserk(),
+        proof,
+    })
 }
 
 /// How many activations the vendor has signed, per host key and host.
@@ -118,7 +136,10 @@ impl Ledger {
 }
 
 fn untrusted(what: &str, e: TokenError) -> ApiError {
-    ApiError::new(ErrorCode::UntrustedHost, format!("{what} does not verify: {e}"))
+    ApiError::new(
+        ErrorCode::UntrustedHost,
+        format!("{what} does not verify: {e}"),
+    )
 }
 
 /// The vendor's side of host activation: checks the request and the host key, admits it
@@ -133,10 +154,13 @@ pub fn activate_host(
 ) -> Result<(String, HostCertificate), ApiError> {
     let host_public = PublicKey::from_paserk(&request.host_public_key)
         .map_err(|_| ApiError::bad_request("host_public_key", "not a k4.public PASERK"))?;
-    let proof: ActivationProof =
-        token::verify(&host_public, &request.proof).map_err(|e| ApiError::bad_request("proof", e.to_string()))?;
+    let proof: ActivationProof = token::verify(&host_public, &request.proof)
+        .map_err(|e| ApiError::bad_request("proof", e.to_string()))?;
     if proof.host_id != host_public.host_id() {
-        return Err(ApiError::bad_request("proof", "the host id does not match the host's public key"));
+        return Err(ApiError::bad_request(
+            "proof",
+            "the host id does not match the host's public key",
+        ));
     }
     let key: HostKey = token::verify(root.public(), &proof.host_key).map_err(|e| {
         ApiError::new(
@@ -149,14 +173,20 @@ pub fn activate_host(
     {
         return Err(ApiError::with_details(
             ErrorCode::HostKeyActivationLimit,
-            format!("host key {} expired at {exp}; ask the vendor for a new one", key.jti),
+            format!(
+                "host key {} expired at {exp}; ask the vendor for a new one",
+                key.jti
+            ),
             serde_json::json!({ "key_id": key.jti, "expired": exp }),
         ));
     }
     let group = catalog.key_group(&key.group).ok_or_else(|| {
         ApiError::new(
             ErrorCode::ProductNotInKeyGroup,
-            format!("host key {} names key group `{}`, which this catalog does not have", key.jti, key.group),
+            format!(
+                "host key {} names key group `{}`, which this catalog does not have",
+                key.jti, key.group
+            ),
         )
     })?;
     let mut trial = ledger.clone();
@@ -177,21 +207,31 @@ pub fn activate_host(
         iat: now,
         exp,
     };
-    let token = token::sign(root, &cert).map_err(|e| ApiError::new(ErrorCode::Internal, format!("could not sign: {e}")))?;
+    let token = token::sign(root, &cert)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("could not sign: {e}")))?;
     *ledger = trial;
     Ok((token, cert))
 }
 
 /// Verifies a host certificate against the vendor root and checks that it belongs to the
 /// host holding `host_public` (when given).
-pub fn verify_certificate(root: &PublicKey, token: &str, host_public: Option<&PublicKey>) -> Result<HostCertificate, ApiError> {
-    let cert: HostCertificate = token::verify(root, token).map_err(|e| untrusted("the host certificate", e))?;
+pub fn verify_certificate(
+    root: &PublicKey,
+    token: &str,
+    host_public: Option<&PublicKey>,
+) -> Result<HostCertificate, ApiError> {
+    let cert: HostCertificate =
+        token::verify(root, token).map_err(|e| untrusted("the host certificate", e))?;
     if let Some(host) = host_public
         && (cert.sub != host.host_id() || cert.host_public_key != host.to_paserk())
     {
         return Err(ApiError::new(
             ErrorCode::UntrustedHost,
-            format!("the host certificate is for host {}, not this host ({})", cert.sub, host.host_id()),
+            format!(
+                "the host certificate is for host {}, not this host ({})",
+                cert.sub,
+                host.host_id()
+            ),
         ));
     }
     Ok(cert)
@@ -231,9 +271,12 @@ mod tests {
         let (root, catalog, _key, token) = setup();
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let mut ledger = Ledger::default();
-        let hosts: Vec<KeyPair> = (10..13).map(|s| KeyPair::from_seed([s; 32]).unwrap()).collect();
+        let hosts: Vec<KeyPair> = (10..13)
+            .map(|s| KeyPair::from_seed([s; 32]).unwrap())
+            .collect();
         let req = |h: &KeyPair| make_request(h, &token, "n".into(), now).unwrap();
-        let (cert_token, cert) = activate_host(&root, &catalog, &mut ledger, &req(&hosts[0]), now, 365).unwrap();
+        let (cert_token, cert) =
+            activate_host(&root, &catalog, &mut ledger, &req(&hosts[0]), now, 365).unwrap();
         assert_eq!(cert.products.len(), 3);
         assert!(verify_certificate(root.public(), &cert_token, Some(hosts[0].public())).is_ok());
         assert!(verify_certificate(root.public(), &cert_token, Some(hosts[1].public())).is_err());

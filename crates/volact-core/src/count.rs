@@ -47,7 +47,10 @@ pub struct CountIndex {
 impl CountIndex {
     /// An empty index with a count window of `window_secs`.
     pub fn new(window_secs: i64) -> CountIndex {
-        CountIndex { window_secs, applications: HashMap::new() }
+        CountIndex {
+            window_secs,
+            applications: HashMap::new(),
+        }
     }
 
     fn oldest(&self, now: i64) -> i64 {
@@ -59,7 +62,11 @@ impl CountIndex {
     /// a time: asking for another application's product moves it.
     pub fn observe(&mut self, application: &str, client: ClientKey, at: i64) -> u32 {
         let oldest = self.oldest(at);
-        if !self.applications.get(application).is_some_and(|a| a.last.contains_key(&client)) {
+        if !self
+            .applications
+            .get(application)
+            .is_some_and(|a| a.last.contains_key(&client))
+        {
             for app in self.applications.values_mut() {
                 if app.remove(client) {
                     break;
@@ -68,7 +75,10 @@ impl CountIndex {
         }
         let app = match self.applications.get_mut(application) {
             Some(app) => app,
-            None => self.applications.entry(application.to_string()).or_default(),
+            None => self
+                .applications
+                .entry(application.to_string())
+                .or_default(),
         };
         // A late request (older than one already seen) must not move a client backwards.
         let at = at.max(app.last.get(&client).copied().unwrap_or(i64::MIN));
@@ -82,7 +92,10 @@ impl CountIndex {
     /// Loads a stored client without answering (start-up). Keeps the later time if the
     /// client is already present.
     pub fn load(&mut self, application: &str, client: ClientKey, last_counted: i64) {
-        let app = self.applications.entry(application.to_string()).or_default();
+        let app = self
+            .applications
+            .entry(application.to_string())
+            .or_default();
         if let Some(&t) = app.last.get(&client) {
             if t >= last_counted {
                 return;
@@ -117,7 +130,9 @@ impl CountIndex {
     /// Whether `client` counts in any application at `now`.
     pub fn contains_anywhere(&self, client: ClientKey, now: i64) -> bool {
         let oldest = self.oldest(now);
-        self.applications.values().any(|a| a.last.get(&client).is_some_and(|&t| t >= oldest))
+        self.applications
+            .values()
+            .any(|a| a.last.get(&client).is_some_and(|&t| t >= oldest))
     }
 
     /// Distinct clients counted across all applications at `now` (seats in use).
@@ -145,7 +160,10 @@ impl CountIndex {
             .iter_mut()
             .map(|(name, a)| {
                 a.expire(oldest);
-                (name.clone(), u32::try_from(a.last.len()).unwrap_or(u32::MAX))
+                (
+                    name.clone(),
+                    u32::try_from(a.last.len()).unwrap_or(u32::MAX),
+                )
             })
             .collect();
         out.sort();

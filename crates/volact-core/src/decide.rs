@@ -28,29 +28,55 @@ pub struct ParsedRequest {
 /// Checks every field of a request; the first fault is a `bad-request` naming the field
 /// (or `unknown-setup-key` for a malformed setup key).
 pub fn parse_request(req: &ActivationRequest) -> Result<ParsedRequest, ApiError> {
-    let id = uuid::Uuid::parse_str(req.client_id.trim())
-        .map_err(|_| ApiError::bad_request("client_id", "must be a UUID such as 0f8e5a52-8d1c-4f3c-9b1e-3f1d2c7a9e10"))?;
+    let id = uuid::Uuid::parse_str(req.client_id.trim()).map_err(|_| {
+        ApiError::bad_request(
+            "client_id",
+            "must be a UUID such as 0f8e5a52-8d1c-4f3c-9b1e-3f1d2c7a9e10",
+        )
+    })?;
     if id.is_nil() {
-        return Err(ApiError::bad_request("client_id", "must not be the nil UUID"));
+        return Err(ApiError::bad_request(
+            "client_id",
+            "must not be the nil UUID",
+        ));
     }
     if !(1..=1000).contains(&req.minimum_count) {
-        return Err(ApiError::bad_request("minimum_count", "must be from 1 to 1000"));
+        return Err(ApiError::bad_request(
+            "minimum_count",
+            "must be from 1 to 1000",
+        ));
     }
     let nonce_ok = (8..=128).contains(&req.nonce.len())
-        && req.nonce.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'));
+        && req
+            .nonce
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'));
     if !nonce_ok {
-        return Err(ApiError::bad_request("nonce", "must be 8 to 128 characters of letters, digits, `-` or `_`"));
+        return Err(ApiError::bad_request(
+            "nonce",
+            "must be 8 to 128 characters of letters, digits, `-` or `_`",
+        ));
     }
     if req.machine_name.chars().count() > 255 || req.machine_name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("machine_name", "must be at most 255 characters, without control characters"));
+        return Err(ApiError::bad_request(
+            "machine_name",
+            "must be at most 255 characters, without control characters",
+        ));
     }
     if let Some(t) = &req.ticket_id
         && (t.len() > 64 || t.chars().any(char::is_control))
     {
-        return Err(ApiError::bad_request("ticket_id", "must be at most 64 characters"));
+        return Err(ApiError::bad_request(
+            "ticket_id",
+            "must be at most 64 characters",
+        ));
     }
     let setup_key = SetupKey::parse(&req.setup_key)?;
-    Ok(ParsedRequest { client: id.as_u128(), client_id: id.hyphenated().to_string(), setup_key })
+    Ok(ParsedRequest {
+        client: id.as_u128(),
+        client_id: id.hyphenated().to_string(),
+        setup_key,
+    })
 }
 
 /// What the host knows when it admits a request.
@@ -161,13 +187,24 @@ pub fn minimum(product: &Product, requested: u32) -> u32 {
 
 /// Activate when the count has reached the minimum; a ticket never outlives the host's
 /// certificate, since the host cannot grant more than it holds.
-pub fn outcome(count: u32, minimum: u32, certificate: &HostCertificate, settings: &Settings, now: Timestamp) -> Outcome {
+pub fn outcome(
+    count: u32,
+    minimum: u32,
+    certificate: &HostCertificate,
+    settings: &Settings,
+    now: Timestamp,
+) -> Outcome {
     if count >= minimum {
         let valid_until = util::add(now, settings.ticket_validity).min(certificate.exp);
         let renew_after = util::add(now, settings.renew_interval).min(valid_until);
-        Outcome::Activate { renew_after, valid_until }
+        Outcome::Activate {
+            renew_after,
+            valid_until,
+        }
     } else {
-        Outcome::NotYet { retry_after: util::add(now, settings.retry_interval) }
+        Outcome::NotYet {
+            retry_after: util::add(now, settings.retry_interval),
+        }
     }
 }
 
@@ -199,9 +236,16 @@ pub fn answer(
     host_id: &str,
     now: Timestamp,
 ) -> Answer {
-    let Counted { count, minimum, outcome } = counted;
+    let Counted {
+        count,
+        minimum,
+        outcome,
+    } = counted;
     match outcome {
-        Outcome::Activate { renew_after, valid_until } => Answer::Ticket(Ticket {
+        Outcome::Activate {
+            renew_after,
+            valid_until,
+        } => Answer::Ticket(Ticket {
             jti: ticket_id(&parsed.client_id, &req.nonce, now),
             sub: parsed.client_id.clone(),
             product: product.id.clone(),
@@ -229,7 +273,12 @@ pub fn answer(
 }
 
 /// The `count-insufficient` refusal a client shows for a "not yet".
-pub fn count_insufficient(count: u32, minimum: u32, retry_after: Timestamp, application: &str) -> ApiError {
+pub fn count_insufficient(
+    count: u32,
+    minimum: u32,
+    retry_after: Timestamp,
+    application: &str,
+) -> ApiError {
     ApiError::with_details(
         ErrorCode::CountInsufficient,
         format!(

@@ -19,7 +19,9 @@ pub struct KeyPair {
 impl fmt::Debug for KeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the secret half.
-        f.debug_struct("KeyPair").field("public", &self.public.to_paserk()).finish()
+        f.debug_struct("KeyPair")
+            .field("public", &self.public.to_paserk())
+            .finish()
     }
 }
 
@@ -45,7 +47,10 @@ impl PartialEq for PublicKey {
 impl Eq for PublicKey {}
 
 fn key_error(what: &str) -> ApiError {
-    ApiError::new(ErrorCode::BadRequest, format!("{what} is not a valid Ed25519 key in PASERK form"))
+    ApiError::new(
+        ErrorCode::BadRequest,
+        format!("{what} is not a valid Ed25519 key in PASERK form"),
+    )
 }
 
 impl KeyPair {
@@ -55,7 +60,11 @@ impl KeyPair {
         let secret = AsymmetricSecretKey::<V4>::from(&signing.to_keypair_bytes())
             .map_err(|_| key_error("the secret key"))?;
         let public = PublicKey::from_bytes(signing.verifying_key().to_bytes())?;
-        Ok(KeyPair { signing, secret, public })
+        Ok(KeyPair {
+            signing,
+            secret,
+            public,
+        })
     }
 
     /// Reads a `k4.secret.…` PASERK.
@@ -101,14 +110,19 @@ impl KeyPair {
 impl PublicKey {
     /// A public key from its 32 bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, ApiError> {
-        let key = AsymmetricPublicKey::<V4>::from(&bytes).map_err(|_| key_error("the public key"))?;
+        let key =
+            AsymmetricPublicKey::<V4>::from(&bytes).map_err(|_| key_error("the public key"))?;
         Ok(PublicKey { bytes, key })
     }
 
     /// Reads a `k4.public.…` PASERK.
     pub fn from_paserk(text: &str) -> Result<PublicKey, ApiError> {
-        let key = AsymmetricPublicKey::<V4>::try_from(text.trim()).map_err(|_| key_error("the public key"))?;
-        let bytes: [u8; 32] = key.as_bytes().try_into().map_err(|_| key_error("the public key"))?;
+        let key = AsymmetricPublicKey::<V4>::try_from(text.trim())
+            .map_err(|_| key_error("the public key"))?;
+        let bytes: [u8; 32] = key
+            .as_bytes()
+            .try_into()
+            .map_err(|_| key_error("the public key"))?;
         Ok(PublicKey { bytes, key })
     }
 

@@ -17,6 +17,6 @@ pub mod settings;
 pub mod setup_key;
 pub mod ticket;
 pub mod token;
-mod util;
+pub mod util;
 
 pub use volact_proto::{ApiError, ErrorCode};

@@ -71,9 +71,18 @@ pub struct LicenseStatus {
 
 /// The license state at `now`.
 pub fn license_state(i: &LicenseInputs, now: Timestamp) -> LicenseStatus {
-    let status = |state, until, reason: String| LicenseStatus { state, until, reason, expiry_warning: false };
+    let status = |state, until, reason: String| LicenseStatus {
+        state,
+        until,
+        reason,
+        expiry_warning: false,
+    };
     let Some(installed_at) = i.installed_at else {
-        return status(LicenseState::Unlicensed, None, "no setup key is installed; run `volact install-key KEY`".into());
+        return status(
+            LicenseState::Unlicensed,
+            None,
+            "no setup key is installed; run `volact install-key KEY`".into(),
+        );
     };
     if let Some(valid_until) = i.ticket_valid_until {
         if now < valid_until {
@@ -81,7 +90,10 @@ pub fn license_state(i: &LicenseInputs, now: Timestamp) -> LicenseStatus {
             let mut s = status(
                 LicenseState::Licensed,
                 Some(valid_until),
-                format!("activated by the host; the ticket is valid for {} more", human(left)),
+                format!(
+                    "activated by the host; the ticket is valid for {} more",
+                    human(left)
+                ),
             );
             s.expiry_warning = left <= EXPIRY_WARNING;
             return s;
@@ -91,13 +103,17 @@ pub fn license_state(i: &LicenseInputs, now: Timestamp) -> LicenseStatus {
             return status(
                 LicenseState::OutOfToleranceGrace,
                 Some(grace_end),
-                format!("the ticket expired at {valid_until} without renewal; reach a host (volact activate) before {grace_end}"),
+                format!(
+                    "the ticket expired at {valid_until} without renewal; reach a host (volact activate) before {grace_end}"
+                ),
             );
         }
         return status(
             LicenseState::Notification,
             None,
-            format!("the ticket expired at {valid_until} and the out-of-tolerance grace ended at {grace_end}; run `volact activate`"),
+            format!(
+                "the ticket expired at {valid_until} and the out-of-tolerance grace ended at {grace_end}; run `volact activate`"
+            ),
         );
     }
     let grace_end = util::add(installed_at, util::days(i.grace_days));
@@ -105,13 +121,18 @@ pub fn license_state(i: &LicenseInputs, now: Timestamp) -> LicenseStatus {
         status(
             LicenseState::InitialGrace,
             Some(grace_end),
-            format!("not activated yet; the initial grace of {} days lasts until {grace_end}", i.grace_days),
+            format!(
+                "not activated yet; the initial grace of {} days lasts until {grace_end}",
+                i.grace_days
+            ),
         )
     } else {
         status(
             LicenseState::Notification,
             None,
-            format!("never activated and the initial grace ended at {grace_end}; run `volact activate` against a host"),
+            format!(
+                "never activated and the initial grace ended at {grace_end}; run `volact activate` against a host"
+            ),
         )
     }
 }
@@ -127,16 +148,35 @@ mod tests {
 
     #[test]
     fn states_move_as_designed() {
-        let none = LicenseInputs { installed_at: None, grace_days: 30, ticket_valid_until: None };
+        let none = LicenseInputs {
+            installed_at: None,
+            grace_days: 30,
+            ticket_valid_until: None,
+        };
         assert_eq!(license_state(&none, t(0)).state, LicenseState::Unlicensed);
-        let fresh = LicenseInputs { installed_at: Some(t(0)), ..none };
+        let fresh = LicenseInputs {
+            installed_at: Some(t(0)),
+            ..none
+        };
         let s = license_state(&fresh, t(29));
         assert_eq!(s.state, LicenseState::InitialGrace);
         assert_eq!(s.until, Some(t(30)));
-        assert_eq!(license_state(&fresh, t(30)).state, LicenseState::Notification);
-        let no_grace = LicenseInputs { grace_days: 0, ..fresh };
-        assert_eq!(license_state(&no_grace, t(0)).state, LicenseState::Notification);
-        let held = LicenseInputs { ticket_valid_until: Some(t(180)), ..fresh };
+        assert_eq!(
+            license_state(&fresh, t(30)).state,
+            LicenseState::Notification
+        );
+        let no_grace = LicenseInputs {
+            grace_days: 0,
+            ..fresh
+        };
+        assert_eq!(
+            license_state(&no_grace, t(0)).state,
+            LicenseState::Notification
+        );
+        let held = LicenseInputs {
+            ticket_valid_until: Some(t(180)),
+            ..fresh
+        };
         let s = license_state(&held, t(100));
         assert_eq!(s.state, LicenseState::Licensed);
         assert!(!s.expiry_warning);
@@ -144,6 +184,9 @@ mod tests {
         let s = license_state(&held, t(180));
         assert_eq!(s.state, LicenseState::OutOfToleranceGrace);
         assert_eq!(s.until, Some(t(210)));
-        assert_eq!(license_state(&held, t(210)).state, LicenseState::Notification);
+        assert_eq!(
+            license_state(&held, t(210)).state,
+            LicenseState::Notification
+        );
     }
 }

@@ -48,16 +48,42 @@ pub struct Range {
 
 /// The allowed ranges, in the order of [`Settings`]'s fields.
 pub const RANGES: [Range; 5] = [
-    Range { name: "renew_interval", min: 15 * MINUTE, max: 30 * DAY },
-    Range { name: "retry_interval", min: 15 * MINUTE, max: 30 * DAY },
-    Range { name: "ticket_validity", min: DAY, max: 3650 * DAY },
-    Range { name: "count_window", min: DAY, max: 365 * DAY },
-    Range { name: "max_clock_skew", min: MINUTE, max: 48 * HOUR },
+    Range {
+        name: "renew_interval",
+        min: 15 * MINUTE,
+        max: 30 * DAY,
+    },
+    Range {
+        name: "retry_interval",
+        min: 15 * MINUTE,
+        max: 30 * DAY,
+    },
+    Range {
+        name: "ticket_validity",
+        min: DAY,
+        max: 3650 * DAY,
+    },
+    Range {
+        name: "count_window",
+        min: DAY,
+        max: 365 * DAY,
+    },
+    Range {
+        name: "max_clock_skew",
+        min: MINUTE,
+        max: 48 * HOUR,
+    },
 ];
 
 impl Settings {
     fn values(&self) -> [SignedDuration; 5] {
-        [self.renew_interval, self.retry_interval, self.ticket_validity, self.count_window, self.max_clock_skew]
+        [
+            self.renew_interval,
+            self.retry_interval,
+            self.ticket_validity,
+            self.count_window,
+            self.max_clock_skew,
+        ]
     }
 
     /// Refuses any value outside its range, naming the setting and the range.
@@ -125,7 +151,8 @@ pub fn parse_duration(text: &str) -> Result<SignedDuration, ApiError> {
         )
     };
     let span: jiff::Span = text.trim().parse().map_err(|_| refuse())?;
-    span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).map_err(|_| refuse())
+    span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|_| refuse())
 }
 
 #[cfg(test)]
@@ -136,19 +163,38 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_ranges_enforced() {
         assert!(Settings::default().validate().is_ok());
-        let s = Settings { max_clock_skew: SignedDuration::from_hours(49), ..Settings::default() };
+        let s = Settings {
+            max_clock_skew: SignedDuration::from_hours(49),
+            ..Settings::default()
+        };
         let e = s.validate().unwrap_err();
-        assert!(e.message.contains("max_clock_skew") && e.message.contains("2d"), "{}", e.message);
-        let s = Settings { renew_interval: SignedDuration::from_mins(5), ..Settings::default() };
+        assert!(
+            e.message.contains("max_clock_skew") && e.message.contains("2d"),
+            "{}",
+            e.message
+        );
+        let s = Settings {
+            renew_interval: SignedDuration::from_mins(5),
+            ..Settings::default()
+        };
         assert!(s.validate().is_err());
     }
 
     #[test]
     fn durations_parse() {
-        assert_eq!(parse_duration("7d").unwrap(), SignedDuration::from_hours(168));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            SignedDuration::from_hours(168)
+        );
         assert_eq!(parse_duration("2h").unwrap(), SignedDuration::from_hours(2));
-        assert_eq!(parse_duration("1d 12h").unwrap(), SignedDuration::from_hours(36));
-        assert_eq!(parse_duration("P7D").unwrap(), SignedDuration::from_hours(168));
+        assert_eq!(
+            parse_duration("1d 12h").unwrap(),
+            SignedDuration::from_hours(36)
+        );
+        assert_eq!(
+            parse_duration("P7D").unwrap(),
+            SignedDuration::from_hours(168)
+        );
         assert!(parse_duration("soon").is_err());
     }
 }

@@ -14,7 +14,9 @@ const N: usize = ALPHABET.len();
 const DATA_LEN: usize = 24;
 
 /// A well-formed setup key, normalised to upper case with dashes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct SetupKey(String);
 
@@ -99,7 +101,11 @@ impl std::fmt::Display for SetupKey {
 }
 
 fn group(chars: &[u8]) -> String {
-    chars.chunks(5).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
+    chars
+        .chunks(5)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// Luhn mod N check character over `data` (values 0..N).

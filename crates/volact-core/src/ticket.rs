@@ -86,12 +86,22 @@ pub fn ticket_id(client_id: &str, nonce: &str, iat: Timestamp) -> String {
 
 /// Signs a ticket with the host's key.
 pub fn sign_ticket(host: &KeyPair, ticket: &Ticket) -> Result<String, ApiError> {
-    token::sign(host, ticket).map_err(|e| ApiError::new(ErrorCode::Internal, format!("could not sign the ticket: {e}")))
+    token::sign(host, ticket).map_err(|e| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("could not sign the ticket: {e}"),
+        )
+    })
 }
 
 /// Signs a "not yet" with the host's key.
 pub fn sign_not_yet(host: &KeyPair, not_yet: &NotYet) -> Result<String, ApiError> {
-    token::sign(host, not_yet).map_err(|e| ApiError::new(ErrorCode::Internal, format!("could not sign the answer: {e}")))
+    token::sign(host, not_yet).map_err(|e| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("could not sign the answer: {e}"),
+        )
+    })
 }
 
 /// What the client expects an answer to be about.
@@ -132,7 +142,11 @@ fn untrusted(message: String) -> ApiError {
 /// certificate chains to `root`, covers the product and was in force when the host
 /// signed; the ticket (or "not yet") is signed by that host and names this client,
 /// product and nonce. Anything else is `untrusted-host`.
-pub fn verify_answer(root: &PublicKey, answer: &ActivationResponse, expected: Expected<'_>) -> Result<VerifiedAnswer, ApiError> {
+pub fn verify_answer(
+    root: &PublicKey,
+    answer: &ActivationResponse,
+    expected: Expected<'_>,
+) -> Result<VerifiedAnswer, ApiError> {
     let certificate = certificate::verify_certificate(root, &answer.host_certificate, None).map_err(|e| {
         untrusted(format!(
             "host {} is not trusted: its certificate does not chain to this vendor's root key ({}); it may be an impostor or belong to another vendor",
@@ -142,7 +156,9 @@ pub fn verify_answer(root: &PublicKey, answer: &ActivationResponse, expected: Ex
     let host_key = PublicKey::from_paserk(&certificate.host_public_key)
         .map_err(|_| untrusted("the host certificate carries no usable public key".into()))?;
     if certificate.sub != host_key.host_id() {
-        return Err(untrusted("the host certificate's host id does not match its key".into()));
+        return Err(untrusted(
+            "the host certificate's host id does not match its key".into(),
+        ));
     }
     if !certificate.products.iter().any(|p| p == expected.product) {
         return Err(untrusted(format!(
@@ -150,8 +166,17 @@ pub fn verify_answer(root: &PublicKey, answer: &ActivationResponse, expected: Ex
             certificate.sub, expected.product
         )));
     }
-    let check = |sub: &str, product: &str, nonce: &str, iss: &str, iat: Timestamp| -> Result<(), ApiError> {
-        if sub != expected.client_id || product != expected.product || nonce != expected.nonce || iss != certificate.sub {
+    let check = |sub: &str,
+                 product: &str,
+                 nonce: &str,
+                 iss: &str,
+                 iat: Timestamp|
+     -> Result<(), ApiError> {
+        if sub != expected.client_id
+            || product != expected.product
+            || nonce != expected.nonce
+            || iss != certificate.sub
+        {
             return Err(untrusted(
                 "the host's answer is not for this request (client id, product, nonce or host differ); it may be a replay".into(),
             ));
@@ -166,29 +191,69 @@ pub fn verify_answer(root: &PublicKey, answer: &ActivationResponse, expected: Ex
     };
     match answer.result {
         ActivationResult::Activated => {
-            let text = answer.ticket.as_deref().ok_or_else(|| untrusted("the host said activated but sent no ticket".into()))?;
-            let ticket: Ticket = token::verify(&host_key, text)
-                .map_err(|e| untrusted(format!("the ticket does not verify with host {}'s key: {e}", certificate.sub)))?;
-            check(&ticket.sub, &ticket.product, &ticket.nonce, &ticket.iss, ticket.iat)?;
-            Ok(VerifiedAnswer::Ticket { ticket, certificate })
+            let text = answer
+                .ticket
+                .as_deref()
+                .ok_or_else(|| untrusted("the host said activated but sent no ticket".into()))?;
+            let ticket: Ticket = token::verify(&host_key, text).map_err(|e| {
+                untrusted(format!(
+                    "the ticket does not verify with host {}'s key: {e}",
+                    certificate.sub
+                ))
+            })?;
+            check(
+                &ticket.sub,
+                &ticket.product,
+                &ticket.nonce,
+                &ticket.iss,
+                ticket.iat,
+            )?;
+            Ok(VerifiedAnswer::Ticket {
+                ticket,
+                certificate,
+            })
         }
         ActivationResult::CountInsufficient => {
-            let text = answer.not_yet.as_deref().ok_or_else(|| untrusted("the host sent an unsigned answer".into()))?;
-            let not_yet: NotYet = token::verify(&host_key, text)
-                .map_err(|e| untrusted(format!("the answer does not verify with host {}'s key: {e}", certificate.sub)))?;
-            check(&not_yet.sub, &not_yet.product, &not_yet.nonce, &not_yet.iss, not_yet.iat)?;
-            Ok(VerifiedAnswer::NotYet { not_yet, certificate })
+            let text = answer
+                .not_yet
+                .as_deref()
+                .ok_or_else(|| untrusted("the host sent an unsigned answer".into()))?;
+            let not_yet: NotYet = token::verify(&host_key, text).map_err(|e| {
+                untrusted(format!(
+                    "the answer does not verify with host {}'s key: {e}",
+                    certificate.sub
+                ))
+            })?;
+            check(
+                &not_yet.sub,
+                &not_yet.product,
+                &not_yet.nonce,
+                &not_yet.iss,
+                not_yet.iat,
+            )?;
+            Ok(VerifiedAnswer::NotYet {
+                not_yet,
+                certificate,
+            })
         }
     }
 }
 
 /// Re-verifies a stored ticket (e.g. when the state file is read back).
-pub fn verify_stored(root: &PublicKey, certificate: &str, ticket: &str) -> Result<(Ticket, HostCertificate), ApiError> {
+pub fn verify_stored(
+    root: &PublicKey,
+    certificate: &str,
+    ticket: &str,
+) -> Result<(Ticket, HostCertificate), ApiError> {
     let cert = certificate::verify_certificate(root, certificate, None)?;
-    let host_key = PublicKey::from_paserk(&cert.host_public_key).map_err(|_| untrusted("bad host key in certificate".into()))?;
-    let t: Ticket = token::verify(&host_key, ticket).map_err(|e| untrusted(format!("stored ticket does not verify: {e}")))?;
+    let host_key = PublicKey::from_paserk(&cert.host_public_key)
+        .map_err(|_| untrusted("bad host key in certificate".into()))?;
+    let t: Ticket = token::verify(&host_key, ticket)
+        .map_err(|e| untrusted(format!("stored ticket does not verify: {e}")))?;
     if t.iss != cert.sub {
-        return Err(untrusted("stored ticket was not signed by the certified host".into()));
+        return Err(untrusted(
+            "stored ticket was not signed by the certified host".into(),
+        ));
     }
     Ok((t, cert))
 }

@@ -6,9 +6,9 @@
 //! PASETO v4 library verifies the tokens with the public key alone.
 
 use crate::keys::{KeyPair, PublicKey};
+use pasetors::Public;
 use pasetors::token::UntrustedToken;
 use pasetors::version4::{PublicToken, V4};
-use pasetors::Public;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +36,10 @@ impl std::fmt::Display for TokenError {
             TokenError::Malformed => f.write_str("not a PASETO v4.public token"),
             TokenError::BadSignature => f.write_str("the signature does not verify"),
             TokenError::WrongType { expected, found } => {
-                write!(f, "it is a `{found}` document where a `{expected}` was expected")
+                write!(
+                    f,
+                    "it is a `{found}` document where a `{expected}` was expected"
+                )
             }
             TokenError::BadClaims(why) => write!(f, "its contents do not parse: {why}"),
         }
@@ -63,17 +66,25 @@ struct TypeOnly {
 
 /// Signs a document.
 pub fn sign<T: Document>(key: &KeyPair, claims: &T) -> Result<String, TokenError> {
-    let payload = serde_json::to_vec(&Envelope { typ: T::TYPE, claims })
-        .map_err(|e| TokenError::BadClaims(e.to_string()))?;
-    PublicToken::sign(key.pasetors_secret(), &payload, None, None).map_err(|_| TokenError::Malformed)
+    let payload = serde_json::to_vec(&Envelope {
+        typ: T::TYPE,
+        claims,
+    })
+    .map_err(|e| TokenError::BadClaims(e.to_string()))?;
+    PublicToken::sign(key.pasetors_secret(), &payload, None, None)
+        .map_err(|_| TokenError::Malformed)
 }
 
 /// Verifies a token's signature and kind, and parses its claims.
 pub fn verify<T: Document>(key: &PublicKey, token: &str) -> Result<T, TokenError> {
     let payload = verified_payload(key, token)?;
-    let kind: TypeOnly = serde_json::from_slice(&payload).map_err(|e| TokenError::BadClaims(e.to_string()))?;
+    let kind: TypeOnly =
+        serde_json::from_slice(&payload).map_err(|e| TokenError::BadClaims(e.to_string()))?;
     if kind.typ != T::TYPE {
-        return Err(TokenError::WrongType { expected: T::TYPE.to_string(), found: kind.typ });
+        return Err(TokenError::WrongType {
+            expected: T::TYPE.to_string(),
+            found: kind.typ,
+        });
     }
     serde_json::from_slice(&payload).map_err(|e| TokenError::BadClaims(e.to_string()))
 }
@@ -81,14 +92,17 @@ pub fn verify<T: Document>(key: &PublicKey, token: &str) -> Result<T, TokenError
 /// Reads a token's claims WITHOUT verifying it, for showing what a document says before
 /// the key that signed it is known. Never trust the result.
 pub fn peek<T: Document>(token: &str) -> Result<T, TokenError> {
-    let untrusted = UntrustedToken::<Public, V4>::try_from(token.trim()).map_err(|_| TokenError::Malformed)?;
-    serde_json::from_slice(untrusted.untrusted_payload()).map_err(|e| TokenError::BadClaims(e.to_string()))
+    let untrusted =
+        UntrustedToken::<Public, V4>::try_from(token.trim()).map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(untrusted.untrusted_payload())
+        .map_err(|e| TokenError::BadClaims(e.to_string()))
 }
 
 fn verified_payload(key: &PublicKey, token: &str) -> Result<Vec<u8>, TokenError> {
-    let untrusted = UntrustedToken::<Public, V4>::try_from(token.trim()).map_err(|_| TokenError::Malformed)?;
-    let trusted =
-        PublicToken::verify(key.pasetors(), &untrusted, None, None).map_err(|_| TokenError::BadSignature)?;
+    let untrusted =
+        UntrustedToken::<Public, V4>::try_from(token.trim()).map_err(|_| TokenError::Malformed)?;
+    let trusted = PublicToken::verify(key.pasetors(), &untrusted, None, None)
+        .map_err(|_| TokenError::BadSignature)?;
     Ok(trusted.payload().as_bytes().to_vec())
 }
 
@@ -119,9 +133,18 @@ mod tests {
         let t = sign(&k, &A { x: 5 }).unwrap();
         assert!(t.starts_with("v4.public."));
         assert_eq!(verify::<A>(k.public(), &t).unwrap(), A { x: 5 });
-        assert!(matches!(verify::<B>(k.public(), &t), Err(TokenError::WrongType { .. })));
-        assert_eq!(verify::<A>(other.public(), &t), Err(TokenError::BadSignature));
-        assert_eq!(verify::<A>(k.public(), "v4.public.garbage"), Err(TokenError::Malformed));
+        assert!(matches!(
+            verify::<B>(k.public(), &t),
+            Err(TokenError::WrongType { .. })
+        ));
+        assert_eq!(
+            verify::<A>(other.public(), &t),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            verify::<A>(k.public(), "v4.public.garbage"),
+            Err(TokenError::Malformed)
+        );
         assert_eq!(peek::<A>(&t).unwrap(), A { x: 5 });
         // One flipped character anywhere in the body breaks the signature.
         let mut bad = t.clone().into_bytes();

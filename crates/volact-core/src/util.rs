@@ -1,11 +1,15 @@
-//! Small helpers shared by the modules of this crate.
+//! Small time helpers shared by the crates of volact.
 
 use jiff::{SignedDuration, Timestamp};
 
 /// `t + d`, saturating at the ends of jiff's range instead of failing: a far-future
 /// deadline is as good as the largest one.
 pub(crate) fn add(t: Timestamp, d: SignedDuration) -> Timestamp {
-    t.checked_add(d).unwrap_or(if d.is_negative() { Timestamp::MIN } else { Timestamp::MAX })
+    t.checked_add(d).unwrap_or(if d.is_negative() {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
 }
 
 /// A duration of whole days.

@@ -144,12 +144,24 @@ pub struct ApiError {
 impl ApiError {
     /// A refusal with no figures.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), details: serde_json::Value::Null }
+        ApiError {
+            code,
+            message: message.into(),
+            details: serde_json::Value::Null,
+        }
     }
 
     /// A refusal with figures.
-    pub fn with_details(code: ErrorCode, message: impl Into<String>, details: serde_json::Value) -> Self {
-        ApiError { code, message: message.into(), details }
+    pub fn with_details(
+        code: ErrorCode,
+        message: impl Into<String>,
+        details: serde_json::Value,
+    ) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            details,
+        }
     }
 
     /// A `bad-request` naming the field at fault and why.

@@ -1,0 +1,470 @@
+//! Activation: pick hosts, ask them in turn, verify the answer along the vendor's chain,
+//! and record the outcome in the state.
+
+use crate::http::{self, HostReply};
+use crate::schedule::{self, add, show};
+use crate::state::{Attempt, ClientState, Installed, RESULT_ACTIVATED, StoredTicket};
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+use std::path::Path;
+use volact_core::decide::count_insufficient;
+use volact_core::keys::PublicKey;
+use volact_core::ticket::{Expected, Ticket, VerifiedAnswer, verify_answer};
+use volact_proto::{ActivationRequest, ActivationResponse, ApiError, ErrorCode, HostIntervals};
+
+/// A successful activation or renewal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActivationOutcome {
+    /// The host that activated the client, `host:port`.
+    pub host: String,
+    /// Whether the client already held a ticket (a renewal rather than a first activation).
+    pub renewed: bool,
+    /// The new ticket.
+    pub ticket: StoredTicket,
+}
+
+/// The hosts to ask, in order: the pinned host alone if there is one; otherwise the host
+/// that last answered (when the host cache is on), then whatever discovery finds.
+pub fn candidates(state: &ClientState) -> Vec<String> {
+    if let Some(host) = &state.pinned_host {
+        return vec![host.clone()];
+    }
+    let mut hosts: Vec<String> = Vec::new();
+    if state.use_host_cache
+        && let Some(host) = &state.last_host
+    {
+        hosts.push(host.clone());
+    }
+    for host in discover(state) {
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    hosts
+}
+
+/// DNS SRV discovery (`_volact._tcp.DOMAIN`, by priority and weight). Not available yet:
+/// it finds nothing, so an unpinned client without a cached host reports `no-host-found`.
+fn discover(_state: &ClientState) -> Vec<String> {
+    Vec::new()
+}
+
+/// The longest a host may tell a client to wait: the retry interval's upper bound.
+const MAX_RETRY: SignedDuration = SignedDuration::from_hours(30 * 24);
+
+fn no_key() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidState,
+        "no setup key installed; run volact install-key KEY --vendor FILE",
+    )
+}
+
+/// Whether another host may do better: this one is down, not trusted, or cannot serve.
+/// Refusals about the client itself (its count, clock, key or revocation) would be the
+/// same everywhere, so they end the search.
+fn try_next(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::HostUnreachable
+            | ErrorCode::UntrustedHost
+            | ErrorCode::HostNotActivated
+            | ErrorCode::HostCertificateExpired
+            | ErrorCode::StorageFailure
+            | ErrorCode::Internal
+    )
+}
+
+/// What one host's answer amounts to, before it is recorded.
+enum Reply {
+    Ticket {
+        ticket: Ticket,
+        token: String,
+        certificate: String,
+        intervals: HostIntervals,
+    },
+    NotYet {
+        count: u32,
+        minimum: u32,
+        retry_after: Timestamp,
+        intervals: HostIntervals,
+    },
+    /// The host refused; any intervals or retry time it mentioned come along.
+    Refused {
+        error: ApiError,
+        intervals: Option<HostIntervals>,
+    },
+    /// No usable answer: nothing of it is stored.
+    Failed(ApiError),
+}
+
+impl Reply {
+    fn error_code(&self) -> Option<ErrorCode> {
+        match self {
+            Reply::Refused { error, .. } | Reply::Failed(error) => Some(error.code),
+            _ => None,
+        }
+    }
+}
+
+/// Activates or renews now, like `slmgr /ato`, and records the outcome in `state`.
+///
+/// The state is changed in memory only: the caller must save it afterwards, **also when
+/// this returns an error**, so the last attempt (and the retry time the agent honours) is
+/// kept. [`activate_and_save`] does that. An answer that does not verify against the
+/// vendor root stores nothing but the attempt. A "not yet" keeps the held ticket and is
+/// returned as the `count-insufficient` error.
+pub async fn activate(
+    state: &mut ClientState,
+    now: Timestamp,
+    machine_name: &str,
+    nonce: String,
+) -> Result<ActivationOutcome, ApiError> {
+    let hosts = candidates(state);
+    activate_hosts(state, &hosts, now, machine_name, nonce).await
+}
+
+/// [`activate`] against the given hosts, in order.
+pub(crate) async fn activate_hosts(
+    state: &mut ClientState,
+    hosts: &[String],
+    now: Timestamp,
+    machine_name: &str,
+    nonce: String,
+) -> Result<ActivationOutcome, ApiError> {
+    let installed = state.installed.clone().ok_or_else(no_key)?;
+    let (root, _) = installed.vendor.open()?;
+    if hosts.is_empty() {
+        let error = ApiError::new(
+            ErrorCode::NoHostFound,
+            "no host is pinned and DNS discovery is not available yet; run `volact set-host HOST[:PORT]`",
+        );
+        record_failure(state, now, String::new(), &error, None);
+        return Err(error);
+    }
+    let client = http::client()?;
+    let request = ActivationRequest {
+        client_id: installed.client_id.clone(),
+        setup_key: installed.setup_key.to_string(),
+        minimum_count: installed.minimum_count,
+        client_time: now,
+        nonce,
+        machine_name: machine_name.to_string(),
+        ticket_id: state.ticket.as_ref().map(|t| t.ticket_id.clone()),
+    };
+    let mut tried: Vec<(String, ApiError)> = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let reply = ask(&client, host, &request, &root, &installed, now).await;
+        let last = i + 1 == hosts.len();
+        if !last && reply.error_code().is_some_and(try_next) {
+            if let Reply::Refused { error, .. } | Reply::Failed(error) = reply {
+                tracing::warn!(host = %host, code = %error.code, "{}", error.message);
+                tried.push((host.clone(), error));
+            }
+            continue;
+        }
+        return settle(state, now, host, reply, &installed, tried);
+    }
+    // Unreachable: the loop returns on the last host.
+    Err(ApiError::new(ErrorCode::Internal, "no host was asked"))
+}
+
+/// Loads the state at `path`, activates, and saves the outcome whether it succeeded or
+/// not. Another command may have changed the file while the hosts were asked, so the
+/// outcome is merged into the file as it is then.
+pub async fn activate_and_save(
+    path: &Path,
+    now: Timestamp,
+    machine_name: &str,
+    nonce: String,
+) -> Result<ActivationOutcome, ApiError> {
+    let mut state = ClientState::load(path)?;
+    let result = activate(&mut state, now, machine_name, nonce).await;
+    let mut fresh = ClientState::load(path)?;
+    merge_outcome(&mut fresh, &state);
+    let saved = fresh.save(path);
+    // A failed activation's message matters more than a failed save of its record; a
+    // ticket that could not be saved is lost, so then the save error wins.
+    match (result, saved) {
+        (Ok(outcome), Ok(())) => Ok(outcome),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// Copies what an activation learned (`done`) into a state re-read from disk (`fresh`).
+/// The ticket is copied only if the same client still has the same product installed:
+/// a key installed meanwhile must not receive a ticket for the old product.
+pub(crate) fn merge_outcome(fresh: &mut ClientState, done: &ClientState) {
+    let identity = |s: &ClientState| {
+        s.installed
+            .as_ref()
+            .map(|i| (i.client_id.clone(), i.product.clone()))
+    };
+    if identity(fresh) == identity(done) {
+        fresh.ticket.clone_from(&done.ticket);
+    }
+    fresh.intervals = done.intervals.or(fresh.intervals);
+    fresh.last_attempt.clone_from(&done.last_attempt);
+    if done.last_host.is_some() {
+        fresh.last_host.clone_from(&done.last_host);
+    }
+}
+
+async fn ask(
+    client: &reqwest::Client,
+    host: &str,
+    request: &ActivationRequest,
+    root: &PublicKey,
+    installed: &Installed,
+    now: Timestamp,
+) -> Reply {
+    match http::post_activation(client, host, request).await {
+        Err(e) => Reply::Failed(e),
+        Ok(HostReply::Refusal(error)) => {
+            let intervals = error
+                .details
+                .get("intervals")
+                .and_then(|v| serde_json::from_value(v.clone()).ok());
+            Reply::Refused { error, intervals }
+        }
+        Ok(HostReply::Answer(answer)) => judge(&answer, request, root, installed, now),
+    }
+}
+
+/// Verifies an answer and checks that its times make sense on this machine's clock.
+fn judge(
+    answer: &ActivationResponse,
+    request: &ActivationRequest,
+    root: &PublicKey,
+    installed: &Installed,
+    now: Timestamp,
+) -> Reply {
+    let expected = Expected {
+        client_id: &installed.client_id,
+        product: &installed.product,
+        nonce: &request.nonce,
+    };
+    let verified = match verify_answer(root, answer, expected) {
+        Ok(v) => v,
+        Err(e) => return Reply::Failed(e),
+    };
+    let settings = schedule::settings(Some(&answer.intervals));
+    match verified {
+        VerifiedAnswer::Ticket { ticket, .. } => {
+            if let Err(e) = check_ticket_times(&ticket, now, settings.max_clock_skew) {
+                return Reply::Failed(e);
+            }
+            let (Some(token), certificate) =
+                (answer.ticket.clone(), answer.host_certificate.clone())
+            else {
+                return Reply::Failed(ApiError::new(
+                    ErrorCode::UntrustedHost,
+                    "the host sent no ticket",
+                ));
+            };
+            Reply::Ticket {
+                ticket,
+                token,
+                certificate,
+                intervals: answer.intervals,
+            }
+        }
+        VerifiedAnswer::NotYet { not_yet, .. } => {
+            // A retry time in the past or years ahead is a host bug; keep within the
+            // retry interval's range so the client neither hammers nor gives up.
+            let earliest = add(now, SignedDuration::from_mins(1));
+            let latest = add(now, MAX_RETRY);
+            let retry_after = not_yet.retry_after.clamp(earliest, latest);
+            Reply::NotYet {
+                count: not_yet.count,
+                minimum: not_yet.minimum,
+                retry_after,
+                intervals: answer.intervals,
+            }
+        }
+    }
+}
+
+/// A signed ticket can still be unusable here: already over by this machine's clock, or
+/// issued far from it (one of the two clocks is wrong).
+fn check_ticket_times(
+    ticket: &Ticket,
+    now: Timestamp,
+    max_skew: SignedDuration,
+) -> Result<(), ApiError> {
+    if !(ticket.iat <= ticket.renew_after && ticket.renew_after <= ticket.exp) {
+        return Err(ApiError::new(
+            ErrorCode::UntrustedHost,
+            format!(
+                "host {} sent a ticket whose times are out of order (issued {}, renew after {}, valid until {}); report this to the host's administrator",
+                ticket.iss, ticket.iat, ticket.renew_after, ticket.exp
+            ),
+        ));
+    }
+    // The request itself takes time; a minute of slack keeps a slow answer from failing.
+    let limit = max_skew.saturating_add(SignedDuration::from_mins(1));
+    let skew = ticket.iat.duration_since(now);
+    if ticket.exp <= now || skew.abs() > limit {
+        return Err(ApiError::with_details(
+            ErrorCode::ClockSkew,
+            format!(
+                "host {} issued a ticket at {} valid until {}, but this machine's clock says {}; set the clock right (or sync it and the host's with NTP) and activate again",
+                ticket.iss, ticket.iat, ticket.exp, now
+            ),
+            serde_json::json!({
+                "client_time": now,
+                "host_time": ticket.iat,
+                "valid_until": ticket.exp,
+                "difference_secs": skew.as_secs(),
+                "limit_secs": limit.as_secs(),
+            }),
+        ));
+    }
+    Ok(())
+}
+
+/// Records the final reply in the state and turns it into the caller's result.
+fn settle(
+    state: &mut ClientState,
+    now: Timestamp,
+    host: &str,
+    reply: Reply,
+    installed: &Installed,
+    tried: Vec<(String, ApiError)>,
+) -> Result<ActivationOutcome, ApiError> {
+    match reply {
+        Reply::Ticket {
+            ticket,
+            token,
+            certificate,
+            intervals,
+        } => {
+            let stored = StoredTicket {
+                token,
+                host_certificate: certificate,
+                ticket_id: ticket.jti.clone(),
+                host_id: ticket.iss.clone(),
+                count: ticket.count,
+                minimum: ticket.minimum,
+                issued_at: ticket.iat,
+                renew_after: ticket.renew_after,
+                valid_until: ticket.exp,
+            };
+            let renewed = state.ticket.is_some();
+            state.ticket = Some(stored.clone());
+            state.intervals = Some(intervals);
+            state.last_host = Some(host.to_string());
+            state.last_attempt = Some(Attempt {
+                at: now,
+                host: host.to_string(),
+                result: RESULT_ACTIVATED.into(),
+                count: Some(ticket.count),
+                minimum: Some(ticket.minimum),
+                message: format!(
+                    "activated by host {host} ({} of {} machines counted); valid until {}, renewal after {}",
+                    ticket.count,
+                    ticket.minimum,
+                    show(ticket.exp),
+                    show(ticket.renew_after)
+                ),
+                retry_after: None,
+            });
+            Ok(ActivationOutcome {
+                host: host.to_string(),
+                renewed,
+                ticket: stored,
+            })
+        }
+        Reply::NotYet {
+            count,
+            minimum,
+            retry_after,
+            intervals,
+        } => {
+            let error =
+                count_insufficient(count, minimum, retry_after, &installed.application_name);
+            state.intervals = Some(intervals);
+            state.last_host = Some(host.to_string());
+            state.last_attempt = Some(Attempt {
+                at: now,
+                host: host.to_string(),
+                result: error.code.as_str().into(),
+                count: Some(count),
+                minimum: Some(minimum),
+                message: error.message.clone(),
+                retry_after: Some(retry_after),
+            });
+            Err(error)
+        }
+        Reply::Refused { error, intervals } => {
+            if intervals.is_some() {
+                state.intervals = intervals;
+            }
+            let retry_after = error
+                .details
+                .get("retry_after")
+                .and_then(|v| serde_json::from_value::<Timestamp>(v.clone()).ok())
+                .filter(|t| *t > now)
+                .map(|t| t.min(add(now, MAX_RETRY)));
+            record_failure(state, now, host.to_string(), &error, retry_after);
+            Err(error)
+        }
+        Reply::Failed(error) if tried.is_empty() => {
+            record_failure(state, now, host.to_string(), &error, None);
+            Err(error)
+        }
+        Reply::Failed(error) => {
+            let mut all = tried;
+            all.push((host.to_string(), error));
+            let error = no_host_answered(&all);
+            let hosts: Vec<&str> = all.iter().map(|(h, _)| h.as_str()).collect();
+            record_failure(state, now, hosts.join(", "), &error, None);
+            Err(error)
+        }
+    }
+}
+
+fn no_host_answered(tried: &[(String, ApiError)]) -> ApiError {
+    let lines: Vec<String> = tried
+        .iter()
+        .map(|(h, e)| format!("{h}: {} ({})", e.message, e.code))
+        .collect();
+    let details: Vec<serde_json::Value> = tried
+        .iter()
+        .map(|(h, e)| serde_json::json!({ "host": h, "code": e.code, "message": e.message }))
+        .collect();
+    ApiError::with_details(
+        ErrorCode::NoHostFound,
+        format!(
+            "no host could activate this client; tried {}. Check the hosts, or pin a working one with `volact set-host HOST[:PORT]`",
+            lines.join("; ")
+        ),
+        serde_json::json!({ "tried": details }),
+    )
+}
+
+fn record_failure(
+    state: &mut ClientState,
+    now: Timestamp,
+    host: String,
+    error: &ApiError,
+    retry_after: Option<Timestamp>,
+) {
+    let figure = |name: &str| {
+        error
+            .details
+            .get(name)
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    let retry_interval = schedule::settings(state.intervals.as_ref()).retry_interval;
+    state.last_attempt = Some(Attempt {
+        at: now,
+        host,
+        result: error.code.as_str().into(),
+        count: figure("count"),
+        minimum: figure("minimum"),
+        message: error.message.clone(),
+        retry_after: Some(retry_after.unwrap_or_else(|| add(now, retry_interval))),
+    });
+}

@@ -1,0 +1,121 @@
+//! The transport: one `POST /v1/activations` to one host. It only translates between
+//! HTTP and the wire types; deciding what an answer means is the caller's job.
+
+use std::time::Duration;
+use volact_proto::{ActivationRequest, ActivationResponse, ApiError, ErrorCode};
+
+/// How long to wait for a TCP connection before trying the next host.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a whole request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer read from a host. Real answers are a few kilobytes; a host sending
+/// more is broken or hostile, and must not exhaust the client's memory.
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// What a host said.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum HostReply {
+    /// An activation answer (ticket or "not yet"), still to be verified.
+    Answer(Box<ActivationResponse>),
+    /// A refusal with a stable code.
+    Refusal(ApiError),
+}
+
+/// The HTTP client every request uses.
+pub(crate) fn client() -> Result<reqwest::Client, ApiError> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        // Hosts sit on the organisation's own network; a proxy from the environment would
+        // only send requests somewhere they cannot arrive.
+        .no_proxy()
+        .user_agent(concat!("volact-client/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("cannot set up the HTTP client: {}", cause(&e)),
+            )
+        })
+}
+
+fn unreachable(host: &str, why: String) -> ApiError {
+    ApiError::with_details(
+        ErrorCode::HostUnreachable,
+        format!(
+            "host {host} did not answer ({why}); check that the host is running and reachable on that port, or pin another with `volact set-host HOST[:PORT]`"
+        ),
+        serde_json::json!({ "host": host, "cause": why }),
+    )
+}
+
+/// Sends an activation request to `host` (`host:port`). A connection failure, a timeout
+/// or an answer that is not volact's is `host-unreachable` naming the host and cause.
+pub(crate) async fn post_activation(
+    client: &reqwest::Client,
+    host: &str,
+    request: &ActivationRequest,
+) -> Result<HostReply, ApiError> {
+    let url = format!("http://{host}/v1/activations");
+    let response = client
+        .post(&url)
+        .json(request)
+        .send()
+        .await
+        .map_err(|e| unreachable(host, cause(&e)))?;
+    let status = response.status();
+    let body = read_capped(response)
+        .await
+        .map_err(|why| unreachable(host, why))?;
+    if status.is_success()
+        && let Ok(answer) = serde_json::from_slice::<ActivationResponse>(&body)
+    {
+        return Ok(HostReply::Answer(Box::new(answer)));
+    }
+    if let Ok(refusal) = serde_json::from_slice::<ApiError>(&body) {
+        return Ok(HostReply::Refusal(refusal));
+    }
+    Err(unreachable(
+        host,
+        format!(
+            "it answered HTTP {status} with something that is not a volact answer, so it is probably not a volact host"
+        ),
+    ))
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("the answer broke off: {}", cause(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!(
+                "its answer is larger than {MAX_ANSWER_BYTES} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The error with its chain of causes, since reqwest's top-level message alone ("error
+/// sending request") does not say what went wrong.
+fn cause(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "timed out".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}

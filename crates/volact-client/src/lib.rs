@@ -1,0 +1,30 @@
+//! The volact client: the shell around the pure core on a client machine.
+//!
+//! It keeps the client's state in one JSON file ([`ClientState`]), installs setup keys
+//! ([`install_key`]), pins hosts ([`set_host`]), activates over HTTP ([`activate`]) and
+//! verifies every answer along the vendor's chain, reports status ([`status`],
+//! [`expiry`]) and renews on schedule ([`run_agent`]).
+//!
+//! Every operation takes `now` from its caller instead of reading the clock, so tests and
+//! the simulator can run months in a moment; only [`run_agent`] reads real time.
+
+mod activate;
+mod agent;
+mod http;
+mod ops;
+mod schedule;
+mod state;
+mod status;
+
+#[cfg(test)]
+mod tests;
+
+pub use activate::{ActivationOutcome, activate, activate_and_save, candidates};
+pub use agent::run_agent;
+pub use http::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+pub use ops::{InstallReport, clear_host, install_key, normalize_host, set_domain, set_host};
+pub use state::{
+    Attempt, ClientState, Installed, RESULT_ACTIVATED, STATE_VERSION, StoredTicket,
+    default_state_path,
+};
+pub use status::{Expiry, Status, TicketStatus, VendorStatus, expiry, status};

@@ -1,0 +1,229 @@
+//! The local commands: install a setup key, pin or unpin a host, set the discovery
+//! domain. Each checks everything before it changes the state, so a refusal leaves the
+//! state as it was.
+
+use crate::state::{ClientState, Installed};
+use jiff::Timestamp;
+use serde::Serialize;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use volact_core::catalog::VendorBundle;
+use volact_core::setup_key::SetupKey;
+use volact_proto::{ApiError, DEFAULT_PORT, ErrorCode};
+
+/// What `install-key` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstallReport {
+    /// The client id (kept from before, or new).
+    pub client_id: String,
+    /// Whether the client id was created by this install.
+    pub new_client_id: bool,
+    /// The product id.
+    pub product: String,
+    /// The product's display name.
+    pub product_name: String,
+    /// The installed setup key.
+    pub setup_key: String,
+    /// When the initial grace started.
+    pub installed_at: Timestamp,
+    /// Whether a held ticket was dropped because it was for another product or vendor.
+    pub ticket_dropped: bool,
+}
+
+/// Installs a setup key, like `slmgr /ipk`.
+///
+/// `bundle` is the vendor's public bundle; it is needed the first time and replaces the
+/// stored one when given again. The client id is kept if one exists (a machine keeps
+/// its identity across keys, so it is not counted twice), otherwise `new_id` makes one.
+/// A key of another product (or another vendor) drops the held ticket and restarts the
+/// initial grace; reinstalling the same product keeps both.
+pub fn install_key(
+    state: &mut ClientState,
+    key_text: &str,
+    bundle: Option<VendorBundle>,
+    now: Timestamp,
+    new_id: impl FnOnce() -> String,
+) -> Result<InstallReport, ApiError> {
+    let key = SetupKey::parse(key_text)?;
+    let previous = state.installed.as_ref();
+    let bundle = match (bundle, previous) {
+        (Some(b), _) => b,
+        (None, Some(p)) => p.vendor.clone(),
+        (None, None) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                "no vendor bundle is known on this machine yet; pass --vendor FILE (the vendor's public bundle) with the first install-key",
+            ));
+        }
+    };
+    let (_root, catalog) = bundle.open()?;
+    let product = catalog.product_for_key(&key)?;
+
+    let same_vendor = previous.is_some_and(|p| p.vendor.root_public_key == bundle.root_public_key);
+    let same_product = same_vendor && previous.is_some_and(|p| p.product == product.id);
+    let (client_id, new_client_id) = match previous {
+        Some(p) => (p.client_id.clone(), false),
+        None => (new_id(), true),
+    };
+    let installed_at = match previous {
+        Some(p) if same_product => p.installed_at,
+        _ => now,
+    };
+    let ticket_dropped = !same_product && state.ticket.is_some();
+    if !same_product {
+        state.ticket = None;
+    }
+    state.installed = Some(Installed {
+        client_id: client_id.clone(),
+        setup_key: key.clone(),
+        product: product.id.clone(),
+        product_name: product.name.clone(),
+        application: product.application.clone(),
+        application_name: catalog.application_name(&product.application),
+        minimum_count: product.minimum_count,
+        grace_days: product.grace_days,
+        installed_at,
+        vendor: bundle,
+    });
+    Ok(InstallReport {
+        client_id,
+        new_client_id,
+        product: product.id.clone(),
+        product_name: product.name.clone(),
+        setup_key: key.to_string(),
+        installed_at,
+        ticket_dropped,
+    })
+}
+
+/// Pins a host, like `slmgr /skms`: `HOST`, `HOST:PORT`, an IPv4 address, an IPv6
+/// address (bare, or `[ADDR]:PORT` with a port). Returns the normalised `host:port`.
+pub fn set_host(state: &mut ClientState, text: &str) -> Result<String, ApiError> {
+    let host = normalize_host(text)?;
+    state.pinned_host = Some(host.clone());
+    Ok(host)
+}
+
+/// Unpins the host, like `slmgr /ckms`: back to discovery.
+pub fn clear_host(state: &mut ClientState) {
+    state.pinned_host = None;
+}
+
+/// Sets the domain for SRV discovery (`_volact._tcp.DOMAIN`). Returns it normalised.
+pub fn set_domain(state: &mut ClientState, text: &str) -> Result<String, ApiError> {
+    let domain = check_dns_name(text.trim()).map_err(|why| {
+        ApiError::with_details(
+            ErrorCode::BadRequest,
+            format!(
+                "`{}` is not a domain name: {why}; write it like corp.example.com",
+                text.trim()
+            ),
+            serde_json::json!({ "field": "domain", "value": text.trim(), "reason": why }),
+        )
+    })?;
+    state.domain = Some(domain.clone());
+    Ok(domain)
+}
+
+/// Normalises `HOST[:PORT]` to `host:port` (`[v6]:port` for IPv6), the form used in
+/// URLs and in the state file.
+pub fn normalize_host(text: &str) -> Result<String, ApiError> {
+    let text = text.trim();
+    parse_host(text).map_err(|why| {
+        ApiError::with_details(
+            ErrorCode::BadRequest,
+            format!(
+                "`{text}` is not a host: {why}; write HOST or HOST:PORT, e.g. volact.corp.example.com, 10.0.0.5:{DEFAULT_PORT} or [fd00::5]:{DEFAULT_PORT}"
+            ),
+            serde_json::json!({ "field": "host", "value": text, "reason": why }),
+        )
+    })
+}
+
+fn parse_host(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("it is empty".into());
+    }
+    if text.contains("://") || text.contains('/') {
+        return Err("give the host name only, without a scheme or path".into());
+    }
+    if let Some(rest) = text.strip_prefix('[') {
+        let (addr, after) = rest
+            .split_once(']')
+            .ok_or("the `[` of an IPv6 address is not closed")?;
+        let ip: Ipv6Addr = addr
+            .parse()
+            .map_err(|_| format!("`{addr}` is not an IPv6 address"))?;
+        let port = match after {
+            "" => DEFAULT_PORT,
+            _ => parse_port(
+                after
+                    .strip_prefix(':')
+                    .ok_or("expected `:PORT` after `]`")?,
+            )?,
+        };
+        return Ok(format!("[{ip}]:{port}"));
+    }
+    if text.matches(':').count() > 1 {
+        let ip: Ipv6Addr = text.parse().map_err(|_| {
+            "it is not an IPv6 address (to give a port with one, write [ADDR]:PORT)".to_string()
+        })?;
+        return Ok(format!("[{ip}]:{DEFAULT_PORT}"));
+    }
+    let (name, port) = match text.split_once(':') {
+        Some((name, port)) => (name, parse_port(port)?),
+        None => (text, DEFAULT_PORT),
+    };
+    if let Ok(ip) = name.parse::<Ipv4Addr>() {
+        return Ok(format!("{ip}:{port}"));
+    }
+    let name = check_dns_name(name)?;
+    Ok(format!("{name}:{port}"))
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("port `{text}` must be a number from 1 to 65535")),
+    }
+}
+
+/// Checks a DNS host name (letters, digits, `-`, dot-separated labels of at most 63
+/// characters) and returns it in lower case without a trailing dot.
+fn check_dns_name(text: &str) -> Result<String, String> {
+    let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    if name.len() > 253 {
+        return Err("it is longer than 253 characters".into());
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("it has an empty label (two dots in a row, or a leading dot)".into());
+        }
+        if label.len() > 63 {
+            return Err(format!("label `{label}` is longer than 63 characters"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return Err(format!(
+                "`{c}` is not allowed; use letters, digits, `-` and `.`"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label `{label}` starts or ends with `-`"));
+        }
+    }
+    // A name whose last label is all digits is a mistyped IPv4 address, never a host
+    // name (no top-level domain is numeric).
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("it looks like an IPv4 address but is not a valid one".into());
+    }
+    Ok(name)
+}

@@ -1,0 +1,113 @@
+//! What the client holds and when it should next talk to a host: shared by status, the
+//! activation and the agent so they never disagree.
+
+use crate::state::ClientState;
+use jiff::{SignedDuration, Timestamp};
+use volact_core::certificate::HostCertificate;
+use volact_core::settings::{RANGES, Settings};
+use volact_core::ticket::{Ticket, verify_stored};
+use volact_proto::HostIntervals;
+
+/// The intervals in force: the host's once heard from, else the built-in defaults. Each
+/// is held to the design's range, since the intervals in an answer are not signed and a
+/// broken host must not make a client retry every second or never.
+pub(crate) fn settings(intervals: Option<&HostIntervals>) -> Settings {
+    let Some(i) = intervals else {
+        return Settings::default();
+    };
+    let s = Settings::from_intervals(i);
+    let clamp = |d: SignedDuration, k: usize| match RANGES.get(k) {
+        Some(r) => SignedDuration::from_secs(d.as_secs().clamp(r.min, r.max)),
+        None => d,
+    };
+    Settings {
+        renew_interval: clamp(s.renew_interval, 0),
+        retry_interval: clamp(s.retry_interval, 1),
+        ticket_validity: clamp(s.ticket_validity, 2),
+        count_window: clamp(s.count_window, 3),
+        max_clock_skew: clamp(s.max_clock_skew, 4),
+    }
+}
+
+/// `t + d`, saturating instead of failing at the ends of time.
+pub(crate) fn add(t: Timestamp, d: SignedDuration) -> Timestamp {
+    t.checked_add(d).unwrap_or(if d.is_negative() {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
+/// The held ticket, re-verified against the vendor root and checked to be this client's
+/// for its installed product. `Err` says why a stored ticket is not accepted (a tampered
+/// or foreign file); `Ok(None)` means there is none.
+pub(crate) fn held_ticket(
+    state: &ClientState,
+) -> Result<Option<(Ticket, HostCertificate)>, String> {
+    let (Some(installed), Some(stored)) = (&state.installed, &state.ticket) else {
+        return Ok(None);
+    };
+    let (root, _) = installed.vendor.open().map_err(|e| e.message)?;
+    let (ticket, cert) = verify_stored(&root, &stored.host_certificate, &stored.token)
+        .map_err(|e| format!("the stored ticket is not accepted: {}", e.message))?;
+    if ticket.sub != installed.client_id || ticket.product != installed.product {
+        return Err(format!(
+            "the stored ticket is for client {} and product {}, not this client ({}) and product ({})",
+            ticket.sub, ticket.product, installed.client_id, installed.product
+        ));
+    }
+    Ok(Some((ticket, cert)))
+}
+
+/// When the client should next contact a host: at the ticket's renewal time while it
+/// holds a valid one, right away otherwise; never before a failed attempt's retry time;
+/// `now` when overdue. `None` when no setup key is installed (nothing to activate).
+pub(crate) fn next_attempt(
+    state: &ClientState,
+    ticket: Option<&Ticket>,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    state.installed.as_ref()?;
+    let mut next = match ticket {
+        Some(t) if now < t.exp => t.renew_after,
+        _ => now,
+    };
+    if let Some(attempt) = &state.last_attempt
+        && !attempt.succeeded()
+        && let Some(retry) = attempt.retry_after
+    {
+        next = next.max(retry);
+    }
+    Some(next.max(now))
+}
+
+/// Human form of a duration for messages and status, e.g. `4d 3h`; at most two units,
+/// since status lines need the order of magnitude, not the second.
+pub(crate) fn human(d: SignedDuration) -> String {
+    let secs = d.as_secs().unsigned_abs();
+    let units = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let mut parts = Vec::new();
+    let mut rest = secs;
+    let mut started = false;
+    for (size, name) in units {
+        let n = rest / size;
+        rest %= size;
+        if n > 0 {
+            parts.push(format!("{n}{name}"));
+        }
+        if started {
+            break;
+        }
+        started = n > 0;
+    }
+    if parts.is_empty() {
+        parts.push("0s".into());
+    }
+    let sign = if d.is_negative() { "-" } else { "" };
+    format!("{sign}{}", parts.join(" "))
+}
+
+/// A timestamp as status shows it: to the second, in UTC.
+pub(crate) fn show(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}

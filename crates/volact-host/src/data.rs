@@ -1,0 +1,330 @@
+//! The host's data directory: its identity key, the vendor bundle, the host key, the host
+//! certificate, the configuration and the database, each in its own file.
+
+use crate::config::{HostConfig, RawConfig};
+use jiff::Timestamp;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use volact_core::catalog::{Catalog, VendorBundle};
+use volact_core::certificate::{self, HostCertificate};
+use volact_core::host_key::HostKey;
+use volact_core::keys::{KeyPair, PublicKey};
+use volact_core::token;
+use volact_proto::{ApiError, ErrorCode, HostActivationRequest, HostActivationResponse};
+
+const IDENTITY: &str = "identity.key";
+const VENDOR: &str = "vendor.json";
+const HOST_KEY: &str = "host-key.txt";
+const CERTIFICATE: &str = "certificate.txt";
+const DATABASE: &str = "volact.db";
+const CONFIG: &str = "volact.toml";
+const SERVING: &str = "serving.json";
+
+/// Where a serving host listens, written when it starts and removed when it stops, so
+/// `host status` (a separate process) can say where and whether it runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServingInfo {
+    /// `http://ADDR`.
+    pub url: String,
+    /// Process id of the serving process.
+    pub pid: u32,
+    /// When it started.
+    pub started_at: Timestamp,
+}
+
+impl ServingInfo {
+    /// Whether the process still runs (known on Linux; assumed elsewhere).
+    pub fn is_running(&self) -> bool {
+        if cfg!(target_os = "linux") {
+            Path::new(&format!("/proc/{}", self.pid)).exists()
+        } else {
+            true
+        }
+    }
+}
+
+/// A host data directory.
+#[derive(Debug, Clone)]
+pub struct HostData {
+    dir: PathBuf,
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidState,
+        format!("cannot {what} {}: {e}", path.display()),
+    )
+}
+
+/// Writes a file atomically (temporary file, fsync, rename), with mode 0600 for secrets.
+pub fn write_atomic(path: &Path, contents: &[u8], secret: bool) -> Result<(), ApiError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_error("write in", dir, e))?;
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io_error("protect", path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    tmp.write_all(contents)
+        .map_err(|e| io_error("write", path, e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| io_error("sync", path, e))?;
+    tmp.persist(path)
+        .map_err(|e| io_error("replace", path, e.error))?;
+    Ok(())
+}
+
+impl HostData {
+    /// The data directory at `dir` (nothing is read or created yet).
+    pub fn new(dir: impl Into<PathBuf>) -> HostData {
+        HostData { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the database.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join(DATABASE)
+    }
+
+    /// Path of the configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join(CONFIG)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn read(&self, name: &str, missing: impl FnOnce() -> ApiError) -> Result<String, ApiError> {
+        let path = self.path(name);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
+            Err(e) => Err(io_error("read", &path, e)),
+        }
+    }
+
+    /// Whether `init` has run.
+    pub fn is_initialised(&self) -> bool {
+        self.path(IDENTITY).exists()
+    }
+
+    /// Creates the host identity from a 32-byte seed. Refuses to replace an existing one,
+    /// since the host id and certificate depend on it.
+    pub fn init(&self, seed: [u8; 32]) -> Result<PublicKey, ApiError> {
+        if self.is_initialised() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "{} already holds a host identity ({}); remove the directory to start over",
+                    self.dir.display(),
+                    self.identity()?.public().host_id()
+                ),
+            ));
+        }
+        let pair = KeyPair::from_seed(seed)?;
+        write_atomic(&self.path(IDENTITY), pair.to_paserk().as_bytes(), true)?;
+        Ok(pair.public().clone())
+    }
+
+    /// The host's key pair.
+    pub fn identity(&self) -> Result<KeyPair, ApiError> {
+        let dir = self.dir.display().to_string();
+        let text = self.read(IDENTITY, || {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "{dir} is not a host data directory; run `volact host init --data {dir}` first"
+                ),
+            )
+        })?;
+        KeyPair::from_paserk(&text).map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!("{} is corrupt", self.path(IDENTITY).display()),
+            )
+        })
+    }
+
+    /// Installs a host key and the vendor bundle it belongs to. The bundle may be left out
+    /// when one is installed already. A different key removes the certificate of the old one.
+    pub fn install_key(
+        &self,
+        host_key: &str,
+        bundle: Option<&VendorBundle>,
+    ) -> Result<HostKey, ApiError> {
+        self.identity()?;
+        let bundle = match bundle {
+            Some(b) => b.clone(),
+            None => self.bundle()?,
+        };
+        let (root, catalog) = bundle.open()?;
+        let host_key = host_key.trim();
+        let claims: HostKey = token::verify(&root, host_key).map_err(|e| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("this host key was not issued by the vendor whose bundle is installed ({e}); check you copied the whole key"),
+            )
+        })?;
+        if catalog.key_group(&claims.group).is_none() {
+            return Err(ApiError::new(
+                ErrorCode::ProductNotInKeyGroup,
+                format!(
+                    "the host key names key group `{}`, which the vendor's catalog lacks; get a current vendor bundle",
+                    claims.group
+                ),
+            ));
+        }
+        let bundle_json = serde_json::to_vec_pretty(&bundle)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        write_atomic(&self.path(VENDOR), &bundle_json, false)?;
+        let previous = self.host_key().ok().map(|(_, k)| k.jti);
+        write_atomic(&self.path(HOST_KEY), host_key.as_bytes(), true)?;
+        if previous.as_deref() != Some(claims.jti.as_str()) {
+            let _ = std::fs::remove_file(self.path(CERTIFICATE));
+        }
+        Ok(claims)
+    }
+
+    /// The installed vendor bundle.
+    pub fn bundle(&self) -> Result<VendorBundle, ApiError> {
+        let dir = self.dir.display().to_string();
+        let text = self.read(VENDOR, || {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!("no vendor bundle installed; run `volact host install-key --data {dir} --vendor vendor.pub HOST_KEY`"),
+            )
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!("{} is corrupt: {e}", self.path(VENDOR).display()),
+            )
+        })
+    }
+
+    /// The vendor root key and catalog, verified.
+    pub fn vendor(&self) -> Result<(PublicKey, Catalog), ApiError> {
+        self.bundle()?.open()
+    }
+
+    /// The installed host key, as text and claims.
+    pub fn host_key(&self) -> Result<(String, HostKey), ApiError> {
+        let dir = self.dir.display().to_string();
+        let text = self.read(HOST_KEY, || {
+            ApiError::new(
+                ErrorCode::HostNotActivated,
+                format!("no host key installed; run `volact host install-key --data {dir} --vendor vendor.pub HOST_KEY`"),
+            )
+        })?;
+        let claims = token::peek::<HostKey>(&text).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!("{} is corrupt: {e}", self.path(HOST_KEY).display()),
+            )
+        })?;
+        Ok((text.trim().to_string(), claims))
+    }
+
+    /// The offline activation request to take to the vendor.
+    pub fn activation_request(
+        &self,
+        nonce: String,
+        now: Timestamp,
+    ) -> Result<HostActivationRequest, ApiError> {
+        let identity = self.identity()?;
+        let (key, _) = self.host_key()?;
+        certificate::make_request(&identity, &key, nonce, now)
+    }
+
+    /// Installs the vendor's answer after checking it chains to the vendor root, names
+    /// this host's key and the installed host key, and is in force.
+    pub fn install_certificate(
+        &self,
+        response: &HostActivationResponse,
+        now: Timestamp,
+    ) -> Result<HostCertificate, ApiError> {
+        let identity = self.identity()?;
+        let (root, _) = self.vendor()?;
+        let (_, key) = self.host_key()?;
+        let cert = certificate::verify_certificate(
+            &root,
+            &response.host_certificate,
+            Some(identity.public()),
+        )?;
+        if cert.key_id != key.jti {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "this certificate is for host key {}, but host key {} is installed",
+                    cert.key_id, key.jti
+                ),
+            ));
+        }
+        if now >= cert.exp {
+            return Err(ApiError::new(
+                ErrorCode::HostCertificateExpired,
+                format!("this certificate expired at {}", cert.exp),
+            ));
+        }
+        write_atomic(
+            &self.path(CERTIFICATE),
+            response.host_certificate.trim().as_bytes(),
+            false,
+        )?;
+        Ok(cert)
+    }
+
+    /// The installed certificate, verified, if any.
+    pub fn certificate(&self) -> Result<Option<(String, HostCertificate)>, ApiError> {
+        let text = match std::fs::read_to_string(self.path(CERTIFICATE)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("read", &self.path(CERTIFICATE), e)),
+        };
+        let identity = self.identity()?;
+        let (root, _) = self.vendor()?;
+        let cert = certificate::verify_certificate(&root, &text, Some(identity.public()))?;
+        Ok(Some((text.trim().to_string(), cert)))
+    }
+
+    /// Records where this process serves.
+    pub fn set_serving(&self, info: Option<&ServingInfo>) -> Result<(), ApiError> {
+        match info {
+            Some(info) => {
+                let json = serde_json::to_vec_pretty(info)
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+                write_atomic(&self.path(SERVING), &json, false)
+            }
+            None => {
+                let _ = std::fs::remove_file(self.path(SERVING));
+                Ok(())
+            }
+        }
+    }
+
+    /// Where a host serving from this directory listens, if one does.
+    pub fn serving(&self) -> Option<ServingInfo> {
+        let bytes = std::fs::read(self.path(SERVING)).ok()?;
+        serde_json::from_slice::<ServingInfo>(&bytes)
+            .ok()
+            .filter(ServingInfo::is_running)
+    }
+
+    /// The configuration file merged with `flags`, resolved.
+    pub fn config(&self, flags: RawConfig) -> Result<HostConfig, ApiError> {
+        RawConfig::from_file(&self.config_path())?
+            .merge(flags)
+            .resolve()
+    }
+}

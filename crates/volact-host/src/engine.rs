@@ -1,0 +1,400 @@
+//! The activation engine: the pure rules of `volact-core`, applied to the host's state
+//! (certificate, catalog, count index, revocations) and recorded through the store.
+
+use crate::clock::Clock;
+use crate::writer::Writer;
+use jiff::Timestamp;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use volact_core::catalog::{Catalog, Product};
+use volact_core::certificate::HostCertificate;
+use volact_core::count::{ClientKey, CountIndex};
+use volact_core::decide::{self, Admission, Answer, Counted, Outcome, ParsedRequest};
+use volact_core::keys::KeyPair;
+use volact_core::settings::Settings;
+use volact_core::ticket;
+use volact_proto::{
+    ActivationRequest, ActivationResponse, ActivationResult, ApiError, ErrorCode, HostInfo,
+};
+use volact_store::{ActivationRecord, ClientFilter, Store};
+
+/// Everything the engine needs to start.
+pub struct EngineParts {
+    /// The host's key pair.
+    pub identity: KeyPair,
+    /// The vendor's catalog.
+    pub catalog: Catalog,
+    /// The host certificate and its token, once the host is activated.
+    pub certificate: Option<(String, HostCertificate)>,
+    /// Intervals and limits.
+    pub settings: Settings,
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Requests answered since start, by result, including those never stored (malformed).
+#[derive(Debug, Default)]
+pub struct Counters {
+    activated: AtomicU64,
+    refused: [AtomicU64; ErrorCode::ALL.len()],
+}
+
+impl Counters {
+    fn add(&self, result: Result<(), ErrorCode>) {
+        match result {
+            Ok(()) => self.activated.fetch_add(1, Ordering::Relaxed),
+            Err(code) => {
+                let i = ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(0);
+                self.refused
+                    .get(i)
+                    .map(|c| c.fetch_add(1, Ordering::Relaxed))
+                    .unwrap_or(0)
+            }
+        };
+    }
+
+    /// `(result, n)` for every result seen at least once.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        let mut out = vec![(
+            "activated".to_string(),
+            self.activated.load(Ordering::Relaxed),
+        )];
+        for (code, n) in ErrorCode::ALL.iter().zip(self.refused.iter()) {
+            out.push((code.as_str().to_string(), n.load(Ordering::Relaxed)));
+        }
+        out.retain(|(_, n)| *n > 0);
+        out
+    }
+}
+
+/// The host's activation engine. Cheap to share behind an `Arc`.
+pub struct Engine {
+    identity: KeyPair,
+    host_id: String,
+    catalog: Catalog,
+    certificate: Option<(String, HostCertificate)>,
+    settings: Settings,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    count: Mutex<CountIndex>,
+    revoked: RwLock<HashSet<ClientKey>>,
+    writer: Writer,
+    counters: Counters,
+}
+
+fn client_key(id: &str) -> Option<ClientKey> {
+    uuid::Uuid::parse_str(id).ok().map(|u| u.as_u128())
+}
+
+fn storage(e: volact_store::StoreError) -> ApiError {
+    ApiError::new(
+        ErrorCode::StorageFailure,
+        format!("the host's storage failed: {e}"),
+    )
+}
+
+fn poisoned() -> ApiError {
+    ApiError::new(
+        ErrorCode::Internal,
+        "the host's count is unavailable after an internal failure; restart the host",
+    )
+}
+
+impl Engine {
+    /// Builds the engine, loading the count and revocations from the store. Must be
+    /// called inside a Tokio runtime (it starts the writer task).
+    pub async fn start(parts: EngineParts) -> Result<Arc<Engine>, ApiError> {
+        let now = parts.clock.now();
+        let window = parts.settings.count_window.as_secs();
+        let mut count = CountIndex::new(window);
+        let since = now.as_second().saturating_sub(window);
+        for c in parts.store.counted_clients(since).await.map_err(storage)? {
+            if let Some(key) = client_key(&c.client_id) {
+                count.load(&c.application, key, c.last_counted);
+            }
+        }
+        let filter = ClientFilter {
+            revoked: Some(true),
+            ..ClientFilter::default()
+        };
+        let revoked = parts
+            .store
+            .clients(&filter)
+            .await
+            .map_err(storage)?
+            .iter()
+            .filter_map(|c| client_key(&c.client_id))
+            .collect();
+        let host_id = parts.identity.public().host_id();
+        Ok(Arc::new(Engine {
+            writer: Writer::start(parts.store.clone()),
+            identity: parts.identity,
+            host_id,
+            catalog: parts.catalog,
+            certificate: parts.certificate,
+            settings: parts.settings,
+            store: parts.store,
+            clock: parts.clock,
+            count: Mutex::new(count),
+            revoked: RwLock::new(revoked),
+            counters: Counters::default(),
+        }))
+    }
+
+    /// The host id.
+    pub fn host_id(&self) -> &str {
+        &self.host_id
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The current time by the engine's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Requests answered since start.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Counts a request refused before it reached the engine (malformed body).
+    pub fn counters_refused(&self, code: ErrorCode) {
+        self.counters.add(Err(code));
+    }
+
+    /// The certificate, if the host is activated.
+    pub fn certificate(&self) -> Option<&HostCertificate> {
+        self.certificate.as_ref().map(|(_, c)| c)
+    }
+
+    /// Why the host cannot serve activations now, if it cannot.
+    pub fn not_ready(&self, now: Timestamp) -> Option<ApiError> {
+        match &self.certificate {
+            None => Some(ApiError::new(
+                ErrorCode::HostNotActivated,
+                "this host is not activated, so it cannot activate clients; its administrator must run `volact host activate --data DIR --request-out request.json`, have the vendor sign it, then `volact host activate --data DIR --response response.json`",
+            )),
+            Some((_, c)) if now >= c.exp => Some(ApiError::with_details(
+                ErrorCode::HostCertificateExpired,
+                format!(
+                    "this host's certificate expired at {}; its administrator must activate the host again",
+                    c.exp
+                ),
+                serde_json::json!({ "expired": c.exp }),
+            )),
+            Some(_) => None,
+        }
+    }
+
+    /// Current counts per application.
+    pub fn counts(&self) -> Result<Vec<(String, u32)>, ApiError> {
+        let now = self.clock.now().as_second();
+        Ok(self.count.lock().map_err(|_| poisoned())?.counts(now))
+    }
+
+    /// Public facts about the host.
+    pub fn info(&self) -> HostInfo {
+        HostInfo {
+            host_id: self.host_id.clone(),
+            host_public_key: self.identity.public().to_paserk(),
+            activated: self.certificate.is_some(),
+            host_certificate: self.certificate.as_ref().map(|(t, _)| t.clone()),
+            certificate_expires: self.certificate.as_ref().map(|(_, c)| c.exp),
+            catalog_version: self.catalog.version,
+            intervals: self.settings.intervals(),
+            host_time: self.clock.now(),
+        }
+    }
+
+    /// Marks a client revoked or not: it leaves the count at once and its requests are
+    /// refused. Returns false for an unknown client.
+    pub async fn set_revoked(
+        &self,
+        client_id: &str,
+        revoked: bool,
+        reason: Option<&str>,
+    ) -> Result<bool, ApiError> {
+        let key = client_key(client_id)
+            .ok_or_else(|| ApiError::bad_request("client_id", "must be a UUID"))?;
+        let canonical = uuid::Uuid::from_u128(key).hyphenated().to_string();
+        let known = self
+            .store
+            .set_revoked(&canonical, revoked, reason, self.clock.now().as_second())
+            .await
+            .map_err(storage)?;
+        if known {
+            let mut set = self.revoked.write().map_err(|_| poisoned())?;
+            if revoked {
+                set.insert(key);
+                self.count.lock().map_err(|_| poisoned())?.remove(key);
+            } else {
+                set.remove(&key);
+            }
+        }
+        Ok(known)
+    }
+
+    /// Answers one activation request from `address`. The answer is returned only once
+    /// the request is durably recorded.
+    pub async fn activate(
+        &self,
+        req: &ActivationRequest,
+        address: &str,
+    ) -> Result<ActivationResponse, ApiError> {
+        let now = self.clock.now();
+        let decided = self.decide(req, address, now);
+        let (result, record) = match decided {
+            Ok((response, record)) => (Ok(response), Some(record)),
+            Err((error, record)) => (Err(error), record),
+        };
+        if let Some(record) = record {
+            self.writer.submit(record).await?;
+        }
+        self.counters.add(match &result {
+            Ok(r) if r.result == ActivationResult::Activated => Ok(()),
+            Ok(_) => Err(ErrorCode::CountInsufficient),
+            Err(e) => Err(e.code),
+        });
+        result
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn decide(
+        &self,
+        req: &ActivationRequest,
+        address: &str,
+        now: Timestamp,
+    ) -> Result<(ActivationResponse, ActivationRecord), (ApiError, Option<ActivationRecord>)> {
+        // Requests without a usable client id cannot be tied to a client: answered, never stored.
+        let parsed = decide::parse_request(req).map_err(|e| (e, None))?;
+        let record =
+            |product: Option<&Product>, count: u32, result: &str, counted: bool| ActivationRecord {
+                at: now.as_second(),
+                client_id: parsed.client_id.clone(),
+                machine_name: req.machine_name.clone(),
+                address: address.to_string(),
+                product: product.map(|p| p.id.clone()).unwrap_or_default(),
+                application: product.map(|p| p.application.clone()).unwrap_or_default(),
+                minimum_asked: req.minimum_count,
+                count,
+                result: result.to_string(),
+                counted,
+                ticket_id: None,
+                ticket_valid_until: None,
+            };
+        let refuse = |e: ApiError, product: Option<&Product>| {
+            let r = record(product, 0, e.code.as_str(), false);
+            (e, Some(r))
+        };
+        if let Some(e) = self.not_ready(now) {
+            return Err(refuse(e, None));
+        }
+        let Some((cert_token, cert)) = &self.certificate else {
+            return Err((
+                ApiError::new(ErrorCode::HostNotActivated, "not activated"),
+                None,
+            ));
+        };
+        let product = self
+            .catalog
+            .product_for_key(&parsed.setup_key)
+            .map_err(|e| refuse(e, None))?;
+        let count = self
+            .count_client(&parsed, product, req, cert, now)
+            .map_err(|e| refuse(e, Some(product)))?;
+        let minimum = decide::minimum(product, req.minimum_count);
+        let outcome = decide::outcome(count, minimum, cert, &self.settings, now);
+        let counted = Counted {
+            count,
+            minimum,
+            outcome,
+        };
+        let mut rec = record(Some(product), count, "", true);
+        let mut response = ActivationResponse {
+            result: ActivationResult::CountInsufficient,
+            count,
+            minimum,
+            product: product.id.clone(),
+            application: product.application.clone(),
+            host_id: self.host_id.clone(),
+            host_time: now,
+            intervals: self.settings.intervals(),
+            retry_after: None,
+            ticket: None,
+            not_yet: None,
+            host_certificate: cert_token.clone(),
+        };
+        let signing_failed = |e: ApiError| (e, None);
+        match decide::answer(&parsed, req, product, counted, &self.host_id, now) {
+            Answer::Ticket(t) => {
+                response.result = ActivationResult::Activated;
+                response.ticket =
+                    Some(ticket::sign_ticket(&self.identity, &t).map_err(signing_failed)?);
+                rec.result = "activated".into();
+                rec.ticket_id = Some(t.jti);
+                rec.ticket_valid_until = Some(t.exp.as_second());
+            }
+            Answer::NotYet(n) => {
+                if let Outcome::NotYet { retry_after } = outcome {
+                    response.retry_after = Some(retry_after);
+                }
+                response.not_yet =
+                    Some(ticket::sign_not_yet(&self.identity, &n).map_err(signing_failed)?);
+                rec.result = ErrorCode::CountInsufficient.as_str().into();
+            }
+        }
+        Ok((response, rec))
+    }
+
+    /// Admits and counts the client under one lock, so two requests cannot both take the
+    /// last seat.
+    fn count_client(
+        &self,
+        parsed: &ParsedRequest,
+        product: &Product,
+        req: &ActivationRequest,
+        cert: &HostCertificate,
+        now: Timestamp,
+    ) -> Result<u32, ApiError> {
+        let revoked = self
+            .revoked
+            .read()
+            .map_err(|_| poisoned())?
+            .contains(&parsed.client);
+        let mut index = self.count.lock().map_err(|_| poisoned())?;
+        let at = now.as_second();
+        let counted = index.contains_anywhere(parsed.client, at);
+        let seats_used = if cert.seats.is_some() {
+            index.total(at)
+        } else {
+            0
+        };
+        let admission = Admission {
+            certificate: cert,
+            product,
+            client_time: req.client_time,
+            revoked,
+            counted,
+            seats_used,
+        };
+        decide::admit(&admission, &self.settings, now)?;
+        Ok(index.observe(&product.application, parsed.client, at))
+    }
+}

@@ -1,0 +1,120 @@
+//! The HTTP layer: it only translates between HTTP and the engine.
+
+use crate::engine::Engine;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use volact_proto::{ActivationRequest, ApiError, ErrorCode, MAX_BODY_BYTES};
+
+/// An [`ApiError`] as an HTTP response: the code's status and the error as JSON.
+pub struct HttpError(pub ApiError);
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.0)).into_response()
+    }
+}
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        HttpError(e)
+    }
+}
+
+/// The public routes: activations, host facts, health.
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/v1/activations", post(activations))
+        .route("/v1/host", get(host))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(engine)
+}
+
+/// Parses a JSON body, turning every failure into a `bad-request` that names the field.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::bad_request(
+                "body",
+                format!("larger than the limit of {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError::bad_request("body", e.body_text())
+        }
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        let why = e.to_string();
+        // serde names the missing or unknown field in its message; keep it for the user.
+        let field = why
+            .split('`')
+            .nth(1)
+            .filter(|_| why.contains("field"))
+            .unwrap_or("body")
+            .to_string();
+        ApiError::bad_request(&field, format!("invalid JSON: {why}"))
+    })
+}
+
+async fn activations(
+    State(engine): State<Arc<Engine>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    let req: ActivationRequest = match parse_json(body) {
+        Ok(r) => r,
+        Err(e) => {
+            engine.counters_refused(e.code);
+            return Err(e.into());
+        }
+    };
+    let answer = engine.activate(&req, &peer.ip().to_string()).await?;
+    Ok(Json(answer).into_response())
+}
+
+async fn host(State(engine): State<Arc<Engine>>) -> Response {
+    Json(engine.info()).into_response()
+}
+
+async fn healthz(State(engine): State<Arc<Engine>>) -> Response {
+    match engine.not_ready(engine.now()) {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}: {}\n", e.code, e.message),
+        )
+            .into_response(),
+    }
+}
+
+async fn not_found() -> HttpError {
+    HttpError(ApiError::new(
+        ErrorCode::NotFound,
+        "no such endpoint; see /v1/activations, /v1/host, /healthz",
+    ))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

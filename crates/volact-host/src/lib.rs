@@ -1,0 +1,34 @@
+//! The volact host: its data directory, the activation engine (the pure rules of
+//! `volact-core` plus the count index, revocations and a group-commit writer to the
+//! store), and the HTTP layer, which only translates.
+
+pub mod clock;
+pub mod config;
+pub mod data;
+pub mod engine;
+pub mod http;
+pub mod server;
+pub mod status;
+pub mod testkit;
+mod writer;
+
+pub use clock::{Clock, ManualClock, SystemClock, whole_seconds};
+pub use engine::Engine;
+
+/// 32 random bytes from the operating system, for keys and nonces.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], volact_proto::ApiError> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| {
+        volact_proto::ApiError::new(
+            volact_proto::ErrorCode::Internal,
+            format!("the system's random source failed: {e}"),
+        )
+    })?;
+    Ok(buf)
+}
+
+/// A random nonce of 32 hex digits.
+pub fn random_nonce() -> Result<String, volact_proto::ApiError> {
+    let bytes: [u8; 16] = random_bytes()?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,124 @@
+//! Starting and stopping a serving host from its data directory.
+
+use crate::clock::Clock;
+use crate::config::HostConfig;
+use crate::data::{HostData, ServingInfo};
+use crate::engine::{Engine, EngineParts};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use volact_proto::{ApiError, ErrorCode};
+use volact_store::{SqliteStore, Store};
+
+/// A host that is serving.
+pub struct Running {
+    data: HostData,
+    /// The address it listens on (the real port when 0 was asked).
+    pub addr: SocketAddr,
+    /// The engine, for in-process callers.
+    pub engine: Arc<Engine>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting requests, lets answered ones finish, and waits.
+    pub async fn stop(mut self) -> Result<(), ApiError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.data.set_serving(None);
+        match (&mut self.task).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ApiError::new(
+                ErrorCode::Internal,
+                format!("the server failed: {e}"),
+            )),
+            Err(e) => Err(ApiError::new(
+                ErrorCode::Internal,
+                format!("the server task failed: {e}"),
+            )),
+        }
+    }
+
+    /// Waits until the server ends by itself.
+    pub async fn wait(mut self) -> Result<(), ApiError> {
+        match (&mut self.task).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ApiError::new(
+                ErrorCode::Internal,
+                format!("the server failed: {e}"),
+            )),
+            Err(e) => Err(ApiError::new(
+                ErrorCode::Internal,
+                format!("the server task failed: {e}"),
+            )),
+        }
+    }
+}
+
+/// Opens the host's store.
+pub async fn open_store(data: &HostData) -> Result<Arc<dyn Store>, ApiError> {
+    let path = data.db_path();
+    let store = SqliteStore::open(&path).await.map_err(|e| {
+        ApiError::new(
+            ErrorCode::StorageFailure,
+            format!("cannot open the database {}: {e}", path.display()),
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// Loads the host from `data` and serves on `config.listen`.
+pub async fn start(
+    data: &HostData,
+    config: &HostConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Running, ApiError> {
+    let identity = data.identity()?;
+    let (_, catalog) = data.vendor()?;
+    let certificate = data.certificate()?;
+    let store = open_store(data).await?;
+    let engine = Engine::start(EngineParts {
+        identity,
+        catalog,
+        certificate,
+        settings: config.settings,
+        store,
+        clock,
+    })
+    .await?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidState,
+            format!("cannot listen on {}: {e}; is another host running there? choose another with --listen", config.listen),
+        )
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("no local address: {e}")))?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let router = crate::http::router(engine.clone());
+    let task = tokio::spawn(crate::http::serve(listener, router, async move {
+        let _ = stopped.await;
+    }));
+    let info = ServingInfo {
+        url: format!("http://{addr}"),
+        pid: std::process::id(),
+        started_at: engine.now(),
+    };
+    data.set_serving(Some(&info))?;
+    Ok(Running {
+        data: data.clone(),
+        addr,
+        engine,
+        stop: Some(stop),
+        task,
+    })
+}

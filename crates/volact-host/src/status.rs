@@ -1,0 +1,343 @@
+//! `volact host status`: what `slmgr /dlv` shows on a KMS host, and more.
+
+use crate::config::HostConfig;
+use crate::data::HostData;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use volact_core::catalog::ProductKind;
+use volact_proto::{ApiError, ErrorCode, HostIntervals};
+use volact_store::Store;
+
+/// The host key as status shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyStatus {
+    /// Key id.
+    pub key_id: String,
+    /// Customer.
+    pub customer: String,
+    /// Key group.
+    pub group: String,
+    /// Seat cap.
+    pub seats: Option<u32>,
+    /// Expiry.
+    pub expires: Option<Timestamp>,
+}
+
+/// The certificate as status shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificateStatus {
+    /// Issued.
+    pub issued: Timestamp,
+    /// Expires.
+    pub expires: Timestamp,
+    /// Whether it is in force now.
+    pub valid: bool,
+    /// Products it activates.
+    pub products: Vec<String>,
+}
+
+/// One product's line under its application.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProductStatus {
+    /// Product id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Workstation or server.
+    pub kind: ProductKind,
+    /// Minimum count.
+    pub minimum: u32,
+    /// Whether the current count activates it.
+    pub activating: bool,
+    /// Whether the host key covers it.
+    pub in_key_group: bool,
+}
+
+/// One application's count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplicationStatus {
+    /// Application id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Distinct clients in the count window.
+    pub count: u64,
+    /// Its products.
+    pub products: Vec<ProductStatus>,
+}
+
+/// Everything `volact host status` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// Host id.
+    pub host_id: String,
+    /// Data directory.
+    pub data: String,
+    /// `activated`, `not-activated` or `certificate-expired`.
+    pub state: String,
+    /// The host key, if installed.
+    pub host_key: Option<KeyStatus>,
+    /// The certificate, if activated.
+    pub certificate: Option<CertificateStatus>,
+    /// Where `serve` listens (from the configuration).
+    pub listen: String,
+    /// Where a running host serves, if one runs.
+    pub serving: Option<crate::data::ServingInfo>,
+    /// Vendor name.
+    pub vendor: Option<String>,
+    /// Catalog version.
+    pub catalog_version: Option<u64>,
+    /// Intervals in force.
+    pub intervals: HostIntervals,
+    /// Counts.
+    pub applications: Vec<ApplicationStatus>,
+    /// Clients in the inventory.
+    pub clients_known: u64,
+    /// Requests recorded, total.
+    pub requests: u64,
+    /// Requests answered with a ticket.
+    pub activated: u64,
+    /// Requests answered "not yet" (`count-insufficient`).
+    pub not_yet: u64,
+    /// Requests refused with any other code.
+    pub refused: u64,
+    /// Requests by result.
+    pub by_result: BTreeMap<String, u64>,
+    /// When this status was taken.
+    pub at: Timestamp,
+}
+
+fn storage(e: volact_store::StoreError) -> ApiError {
+    ApiError::new(ErrorCode::StorageFailure, e.to_string())
+}
+
+/// Collects the status from the data directory and the store.
+pub async fn collect(
+    data: &HostData,
+    store: &dyn Store,
+    config: &HostConfig,
+    now: Timestamp,
+) -> Result<HostStatus, ApiError> {
+    let identity = data.identity()?;
+    let host_key = data.host_key().ok().map(|(_, k)| KeyStatus {
+        key_id: k.jti,
+        customer: k.customer,
+        group: k.group,
+        seats: k.seats,
+        expires: k.exp,
+    });
+    let certificate = data.certificate()?.map(|(_, c)| CertificateStatus {
+        issued: c.iat,
+        expires: c.exp,
+        valid: now < c.exp,
+        products: c.products,
+    });
+    let state = match &certificate {
+        None => "not-activated",
+        Some(c) if !c.valid => "certificate-expired",
+        Some(_) => "activated",
+    };
+    let vendor = data.vendor().ok();
+    let since = now
+        .as_second()
+        .saturating_sub(config.settings.count_window.as_secs());
+    let counts: BTreeMap<String, u64> = store
+        .count_by_application(since)
+        .await
+        .map_err(storage)?
+        .into_iter()
+        .collect();
+    let mut applications = Vec::new();
+    if let Some((_, catalog)) = &vendor {
+        for app in &catalog.applications {
+            let count = counts.get(&app.id).copied().unwrap_or(0);
+            let products = catalog
+                .products
+                .iter()
+                .filter(|p| p.application == app.id)
+                .map(|p| ProductStatus {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    kind: p.kind,
+                    minimum: p.minimum_count,
+                    activating: count >= u64::from(p.minimum_count),
+                    in_key_group: certificate
+                        .as_ref()
+                        .is_some_and(|c| c.products.contains(&p.id)),
+                })
+                .collect();
+            applications.push(ApplicationStatus {
+                id: app.id.clone(),
+                name: app.name.clone(),
+                count,
+                products,
+            });
+        }
+    }
+    let by_result: BTreeMap<String, u64> = store
+        .result_totals()
+        .await
+        .map_err(storage)?
+        .into_iter()
+        .collect();
+    let requests = by_result.values().sum();
+    let activated = by_result.get("activated").copied().unwrap_or(0);
+    let not_yet = by_result
+        .get(ErrorCode::CountInsufficient.as_str())
+        .copied()
+        .unwrap_or(0);
+    let refused = requests - activated - not_yet;
+    Ok(HostStatus {
+        host_id: identity.public().host_id(),
+        data: data.dir().display().to_string(),
+        state: state.to_string(),
+        host_key,
+        certificate,
+        listen: config.listen.to_string(),
+        serving: data.serving(),
+        vendor: vendor.as_ref().map(|(_, c)| c.vendor.clone()),
+        catalog_version: vendor.as_ref().map(|(_, c)| c.version),
+        intervals: config.settings.intervals(),
+        applications,
+        clients_known: store.client_total().await.map_err(storage)?,
+        requests,
+        activated,
+        not_yet,
+        refused,
+        by_result,
+        at: now,
+    })
+}
+
+fn days(secs: u64) -> String {
+    volact_core::util::human(jiff::SignedDuration::from_secs(
+        i64::try_from(secs).unwrap_or(i64::MAX),
+    ))
+}
+
+impl HostStatus {
+    /// The status as aligned text, in the manner of `slmgr /dlv`.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| {
+            let _ = writeln!(out, "{k:<24} {v}");
+        };
+        line("Host id:", self.host_id.clone());
+        line("Data directory:", self.data.clone());
+        line("Host state:", self.state.clone());
+        match &self.host_key {
+            Some(k) => {
+                line(
+                    "Host key:",
+                    format!(
+                        "{} (customer {}, key group {})",
+                        k.key_id, k.customer, k.group
+                    ),
+                );
+                line(
+                    "Seat cap:",
+                    k.seats
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "none".into()),
+                );
+                line(
+                    "Host key expires:",
+                    k.expires
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "never".into()),
+                );
+            }
+            None => line(
+                "Host key:",
+                "none installed (volact host install-key)".into(),
+            ),
+        }
+        match &self.certificate {
+            Some(c) => line(
+                "Certificate:",
+                format!(
+                    "issued {}, expires {}{}",
+                    c.issued,
+                    c.expires,
+                    if c.valid { "" } else { " (EXPIRED)" }
+                ),
+            ),
+            None => line("Certificate:", "none (volact host activate)".into()),
+        }
+        match &self.serving {
+            Some(s) => line(
+                "Serving:",
+                format!("{} (pid {}, since {})", s.url, s.pid, s.started_at),
+            ),
+            None => line(
+                "Serving:",
+                format!("not running (configured listen address {})", self.listen),
+            ),
+        }
+        if let (Some(v), Some(n)) = (&self.vendor, self.catalog_version) {
+            line("Catalog:", format!("{v}, version {n}"));
+        }
+        let i = &self.intervals;
+        line(
+            "Intervals:",
+            format!(
+                "renew {}, retry {}, ticket validity {}, count window {}, clock skew ±{}",
+                days(i.renew_interval_secs),
+                days(i.retry_interval_secs),
+                days(i.ticket_validity_secs),
+                days(i.count_window_secs),
+                days(i.max_clock_skew_secs)
+            ),
+        );
+        line("Clients known:", self.clients_known.to_string());
+        let results: Vec<String> = self
+            .by_result
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        line(
+            "Requests:",
+            format!(
+                "{} received: {} activated, {} not yet (count-insufficient), {} refused{}",
+                self.requests,
+                self.activated,
+                self.not_yet,
+                self.refused,
+                if results.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n{:<24} {}", "", results.join(", "))
+                }
+            ),
+        );
+        for app in &self.applications {
+            let _ = writeln!(
+                out,
+                "\nApplication {} ({}): current count {}",
+                app.name, app.id, app.count
+            );
+            for p in &app.products {
+                let _ = writeln!(
+                    out,
+                    "  {:<28} {:<12} minimum {:>4}  {}{}",
+                    p.id,
+                    format!("{:?}", p.kind).to_lowercase(),
+                    p.minimum,
+                    if p.activating {
+                        "activating"
+                    } else {
+                        "waiting for count"
+                    },
+                    if p.in_key_group {
+                        ""
+                    } else {
+                        "  (not in key group)"
+                    }
+                );
+            }
+        }
+        out
+    }
+}

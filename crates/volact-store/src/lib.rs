@@ -1,0 +1,72 @@
+//! Storage of a volact host: the inventory of every client ever seen, the audit log of
+//! activation requests, revocations and result totals.
+//!
+//! Everything sits behind the [`Store`] trait so the activation rules never see SQL, and
+//! a second backend (PostgreSQL, for several hosts sharing one count) can be added without
+//! touching them. [`SqliteStore`] is the embedded default. Times are Unix seconds (UTC).
+
+mod sqlite;
+mod types;
+
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+use async_trait::async_trait;
+
+/// A storage failure. Its message says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed an operation.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("could not prepare the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The stored data is not what this version expects.
+    #[error("stored data is corrupt or from another version: {0}")]
+    Corrupt(String),
+}
+
+/// The storage a host needs. Implementations must make [`Store::record_batch`] durable
+/// before returning: the host acknowledges activations only after it returns `Ok`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records a batch of activation requests in one transaction: updates (or creates)
+    /// each client's inventory row, appends one audit event per request, and adds to the
+    /// per-result totals. Requests of one batch are applied in order.
+    async fn record_batch(&self, batch: &[ActivationRecord]) -> Result<(), StoreError>;
+
+    /// Every non-revoked client whose last counted request is at or after `since`, for
+    /// rebuilding the in-memory count at start-up. Order is unspecified.
+    async fn counted_clients(&self, since: i64) -> Result<Vec<CountedClient>, StoreError>;
+
+    /// One client's inventory row.
+    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
+
+    /// Inventory rows matching a filter, most recently seen first.
+    async fn clients(&self, filter: &ClientFilter) -> Result<Vec<ClientRecord>, StoreError>;
+
+    /// Audit events matching a filter, newest first.
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// Per-application count of distinct non-revoked clients counted at or after `since`.
+    async fn count_by_application(&self, since: i64) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Totals of requests by result code since the store was created.
+    async fn result_totals(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Marks a client revoked or not. Returns false when the client is unknown.
+    async fn set_revoked(
+        &self,
+        client_id: &str,
+        revoked: bool,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes audit events older than `before`; returns how many were deleted.
+    async fn prune_events(&self, before: i64) -> Result<u64, StoreError>;
+
+    /// Number of clients in the inventory.
+    async fn client_total(&self) -> Result<u64, StoreError>;
+}

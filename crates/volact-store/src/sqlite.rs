@@ -1,0 +1,180 @@
+//! The embedded SQLite backend.
+//!
+//! One dedicated write connection serialises every write, which is what SQLite allows
+//! anyway, and keeps its prepared statements warm for the hot path; a small pool of
+//! read-only connections serves queries, so in WAL mode an administrator listing the
+//! inventory never delays an activation.
+
+mod read;
+mod schema;
+mod write;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::{
+    ActivationRecord, ClientFilter, ClientRecord, CountedClient, EventFilter, EventRecord, Store,
+    StoreError,
+};
+
+/// Long enough to ride out another process (a CLI revoking a client, a backup) holding
+/// the write lock, short enough that a stuck lock surfaces as an error, not a hang.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Read connections: queries are short, and the machine may have few cores.
+const READ_CONNECTIONS: u32 = 4;
+
+/// Enough for the ~10 statements of the hot path and the filter combinations of the
+/// listing queries, so none of them is re-prepared.
+const STATEMENT_CACHE: usize = 200;
+
+/// The embedded backend: one SQLite file in WAL mode.
+///
+/// Writes are synchronous=FULL: when [`Store::record_batch`] returns, the batch is in the
+/// write-ahead log on disk and survives the process being killed or the power failing.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    statements: write::Statements,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating the file if it is missing (its directory
+    /// must exist) and bringing its schema up to date.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(BUSY_TIMEOUT)
+            .statement_cache_capacity(STATEMENT_CACHE);
+
+        let write_options = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            // The connection holds the prepared statements of the hot path: never recycle it.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            // A ping before every batch would double the round trips of small batches;
+            // a dead connection shows up as an error on the batch itself.
+            .test_before_acquire(false)
+            // Writers queue behind each other on this single connection; a batch waits for
+            // the one before it and for chunks of pruning, never for long.
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(write_options)
+            .await?;
+
+        schema::migrate(&writer).await?;
+
+        // The reader is opened only now, so the file exists and is already in WAL mode.
+        let reader = Self::read_pool(base.read_only(true)).await?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            statements: write::Statements::new(),
+        })
+    }
+
+    /// Opens an existing database for reading only, for status commands that must not
+    /// create or change anything. Fails if the file is missing or its schema is not the
+    /// one this version writes; every write method then fails too.
+    pub async fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "no database at {}: check the path, or start the host once to create it",
+                    path.display()
+                ),
+            ))));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(BUSY_TIMEOUT)
+            .statement_cache_capacity(STATEMENT_CACHE)
+            .read_only(true);
+        let reader = Self::read_pool(options).await?;
+        schema::check_current(&reader).await?;
+        Ok(SqliteStore {
+            // Writes go to a read-only connection and fail with SQLite's own "readonly
+            // database" error, rather than through a second code path.
+            writer: reader.clone(),
+            reader,
+            statements: write::Statements::new(),
+        })
+    }
+
+    async fn read_pool(options: SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
+        Ok(SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .min_connections(0)
+            .connect_with(options)
+            .await?)
+    }
+
+    /// Closes every connection, waiting for those in use to be returned. The last one
+    /// to close checkpoints the write-ahead log into the database file, so a copy of the
+    /// file alone is complete afterwards. Data is durable without calling this.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn record_batch(&self, batch: &[ActivationRecord]) -> Result<(), StoreError> {
+        write::record_batch(&self.writer, &self.statements, batch).await
+    }
+
+    async fn counted_clients(&self, since: i64) -> Result<Vec<CountedClient>, StoreError> {
+        read::counted_clients(&self.reader, since).await
+    }
+
+    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        read::client(&self.reader, client_id).await
+    }
+
+    async fn clients(&self, filter: &ClientFilter) -> Result<Vec<ClientRecord>, StoreError> {
+        read::clients(&self.reader, filter).await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
+        read::events(&self.reader, filter).await
+    }
+
+    async fn count_by_application(&self, since: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        read::count_by_application(&self.reader, since).await
+    }
+
+    async fn result_totals(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        read::result_totals(&self.reader).await
+    }
+
+    async fn set_revoked(
+        &self,
+        client_id: &str,
+        revoked: bool,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        write::set_revoked(&self.writer, client_id, revoked, reason, at).await
+    }
+
+    async fn prune_events(&self, before: i64) -> Result<u64, StoreError> {
+        write::prune_events(&self.writer, before).await
+    }
+
+    async fn client_total(&self) -> Result<u64, StoreError> {
+        read::client_total(&self.reader).await
+    }
+}

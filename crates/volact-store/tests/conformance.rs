@@ -1,0 +1,192 @@
+//! The store conformance suite run against [`SqliteStore`], plus what only the SQLite
+//! backend has: a file that outlives the store, a read-only mode, bulk speed.
+
+#[macro_use]
+#[path = "conformance/suite.rs"]
+mod suite;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tempfile::TempDir;
+use volact_store::{ActivationRecord, ClientFilter, EventFilter, SqliteStore, Store, StoreError};
+
+use suite::{TestResult, rec, refused};
+
+fn db_path(dir: &TempDir) -> PathBuf {
+    dir.path().join("volact.db")
+}
+
+async fn open_sqlite() -> TestResult<(SqliteStore, TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(&db_path(&dir)).await?;
+    Ok((store, dir))
+}
+
+conformance_tests!(open_sqlite);
+
+fn wal_of(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+#[tokio::test]
+async fn open_creates_the_file_in_wal_mode_and_is_repeatable() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = db_path(&dir);
+    let store = SqliteStore::open(&path).await?;
+    assert!(path.is_file());
+    store.record_batch(&[rec(1, "a")]).await?;
+    // Committed data waits in the write-ahead log until a checkpoint.
+    assert!(wal_of(&path).is_file());
+
+    // A second opener (say, a CLI command while the host runs) finds the schema in place.
+    let second = SqliteStore::open(&path).await?;
+    assert_eq!(second.client_total().await?, 1);
+    second.close().await;
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn data_survives_reopening() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = db_path(&dir);
+    let clients;
+    let events;
+    {
+        let store = SqliteStore::open(&path).await?;
+        store
+            .record_batch(&[rec(10, "a"), refused(20, "b", "clock-skew")])
+            .await?;
+        store.record_batch(&[rec(30, "a")]).await?;
+        store.set_revoked("b", true, Some("lost"), 40).await?;
+        clients = store.clients(&ClientFilter::default()).await?;
+        events = store.events(&EventFilter::default()).await?;
+        // Dropped without close(): only what record_batch made durable may be relied on.
+    }
+    let store = SqliteStore::open(&path).await?;
+    assert_eq!(store.clients(&ClientFilter::default()).await?, clients);
+    assert_eq!(store.events(&EventFilter::default()).await?, events);
+    assert_eq!(
+        store.result_totals().await?,
+        vec![("activated".into(), 2), ("clock-skew".into(), 1)]
+    );
+    assert_eq!(store.counted_clients(0).await?.len(), 1);
+    let b = store.client("b").await?.ok_or("client b is missing")?;
+    assert!(b.revoked);
+    assert_eq!(b.revoked_reason.as_deref(), Some("lost"));
+
+    // After a clean close the main file alone holds everything.
+    store.close().await;
+    assert!(!wal_of(&path).exists() || std::fs::metadata(wal_of(&path))?.len() == 0);
+    let store = SqliteStore::open_read_only(&path).await?;
+    assert_eq!(store.clients(&ClientFilter::default()).await?, clients);
+    assert_eq!(store.events(&EventFilter::default()).await?, events);
+    Ok(())
+}
+
+#[tokio::test]
+async fn read_only_opens_only_an_existing_volact_database() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = db_path(&dir);
+
+    let missing = SqliteStore::open_read_only(&path).await;
+    assert!(
+        matches!(missing, Err(StoreError::Database(_))),
+        "{missing:?}"
+    );
+    assert!(!path.exists(), "a read-only open must not create the file");
+
+    std::fs::write(&path, b"")?;
+    let empty = SqliteStore::open_read_only(&path).await;
+    assert!(matches!(empty, Err(StoreError::Corrupt(_))), "{empty:?}");
+    std::fs::remove_file(&path)?;
+
+    let writer = SqliteStore::open(&path).await?;
+    writer.record_batch(&[rec(5, "a")]).await?;
+
+    // Reads see the writer's data while it runs; writes are refused.
+    let reader = SqliteStore::open_read_only(&path).await?;
+    assert_eq!(reader.client_total().await?, 1);
+    assert!(reader.record_batch(&[rec(6, "b")]).await.is_err());
+    assert!(reader.set_revoked("a", true, None, 7).await.is_err());
+    assert!(reader.prune_events(i64::MAX).await.is_err());
+
+    writer.record_batch(&[rec(8, "c")]).await?;
+    assert_eq!(reader.client_total().await?, 2);
+    assert_eq!(writer.client_total().await?, 2);
+    reader.close().await;
+    writer.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_thousand_clients() -> TestResult {
+    let (store, _dir) = open_sqlite().await?;
+    let clients: i64 = 100_000;
+    let applications = ["office", "cad", "erp"];
+    let records: Vec<ActivationRecord> = (0..clients)
+        .map(|i| {
+            let mut r = rec(1_000 + i, &format!("{i:032x}"));
+            let app = applications[usize::try_from(i % 3).unwrap_or(0)];
+            r.application = app.to_owned();
+            r.product = format!("{app}-pro");
+            // One in ten is refused before counting, so it is listed but not counted.
+            if i % 10 == 9 {
+                r.counted = false;
+            }
+            r
+        })
+        .collect();
+
+    let started = Instant::now();
+    for batch in records.chunks(500) {
+        store.record_batch(batch).await?;
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "recorded {clients} activations in {elapsed:?} ({:.0}/s)",
+        clients as f64 / elapsed.as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let counts = store.count_by_application(0).await?;
+    eprintln!("count_by_application took {:?}", started.elapsed());
+    let expected = |app: usize| {
+        let app = i64::try_from(app).unwrap_or(0);
+        (0..clients).filter(|i| i % 3 == app && i % 10 != 9).count() as u64
+    };
+    assert_eq!(
+        counts,
+        vec![
+            ("cad".to_owned(), expected(1)),
+            ("erp".to_owned(), expected(2)),
+            ("office".to_owned(), expected(0)),
+        ]
+    );
+    // Half the window: only the newer half counts.
+    let half = store.count_by_application(1_000 + clients / 2).await?;
+    let total_half: u64 = half.iter().map(|(_, n)| n).sum();
+    assert_eq!(total_half, 45_000);
+
+    let started = Instant::now();
+    let counted = store.counted_clients(0).await?;
+    eprintln!("counted_clients took {:?}", started.elapsed());
+    assert_eq!(counted.len(), 90_000);
+    assert_eq!(store.client_total().await?, 100_000);
+
+    let started = Instant::now();
+    let page = store
+        .clients(&ClientFilter {
+            application: Some("cad".into()),
+            limit: Some(50),
+            ..Default::default()
+        })
+        .await?;
+    eprintln!("a page of the inventory took {:?}", started.elapsed());
+    assert_eq!(page.len(), 50);
+    assert_eq!(page[0].last_seen, 1_000 + clients - 3);
+    Ok(())
+}

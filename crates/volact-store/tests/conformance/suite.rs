@@ -1,0 +1,740 @@
+//! The behaviour every [`Store`] backend must have, as functions over `&dyn Store`.
+//!
+//! Each function expects an empty store. A backend's test file runs them all with
+//! `conformance_tests!(open_fn)`, where `open_fn` is an `async fn() -> TestResult<(S, G)>`
+//! giving a fresh store `S: Store` and a guard `G` that keeps its storage alive. Include
+//! this file with `#[macro_use] #[path = "conformance/suite.rs"] mod suite;`.
+
+use std::error::Error;
+
+use volact_store::{ActivationRecord, ClientFilter, EventFilter, Store};
+
+/// What a conformance check returns: `Err` on a store failure, a panic on a wrong answer.
+pub type TestResult<T = ()> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// Runs every conformance check, each on a fresh store.
+macro_rules! conformance_tests {
+    ($open:path) => {
+        conformance_tests!(@each $open;
+            upsert_semantics,
+            batch_is_applied_in_order,
+            revoked_clients_do_not_count,
+            count_window_boundaries,
+            client_filters,
+            event_filters,
+            prune_events,
+            result_totals_add_up,
+            concurrent_batches_all_land,
+        );
+    };
+    (@each $open:path; $($name:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() -> suite::TestResult {
+                let (store, _guard) = $open().await?;
+                suite::$name(&store).await
+            }
+        )*
+    };
+}
+
+/// A counted, activated request for `client` of product `p1` in application `app1`.
+pub fn rec(at: i64, client: &str) -> ActivationRecord {
+    ActivationRecord {
+        at,
+        client_id: client.to_owned(),
+        machine_name: format!("machine-{client}"),
+        address: "192.0.2.1".to_owned(),
+        product: "p1".to_owned(),
+        application: "app1".to_owned(),
+        minimum_asked: 25,
+        count: 30,
+        result: "activated".to_owned(),
+        counted: true,
+        ticket_id: Some(format!("ticket-{client}-{at}")),
+        ticket_valid_until: Some(at + 1000),
+    }
+}
+
+/// A request refused before counting, as for an unknown setup key.
+pub fn refused(at: i64, client: &str, result: &str) -> ActivationRecord {
+    ActivationRecord {
+        product: String::new(),
+        application: String::new(),
+        count: 0,
+        result: result.to_owned(),
+        counted: false,
+        ticket_id: None,
+        ticket_valid_until: None,
+        ..rec(at, client)
+    }
+}
+
+fn ids<'a>(clients: impl IntoIterator<Item = &'a volact_store::ClientRecord>) -> Vec<String> {
+    clients.into_iter().map(|c| c.client_id.clone()).collect()
+}
+
+async fn get(store: &dyn Store, client: &str) -> TestResult<volact_store::ClientRecord> {
+    store
+        .client(client)
+        .await?
+        .ok_or_else(|| format!("client {client} is missing").into())
+}
+
+/// first_seen is kept, last_counted moves only on counted requests, a ticket and a
+/// product are kept when a request brings none, requests are counted.
+pub async fn upsert_semantics(store: &dyn Store) -> TestResult {
+    store.record_batch(&[]).await?;
+    assert_eq!(store.client_total().await?, 0);
+    assert_eq!(store.client("c1").await?, None);
+
+    let mut first = rec(100, "c1");
+    first.machine_name = "m1".into();
+    first.address = "10.0.0.1".into();
+    store.record_batch(&[first]).await?;
+    let c = get(store, "c1").await?;
+    assert_eq!(c.client_id, "c1");
+    assert_eq!(c.machine_name, "m1");
+    assert_eq!(c.address, "10.0.0.1");
+    assert_eq!((c.product.as_str(), c.application.as_str()), ("p1", "app1"));
+    assert_eq!(
+        (c.first_seen, c.last_seen, c.last_counted),
+        (100, 100, Some(100))
+    );
+    assert_eq!((c.last_result.as_str(), c.last_count), ("activated", 30));
+    assert_eq!(c.ticket_id.as_deref(), Some("ticket-c1-100"));
+    assert_eq!(c.ticket_valid_until, Some(1100));
+    assert!(!c.revoked);
+    assert_eq!(c.revoked_reason, None);
+    assert_eq!(c.requests, 1);
+
+    // Unknown setup key, not counted, no ticket: product, counted time and ticket stay.
+    let mut second = refused(200, "c1", "unknown-setup-key");
+    second.machine_name = "m2".into();
+    second.address = "10.0.0.2".into();
+    store.record_batch(&[second]).await?;
+    let c = get(store, "c1").await?;
+    assert_eq!(c.machine_name, "m2");
+    assert_eq!(c.address, "10.0.0.2");
+    assert_eq!((c.product.as_str(), c.application.as_str()), ("p1", "app1"));
+    assert_eq!(
+        (c.first_seen, c.last_seen, c.last_counted),
+        (100, 200, Some(100))
+    );
+    assert_eq!(
+        (c.last_result.as_str(), c.last_count),
+        ("unknown-setup-key", 0)
+    );
+    assert_eq!(c.ticket_id.as_deref(), Some("ticket-c1-100"));
+    assert_eq!(c.ticket_valid_until, Some(1100));
+    assert_eq!(c.requests, 2);
+
+    // A known product replaces the stored one, a new ticket replaces the old.
+    let mut third = rec(300, "c1");
+    third.product = "p2".into();
+    third.application = "app2".into();
+    store.record_batch(&[third]).await?;
+    let c = get(store, "c1").await?;
+    assert_eq!((c.product.as_str(), c.application.as_str()), ("p2", "app2"));
+    assert_eq!(
+        (c.first_seen, c.last_seen, c.last_counted),
+        (100, 300, Some(300))
+    );
+    assert_eq!(c.ticket_id.as_deref(), Some("ticket-c1-300"));
+    assert_eq!(c.ticket_valid_until, Some(1300));
+    assert_eq!(c.requests, 3);
+
+    // Each ticket field is kept on its own when the request lacks it.
+    let mut fourth = rec(400, "c1");
+    fourth.ticket_id = None;
+    fourth.ticket_valid_until = Some(9999);
+    store.record_batch(&[fourth]).await?;
+    let c = get(store, "c1").await?;
+    assert_eq!(c.ticket_id.as_deref(), Some("ticket-c1-300"));
+    assert_eq!(c.ticket_valid_until, Some(9999));
+
+    // A client first seen on a refused request is never counted and has no ticket.
+    store
+        .record_batch(&[refused(500, "c2", "clock-skew")])
+        .await?;
+    let c = get(store, "c2").await?;
+    assert_eq!(
+        (c.first_seen, c.last_seen, c.last_counted),
+        (500, 500, None)
+    );
+    assert_eq!((c.product.as_str(), c.application.as_str()), ("", ""));
+    assert_eq!((c.ticket_id, c.ticket_valid_until), (None, None));
+    assert_eq!(c.requests, 1);
+
+    assert_eq!(store.client_total().await?, 2);
+    Ok(())
+}
+
+/// Requests of one batch apply in order, also when a client appears several times and
+/// across the statement boundaries a backend may cut a large batch at.
+pub async fn batch_is_applied_in_order(store: &dyn Store) -> TestResult {
+    let mut ticket = refused(20, "x", "activated");
+    ticket.ticket_id = Some("t20".into());
+    ticket.ticket_valid_until = Some(2020);
+    let mut unknown = refused(30, "x", "unknown-setup-key");
+    unknown.machine_name = "last-name".into();
+    store.record_batch(&[rec(10, "x"), ticket, unknown]).await?;
+    let c = get(store, "x").await?;
+    assert_eq!(
+        (c.first_seen, c.last_seen, c.last_counted),
+        (10, 30, Some(10))
+    );
+    assert_eq!(c.ticket_id.as_deref(), Some("t20"));
+    assert_eq!(c.machine_name, "last-name");
+    assert_eq!(c.last_result, "unknown-setup-key");
+    assert_eq!(c.requests, 3);
+
+    // 301 requests; "y" at many positions, with its product changing each time.
+    let batch: Vec<ActivationRecord> = (0..301)
+        .map(|i| {
+            let at = 1000 + i;
+            if i % 7 == 0 || i == 63 || i == 64 || i == 300 {
+                let mut r = rec(at, "y");
+                r.product = format!("p{i}");
+                r.counted = i % 2 == 0;
+                r
+            } else {
+                rec(at, &format!("z{i}"))
+            }
+        })
+        .collect();
+    store.record_batch(&batch).await?;
+    let y = get(store, "y").await?;
+    assert_eq!((y.first_seen, y.last_seen), (1000, 1300));
+    assert_eq!(y.product, "p300");
+    assert_eq!(y.last_counted, Some(1300));
+    let y_requests = batch.iter().filter(|r| r.client_id == "y").count();
+    assert_eq!(y.requests, u64::try_from(y_requests)?);
+
+    // Events are numbered in batch order: newest first is the batch reversed.
+    let events = store.events(&EventFilter::default()).await?;
+    assert_eq!(events.len(), 3 + 301);
+    let ats: Vec<i64> = events.iter().rev().map(|e| e.at).collect();
+    let expected: Vec<i64> = [10, 20, 30].into_iter().chain(1000..1301).collect();
+    assert_eq!(ats, expected);
+    assert!(events.windows(2).all(|w| w[0].id > w[1].id));
+    let first = &events[events.len() - 1];
+    assert_eq!(first.client_id, "x");
+    assert_eq!(first.machine_name, "machine-x");
+    assert_eq!(first.address, "192.0.2.1");
+    assert_eq!(first.product, "p1");
+    assert_eq!((first.minimum_asked, first.count), (25, 30));
+    assert_eq!(first.result, "activated");
+    Ok(())
+}
+
+/// Revoked clients are listed but not counted; revocation survives new requests;
+/// unknown clients cannot be revoked.
+pub async fn revoked_clients_do_not_count(store: &dyn Store) -> TestResult {
+    let mut b1 = rec(100, "b1");
+    b1.application = "app2".into();
+    store
+        .record_batch(&[rec(100, "a1"), rec(100, "a2"), rec(100, "a3"), b1])
+        .await?;
+    let counts = store.count_by_application(0).await?;
+    assert_eq!(counts, vec![("app1".into(), 3), ("app2".into(), 1)]);
+
+    assert!(store.set_revoked("a2", true, Some("stolen"), 150).await?);
+    assert!(!store.set_revoked("nobody", true, Some("x"), 150).await?);
+    assert_eq!(store.client("nobody").await?, None);
+
+    let c = get(store, "a2").await?;
+    assert!(c.revoked);
+    assert_eq!(c.revoked_reason.as_deref(), Some("stolen"));
+
+    // A new request from a revoked client does not lift the revocation.
+    store.record_batch(&[rec(200, "a2")]).await?;
+    let c = get(store, "a2").await?;
+    assert!(c.revoked);
+    assert_eq!(c.revoked_reason.as_deref(), Some("stolen"));
+    assert_eq!(c.last_counted, Some(200));
+
+    let counts = store.count_by_application(0).await?;
+    assert_eq!(counts, vec![("app1".into(), 2), ("app2".into(), 1)]);
+    let mut counted = ids_of_counted(store, 0).await?;
+    counted.sort();
+    assert_eq!(counted, vec!["a1", "a3", "b1"]);
+
+    // Revoking everyone in an application removes it from the counts.
+    assert!(store.set_revoked("b1", true, None, 250).await?);
+    assert_eq!(get(store, "b1").await?.revoked_reason, None);
+    let counts = store.count_by_application(0).await?;
+    assert_eq!(counts, vec![("app1".into(), 2)]);
+
+    assert!(store.set_revoked("a2", false, None, 300).await?);
+    let c = get(store, "a2").await?;
+    assert!(!c.revoked);
+    assert_eq!(c.revoked_reason, None);
+    let counts = store.count_by_application(0).await?;
+    assert_eq!(counts, vec![("app1".into(), 3)]);
+    Ok(())
+}
+
+async fn ids_of_counted(store: &dyn Store, since: i64) -> TestResult<Vec<String>> {
+    Ok(store
+        .counted_clients(since)
+        .await?
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect())
+}
+
+/// Counts include a client counted exactly at `since` and exclude earlier ones and
+/// never-counted ones.
+pub async fn count_window_boundaries(store: &dyn Store) -> TestResult {
+    let mut server = rec(300, "s1");
+    server.product = "p-server".into();
+    store
+        .record_batch(&[
+            rec(100, "old"),
+            rec(200, "edge"),
+            server,
+            refused(400, "never", "count-insufficient"),
+        ])
+        .await?;
+    // "old" asks again without counting: its counted time stays at 100.
+    store
+        .record_batch(&[refused(500, "old", "clock-skew")])
+        .await?;
+
+    assert_eq!(
+        store.count_by_application(200).await?,
+        vec![("app1".into(), 2)]
+    );
+    assert_eq!(
+        store.count_by_application(0).await?,
+        vec![("app1".into(), 3)]
+    );
+    assert_eq!(store.count_by_application(301).await?, vec![]);
+
+    let mut counted = store.counted_clients(200).await?;
+    counted.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+    assert_eq!(counted.len(), 2);
+    assert_eq!(counted[0].client_id, "edge");
+    assert_eq!(counted[0].application, "app1");
+    assert_eq!(counted[0].last_counted, 200);
+    assert_eq!(counted[1].client_id, "s1");
+    assert_eq!(counted[1].last_counted, 300);
+    assert!(store.counted_clients(301).await?.is_empty());
+    Ok(())
+}
+
+/// Every field of [`ClientFilter`], alone and combined, and the listing order.
+pub async fn client_filters(store: &dyn Store) -> TestResult {
+    let mut alpha = rec(100, "id-alpha");
+    alpha.machine_name = "Desk-ALPHA".into();
+    alpha.address = "10.1.1.1".into();
+    let mut beta = rec(200, "id-beta");
+    beta.machine_name = "desk_beta".into();
+    beta.address = "10.2.2.2".into();
+    beta.product = "p2".into();
+    let mut gamma = rec(300, "id-gamma");
+    gamma.machine_name = "srv 100%".into();
+    gamma.address = "fd00::1".into();
+    gamma.product = "p-server".into();
+    gamma.application = "app2".into();
+    let mut delta = refused(400, "id-delta", "unknown-setup-key");
+    delta.machine_name = "deskXbeta".into();
+    store.record_batch(&[alpha, beta, gamma, delta]).await?;
+    store
+        .set_revoked("id-beta", true, Some("gone"), 450)
+        .await?;
+
+    let list =
+        |filter: ClientFilter| async move { TestResult::Ok(ids(&store.clients(&filter).await?)) };
+
+    // Newest first.
+    assert_eq!(
+        list(ClientFilter::default()).await?,
+        ["id-delta", "id-gamma", "id-beta", "id-alpha"]
+    );
+    assert_eq!(
+        list(ClientFilter {
+            application: Some("app1".into()),
+            ..Default::default()
+        })
+        .await?,
+        ["id-beta", "id-alpha"]
+    );
+    assert_eq!(
+        list(ClientFilter {
+            application: Some("".into()),
+            ..Default::default()
+        })
+        .await?,
+        ["id-delta"]
+    );
+    assert_eq!(
+        list(ClientFilter {
+            product: Some("p2".into()),
+            ..Default::default()
+        })
+        .await?,
+        ["id-beta"]
+    );
+    assert!(
+        list(ClientFilter {
+            product: Some("nothing".into()),
+            ..Default::default()
+        })
+        .await?
+        .is_empty()
+    );
+
+    let search = |text: &str| ClientFilter {
+        search: Some(text.into()),
+        ..Default::default()
+    };
+    // Case-insensitive, over id, machine name and address.
+    assert_eq!(
+        list(search("DESK")).await?,
+        ["id-delta", "id-beta", "id-alpha"]
+    );
+    assert_eq!(list(search("ALPHA")).await?, ["id-alpha"]);
+    assert_eq!(list(search("10.2.")).await?, ["id-beta"]);
+    assert_eq!(list(search("fd00:")).await?, ["id-gamma"]);
+    // LIKE wildcards in the text are taken literally.
+    assert_eq!(list(search("_")).await?, ["id-beta"]);
+    assert_eq!(list(search("k_b")).await?, ["id-beta"]);
+    assert_eq!(list(search("%")).await?, ["id-gamma"]);
+    assert!(list(search("1%0")).await?.is_empty());
+    assert!(list(search("\\")).await?.is_empty());
+    assert_eq!(list(search("")).await?.len(), 4);
+
+    assert_eq!(
+        list(ClientFilter {
+            revoked: Some(true),
+            ..Default::default()
+        })
+        .await?,
+        ["id-beta"]
+    );
+    assert_eq!(
+        list(ClientFilter {
+            revoked: Some(false),
+            ..Default::default()
+        })
+        .await?,
+        ["id-delta", "id-gamma", "id-alpha"]
+    );
+
+    // Counted since 200: beta and gamma; not: alpha (earlier) and delta (never).
+    assert_eq!(
+        list(ClientFilter {
+            counted_since: Some((200, true)),
+            ..Default::default()
+        })
+        .await?,
+        ["id-gamma", "id-beta"]
+    );
+    assert_eq!(
+        list(ClientFilter {
+            counted_since: Some((200, false)),
+            ..Default::default()
+        })
+        .await?,
+        ["id-delta", "id-alpha"]
+    );
+
+    assert_eq!(
+        list(ClientFilter {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await?,
+        ["id-delta", "id-gamma"]
+    );
+    assert!(
+        list(ClientFilter {
+            limit: Some(0),
+            ..Default::default()
+        })
+        .await?
+        .is_empty()
+    );
+
+    assert_eq!(
+        list(ClientFilter {
+            application: Some("app1".into()),
+            product: Some("p2".into()),
+            search: Some("BETA".into()),
+            revoked: Some(true),
+            counted_since: Some((200, true)),
+            limit: Some(5),
+        })
+        .await?,
+        ["id-beta"]
+    );
+    assert!(
+        list(ClientFilter {
+            application: Some("app1".into()),
+            revoked: Some(false),
+            counted_since: Some((150, true)),
+            ..Default::default()
+        })
+        .await?
+        .is_empty()
+    );
+
+    // Rows come back whole.
+    let all = store.clients(&ClientFilter::default()).await?;
+    assert_eq!(all[2], get(store, "id-beta").await?);
+    assert_eq!(all[2].revoked_reason.as_deref(), Some("gone"));
+    Ok(())
+}
+
+/// Every field of [`EventFilter`], alone and combined; newest first.
+pub async fn event_filters(store: &dyn Store) -> TestResult {
+    store
+        .record_batch(&[
+            rec(100, "a"),
+            refused(100, "b", "clock-skew"),
+            rec(200, "b"),
+        ])
+        .await?;
+    store
+        .record_batch(&[refused(300, "a", "clock-skew"), rec(400, "c")])
+        .await?;
+
+    let all = store.events(&EventFilter::default()).await?;
+    let shape: Vec<(i64, &str, &str)> = all
+        .iter()
+        .map(|e| (e.at, e.client_id.as_str(), e.result.as_str()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (400, "c", "activated"),
+            (300, "a", "clock-skew"),
+            (200, "b", "activated"),
+            (100, "b", "clock-skew"),
+            (100, "a", "activated"),
+        ]
+    );
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+    let id_of = |i: usize| all[i].id;
+    let select = |filter: EventFilter| async move {
+        TestResult::Ok(
+            store
+                .events(&filter)
+                .await?
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>(),
+        )
+    };
+
+    assert_eq!(
+        select(EventFilter {
+            since: Some(200),
+            ..Default::default()
+        })
+        .await?,
+        [id_of(0), id_of(1), id_of(2)]
+    );
+    assert_eq!(
+        select(EventFilter {
+            after_id: Some(id_of(2)),
+            ..Default::default()
+        })
+        .await?,
+        [id_of(0), id_of(1)]
+    );
+    assert_eq!(
+        select(EventFilter {
+            client_id: Some("a".into()),
+            ..Default::default()
+        })
+        .await?,
+        [id_of(1), id_of(4)]
+    );
+    assert_eq!(
+        select(EventFilter {
+            result: Some("clock-skew".into()),
+            ..Default::default()
+        })
+        .await?,
+        [id_of(1), id_of(3)]
+    );
+    assert_eq!(
+        select(EventFilter {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await?,
+        [id_of(0), id_of(1)]
+    );
+    assert_eq!(
+        select(EventFilter {
+            since: Some(100),
+            after_id: Some(id_of(4)),
+            client_id: Some("b".into()),
+            result: Some("activated".into()),
+            limit: Some(10),
+        })
+        .await?,
+        [id_of(2)]
+    );
+    assert!(
+        select(EventFilter {
+            client_id: Some("nobody".into()),
+            ..Default::default()
+        })
+        .await?
+        .is_empty()
+    );
+    assert!(
+        select(EventFilter {
+            after_id: Some(id_of(0)),
+            ..Default::default()
+        })
+        .await?
+        .is_empty()
+    );
+    Ok(())
+}
+
+/// Pruning deletes exactly the events before the cut, in any number, and touches
+/// neither the inventory nor the totals; ids are not reused afterwards.
+pub async fn prune_events(store: &dyn Store) -> TestResult {
+    assert_eq!(store.prune_events(1_000).await?, 0);
+
+    // More than one pruning chunk's worth, so a chunked delete is exercised.
+    let total: i64 = 25_000;
+    let batch: Vec<ActivationRecord> = (0..total)
+        .map(|i| rec(i, &format!("c{}", i % 1000)))
+        .collect();
+    for chunk in batch.chunks(500) {
+        store.record_batch(chunk).await?;
+    }
+    let newest_before = store
+        .events(&EventFilter {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await?;
+    let clients_before = store.clients(&ClientFilter::default()).await?;
+    let totals_before = store.result_totals().await?;
+
+    let cut = 20_001;
+    assert_eq!(store.prune_events(cut).await?, u64::try_from(cut)?);
+    assert_eq!(store.prune_events(cut).await?, 0);
+
+    let left = store.events(&EventFilter::default()).await?;
+    assert_eq!(left.len(), usize::try_from(total - cut)?);
+    assert!(left.iter().all(|e| e.at >= cut));
+    assert_eq!(left.last().map(|e| e.at), Some(cut));
+    assert_eq!(left.first(), newest_before.first());
+    assert_eq!(
+        store.clients(&ClientFilter::default()).await?,
+        clients_before
+    );
+    assert_eq!(store.result_totals().await?, totals_before);
+
+    // Everything goes; the next event still gets a higher id than any before.
+    let last_id = newest_before.first().map_or(0, |e| e.id);
+    assert_eq!(
+        store.prune_events(i64::MAX).await?,
+        u64::try_from(total - cut)?
+    );
+    assert!(store.events(&EventFilter::default()).await?.is_empty());
+    store.record_batch(&[rec(total, "after")]).await?;
+    let after = store.events(&EventFilter::default()).await?;
+    assert_eq!(after.len(), 1);
+    assert!(after[0].id > last_id);
+    Ok(())
+}
+
+/// Totals add up per result code across batches, sorted by code.
+pub async fn result_totals_add_up(store: &dyn Store) -> TestResult {
+    assert!(store.result_totals().await?.is_empty());
+    store
+        .record_batch(&[
+            rec(1, "a"),
+            rec(2, "b"),
+            refused(3, "c", "clock-skew"),
+            rec(4, "a"),
+        ])
+        .await?;
+    store
+        .record_batch(&[
+            refused(5, "d", "unknown-setup-key"),
+            rec(6, "e"),
+            refused(7, "c", "clock-skew"),
+        ])
+        .await?;
+    assert_eq!(
+        store.result_totals().await?,
+        vec![
+            ("activated".into(), 4),
+            ("clock-skew".into(), 2),
+            ("unknown-setup-key".into(), 1),
+        ]
+    );
+    Ok(())
+}
+
+/// Batches sent at once from many tasks are all stored, none lost or merged wrongly.
+pub async fn concurrent_batches_all_land(store: &dyn Store) -> TestResult {
+    let tasks: u32 = 8;
+    let batches: u32 = 20;
+    let per_batch: u32 = 50;
+    let mut work = Vec::new();
+    for task in 0..tasks {
+        work.push(async move {
+            for b in 0..batches {
+                let batch: Vec<ActivationRecord> = (0..per_batch)
+                    .map(|i| rec(i64::from(b), &format!("t{task}-c{i}")))
+                    .collect();
+                store.record_batch(&batch).await?;
+            }
+            TestResult::Ok(())
+        });
+    }
+    for outcome in futures_join_all(work).await {
+        outcome?;
+    }
+    let expected = u64::from(tasks * per_batch);
+    assert_eq!(store.client_total().await?, expected);
+    assert_eq!(
+        store.count_by_application(0).await?,
+        vec![("app1".into(), expected)]
+    );
+    let c = get(store, "t3-c7").await?;
+    assert_eq!(c.requests, u64::from(batches));
+    assert_eq!(
+        store.result_totals().await?,
+        vec![("activated".into(), expected * u64::from(batches))]
+    );
+    Ok(())
+}
+
+/// Polls all futures together on the current task: they interleave at every await, which
+/// is what makes the batches reach the store concurrently.
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}

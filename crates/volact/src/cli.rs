@@ -1,0 +1,221 @@
+//! The command line as typed: raw flags, before anything is resolved or checked.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// volact: self-hosted volume activation for a vendor's own products.
+#[derive(Debug, Parser)]
+#[command(name = "volact", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Print results and errors as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The client's state file (one file is one machine).
+    #[arg(long, global = true, env = "VOLACT_STATE", value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Log format of long-running commands: text or json.
+    #[arg(long, global = true, default_value = "text", value_name = "FORMAT")]
+    pub log_format: String,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install a setup key; creates the client id (like slmgr /ipk).
+    #[command(visible_alias = "ipk")]
+    InstallKey {
+        /// The setup key, XXXXX-XXXXX-XXXXX-XXXXX-XXXXX.
+        key: String,
+        /// The vendor's public bundle (from `volact vendor export`); needed the first time.
+        #[arg(long, value_name = "FILE")]
+        vendor: Option<PathBuf>,
+    },
+    /// Pin a host; disables discovery (like slmgr /skms).
+    #[command(visible_alias = "skms")]
+    SetHost {
+        /// HOST or HOST:PORT (default port 7688).
+        host: String,
+    },
+    /// Forget the pinned host; back to DNS discovery (like slmgr /ckms).
+    #[command(visible_alias = "ckms")]
+    ClearHost,
+    /// Domain for DNS SRV discovery (like slmgr /skms-domain).
+    #[command(visible_alias = "skms-domain")]
+    SetDomain {
+        /// The domain.
+        domain: String,
+    },
+    /// Activate or renew now (like slmgr /ato).
+    #[command(visible_alias = "ato")]
+    Activate,
+    /// License state, product, host, count seen and dates (like slmgr /dli, /dlv).
+    #[command(visible_aliases = ["dli", "dlv"])]
+    Status {
+        /// Show everything.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// When the activation ends (like slmgr /xpr).
+    #[command(visible_alias = "xpr")]
+    Expiry,
+    /// Stay running and renew on schedule.
+    Agent,
+    /// Host commands: run an activation host.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Vendor commands: keys, catalog, host keys, host activation.
+    #[command(subcommand)]
+    Vendor(VendorCommand),
+    /// Start a complete demo: vendor, catalog, host key, activated host, serving.
+    Quickstart {
+        /// Directory for the demo's files (reused on later runs).
+        #[arg(long, default_value = "volact-quickstart", value_name = "DIR")]
+        data: PathBuf,
+        /// Address to serve on.
+        #[arg(long, default_value = "127.0.0.1:7688", value_name = "ADDR")]
+        listen: String,
+    },
+}
+
+/// `--data` of host commands.
+#[derive(Debug, Args)]
+pub struct DataDir {
+    /// The host's data directory.
+    #[arg(long, env = "VOLACT_DATA", value_name = "DIR")]
+    pub data: PathBuf,
+}
+
+/// Configuration flags of `host serve` (override `DATA/volact.toml`).
+#[derive(Debug, Args, Default)]
+pub struct ServeFlags {
+    /// Address to listen on, e.g. 0.0.0.0:7688.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Renewal interval (15m–30d), e.g. 7d.
+    #[arg(long, value_name = "DURATION")]
+    pub renew_interval: Option<String>,
+    /// Retry interval while not activated (15m–30d), e.g. 2h.
+    #[arg(long, value_name = "DURATION")]
+    pub retry_interval: Option<String>,
+    /// Ticket validity (1d–3650d), e.g. 180d.
+    #[arg(long, value_name = "DURATION")]
+    pub ticket_validity: Option<String>,
+    /// Count window (1d–365d), e.g. 30d.
+    #[arg(long, value_name = "DURATION")]
+    pub count_window: Option<String>,
+    /// Allowed clock difference (1m–48h), e.g. 4h.
+    #[arg(long, value_name = "DURATION")]
+    pub max_clock_skew: Option<String>,
+}
+
+/// `volact host …`.
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Create the host identity in a new data directory.
+    Init {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Install the host key (and the vendor's public bundle).
+    InstallKey {
+        #[command(flatten)]
+        data: DataDir,
+        /// The vendor's public bundle (from `volact vendor export`); needed the first time.
+        #[arg(long, value_name = "FILE")]
+        vendor: Option<PathBuf>,
+        /// The host key from the vendor.
+        host_key: String,
+    },
+    /// Activate the host offline: write a request for the vendor, or install its answer.
+    Activate {
+        #[command(flatten)]
+        data: DataDir,
+        /// Write the activation request to FILE, for the vendor.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "response",
+            required_unless_present = "response"
+        )]
+        request_out: Option<PathBuf>,
+        /// Install the vendor's answer from FILE.
+        #[arg(long, value_name = "FILE")]
+        response: Option<PathBuf>,
+    },
+    /// Serve activations.
+    Serve {
+        #[command(flatten)]
+        data: DataDir,
+        #[command(flatten)]
+        flags: ServeFlags,
+    },
+    /// Host id, host key, certificate, counts and requests (like slmgr /dlv on a KMS host).
+    Status {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// `volact vendor …`.
+#[derive(Debug, Subcommand)]
+pub enum VendorCommand {
+    /// Create the vendor root key pair.
+    Init {
+        /// The vendor's directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Sign a catalog from a TOML file.
+    Catalog {
+        /// The vendor's directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The catalog source.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
+    /// Issue a host key to a customer.
+    HostKey {
+        /// The vendor's directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Customer name.
+        #[arg(long)]
+        customer: String,
+        /// Key group id.
+        #[arg(long)]
+        group: String,
+        /// Seat cap (distinct clients per host).
+        #[arg(long)]
+        seats: Option<u32>,
+        /// Expiry date (YYYY-MM-DD or RFC 3339).
+        #[arg(long, value_name = "DATE")]
+        expires: Option<String>,
+        /// Distinct hosts the key may activate.
+        #[arg(long, default_value_t = volact_core::host_key::DEFAULT_MAX_HOSTS)]
+        max_hosts: u32,
+        /// Activations per host.
+        #[arg(long, default_value_t = volact_core::host_key::DEFAULT_MAX_ACTIVATIONS)]
+        max_activations: u32,
+    },
+    /// Sign a host certificate for an offline activation request.
+    ActivateHost {
+        /// The vendor's directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Certificate validity in days (capped by the host key's expiry).
+        #[arg(long, default_value_t = volact_core::certificate::DEFAULT_CERTIFICATE_DAYS)]
+        days: u32,
+        /// The host's request file.
+        request: PathBuf,
+    },
+    /// Print the public bundle (root public key and signed catalog) for hosts and clients.
+    Export {
+        /// The vendor's directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+}

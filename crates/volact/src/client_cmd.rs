@@ -1,0 +1,119 @@
+//! Client commands: install-key, set-host, clear-host, set-domain, activate, status,
+//! expiry, agent. Each reads the state file, acts, and saves it.
+
+use crate::cli::Command;
+use crate::host_cmd::read_bundle;
+use crate::output::{Output, init_logging};
+use jiff::Timestamp;
+use std::path::PathBuf;
+use volact_client::{ClientState, default_state_path};
+use volact_proto::{ApiError, ErrorCode};
+
+/// The machine's name for the host's inventory: `VOLACT_MACHINE_NAME` when set (tests
+/// and simulations play many machines on one), else the system's host name.
+fn machine_name() -> String {
+    if let Ok(name) = std::env::var("VOLACT_MACHINE_NAME") {
+        return name;
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Runs a client command.
+pub async fn run(cmd: Command, state: Option<PathBuf>, out: Output) -> Result<(), ApiError> {
+    let path = match state {
+        Some(p) => p,
+        None => default_state_path()?,
+    };
+    let now = volact_host::whole_seconds(Timestamp::now());
+    match cmd {
+        Command::InstallKey { key, vendor } => {
+            let bundle = vendor.as_deref().map(read_bundle).transpose()?;
+            let mut s = ClientState::load(&path)?;
+            let report = volact_client::install_key(&mut s, &key, bundle, now, || {
+                uuid::Uuid::new_v4().hyphenated().to_string()
+            })?;
+            s.save(&path)?;
+            out.result(&report, || {
+                format!(
+                    "Installed setup key {} for {} ({}).\nClient id: {}{}\nNext: volact set-host HOST[:PORT], then volact activate\n",
+                    report.setup_key,
+                    report.product_name,
+                    report.product,
+                    report.client_id,
+                    if report.ticket_dropped { "\nThe ticket of the previous product was dropped." } else { "" }
+                )
+            });
+        }
+        Command::SetHost { host } => {
+            let mut s = ClientState::load(&path)?;
+            let pinned = volact_client::set_host(&mut s, &host)?;
+            s.save(&path)?;
+            out.result(&serde_json::json!({ "pinned_host": pinned }), || {
+                format!(
+                    "Host pinned to {pinned}; DNS discovery is off until `volact clear-host`.\n"
+                )
+            });
+        }
+        Command::ClearHost => {
+            let mut s = ClientState::load(&path)?;
+            volact_client::clear_host(&mut s);
+            s.save(&path)?;
+            out.result(&serde_json::json!({ "pinned_host": null }), || {
+                "Pinned host cleared; the client will use DNS discovery.\n".into()
+            });
+        }
+        Command::SetDomain { domain } => {
+            let mut s = ClientState::load(&path)?;
+            let d = volact_client::set_domain(&mut s, &domain)?;
+            s.save(&path)?;
+            out.result(&serde_json::json!({ "domain": d }), || {
+                format!("Discovery domain set to {d} (_volact._tcp.{d}).\n")
+            });
+        }
+        Command::Activate => {
+            let outcome =
+                volact_client::activate_and_save(&path, now, &machine_name(), nonce()).await?;
+            out.result(&outcome, || {
+                format!(
+                    "Product activated successfully by host {} (count {} of {}).\nValid until {}; renews after {}.\n",
+                    outcome.host,
+                    outcome.ticket.count,
+                    outcome.ticket.minimum,
+                    outcome.ticket.valid_until,
+                    outcome.ticket.renew_after
+                )
+            });
+        }
+        Command::Status { verbose } => {
+            let s = ClientState::load(&path)?;
+            let status = volact_client::status(&s, now);
+            out.result(&status, || status.render_text(verbose));
+        }
+        Command::Expiry => {
+            let s = ClientState::load(&path)?;
+            let e = volact_client::expiry(&s, now);
+            out.result(&e, || format!("{}\n", e.text));
+        }
+        Command::Agent => {
+            init_logging("text")?;
+            tracing::info!(state = %path.display(), "agent running; renews on schedule until Ctrl-C");
+            volact_client::run_agent(&path, &machine_name(), crate::host_cmd::wait_for_shutdown())
+                .await?;
+        }
+        Command::Host(_) | Command::Vendor(_) | Command::Quickstart { .. } => {
+            return Err(ApiError::new(ErrorCode::Internal, "not a client command"));
+        }
+    }
+    Ok(())
+}

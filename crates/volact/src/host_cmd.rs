@@ -1,0 +1,191 @@
+//! `volact host …` commands.
+
+use crate::cli::{HostCommand, ServeFlags};
+use crate::output::{Output, init_logging};
+use jiff::Timestamp;
+use std::path::Path;
+use std::sync::Arc;
+use volact_core::catalog::VendorBundle;
+use volact_host::config::RawConfig;
+use volact_host::data::{HostData, write_atomic};
+use volact_host::{SystemClock, random_bytes, random_nonce, server, status};
+use volact_proto::{ApiError, ErrorCode, HostActivationResponse};
+use volact_store::SqliteStore;
+
+/// Reads a vendor bundle file.
+pub fn read_bundle(path: &Path) -> Result<VendorBundle, ApiError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidState,
+            format!("cannot read the vendor bundle {}: {e}", path.display()),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("{} is not a vendor bundle ({e}); create one with `volact vendor export --dir V > vendor.pub`", path.display()),
+        )
+    })
+}
+
+impl From<ServeFlags> for RawConfig {
+    fn from(f: ServeFlags) -> RawConfig {
+        RawConfig {
+            listen: f.listen,
+            renew_interval: f.renew_interval,
+            retry_interval: f.retry_interval,
+            ticket_validity: f.ticket_validity,
+            count_window: f.count_window,
+            max_clock_skew: f.max_clock_skew,
+        }
+    }
+}
+
+/// Runs a host command.
+pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), ApiError> {
+    let now = volact_host::whole_seconds(Timestamp::now());
+    match cmd {
+        HostCommand::Init { data } => {
+            let host = HostData::new(&data.data);
+            let public = host.init(random_bytes()?)?;
+            let report = serde_json::json!({ "host_id": public.host_id(), "data": data.data });
+            out.result(&report, || {
+                format!(
+                    "Host {} created in {}.\nNext: volact host install-key --data {} --vendor vendor.pub HOST_KEY\n",
+                    public.host_id(),
+                    data.data.display(),
+                    data.data.display()
+                )
+            });
+        }
+        HostCommand::InstallKey {
+            data,
+            vendor,
+            host_key,
+        } => {
+            let bundle = vendor.as_deref().map(read_bundle).transpose()?;
+            let host = HostData::new(&data.data);
+            let key = host.install_key(&host_key, bundle.as_ref())?;
+            out.result(&key, || {
+                format!(
+                    "Host key {} installed (customer {}, key group {}).\nNext: volact host activate --data {} --request-out request.json\n",
+                    key.jti,
+                    key.customer,
+                    key.group,
+                    data.data.display()
+                )
+            });
+        }
+        HostCommand::Activate {
+            data,
+            request_out,
+            response,
+        } => {
+            let host = HostData::new(&data.data);
+            if let Some(path) = request_out {
+                let request = host.activation_request(random_nonce()?, now)?;
+                let json = serde_json::to_vec_pretty(&request)
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+                write_atomic(&path, &json, false)?;
+                out.result(&serde_json::json!({ "request": path }), || {
+                    format!(
+                        "Activation request written to {}.\nTake it to the vendor (volact vendor activate-host --dir V {} > response.json), then run:\n  volact host activate --data {} --response response.json\n",
+                        path.display(),
+                        path.display(),
+                        data.data.display()
+                    )
+                });
+            } else if let Some(path) = response {
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::InvalidState,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let answer: HostActivationResponse =
+                    serde_json::from_slice(&bytes).map_err(|e| {
+                        ApiError::new(
+                            ErrorCode::BadRequest,
+                            format!(
+                                "{} is not the vendor's activation answer: {e}",
+                                path.display()
+                            ),
+                        )
+                    })?;
+                let cert = host.install_certificate(&answer, now)?;
+                out.result(&cert, || {
+                    format!(
+                        "Host {} activated until {} for {} products ({}).\nNext: volact host serve --data {}\n",
+                        cert.sub,
+                        cert.exp,
+                        cert.products.len(),
+                        cert.products.join(", "),
+                        data.data.display()
+                    )
+                });
+            }
+        }
+        HostCommand::Serve { data, flags } => {
+            init_logging(log_format)?;
+            let host = HostData::new(&data.data);
+            let config = host.config(flags.into())?;
+            serve(&host, &config).await?;
+        }
+        HostCommand::Status { data } => {
+            let host = HostData::new(&data.data);
+            let config = host.config(RawConfig::default())?;
+            host.identity()?;
+            let store = SqliteStore::open(&host.db_path()).await.map_err(|e| {
+                ApiError::new(
+                    ErrorCode::StorageFailure,
+                    format!("cannot open {}: {e}", host.db_path().display()),
+                )
+            })?;
+            let report = status::collect(&host, &store, &config, now).await?;
+            out.result(&report, || report.render_text());
+        }
+    }
+    Ok(())
+}
+
+/// Serves until Ctrl-C or SIGTERM, then stops gracefully.
+pub async fn serve(
+    host: &HostData,
+    config: &volact_host::config::HostConfig,
+) -> Result<(), ApiError> {
+    let running = server::start(host, config, Arc::new(SystemClock)).await?;
+    match running.engine.not_ready(Timestamp::now()) {
+        None => {
+            tracing::info!(url = %running.url(), host_id = running.engine.host_id(), "serving activations")
+        }
+        Some(e) => {
+            tracing::warn!(url = %running.url(), reason = %e.message, "serving, but refusing activations")
+        }
+    }
+    wait_for_shutdown().await;
+    tracing::info!("shutting down");
+    running.stop().await
+}
+
+/// Returns on Ctrl-C or SIGTERM.
+pub async fn wait_for_shutdown() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

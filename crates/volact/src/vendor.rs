@@ -1,0 +1,306 @@
+//! `volact vendor …`: the vendor's offline key ceremony, kept as files in one directory:
+//! the root key, the signed catalog, and the ledger of host activations per host key.
+
+use jiff::Timestamp;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use volact_core::catalog::{Catalog, CatalogSource, VendorBundle};
+use volact_core::certificate::{self, Ledger};
+use volact_core::host_key::HostKey;
+use volact_core::keys::KeyPair;
+use volact_core::token;
+use volact_host::data::write_atomic;
+use volact_host::random_bytes;
+use volact_proto::{ApiError, ErrorCode, HostActivationRequest, HostActivationResponse};
+
+const ROOT_KEY: &str = "root.key";
+const CATALOG: &str = "catalog.token";
+const LEDGER: &str = "ledger.json";
+
+/// A vendor directory.
+pub struct VendorDir {
+    dir: PathBuf,
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidState,
+        format!("cannot {what} {}: {e}", path.display()),
+    )
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Internal, e.to_string())
+}
+
+/// What `vendor catalog` reports.
+#[derive(Debug, Serialize)]
+pub struct CatalogReport {
+    /// Catalog version signed.
+    pub version: u64,
+    /// Product id → setup key.
+    pub setup_keys: BTreeMap<String, String>,
+    /// The catalog.
+    pub catalog: Catalog,
+}
+
+impl VendorDir {
+    /// The vendor directory at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> VendorDir {
+        VendorDir { dir: dir.into() }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Whether `init` has run.
+    pub fn exists(&self) -> bool {
+        self.path(ROOT_KEY).exists()
+    }
+
+    /// Creates the root key pair; refuses to replace one, since every catalog, host key
+    /// and host certificate depends on it.
+    pub fn init(&self) -> Result<KeyPair, ApiError> {
+        if self.exists() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "{} already holds a vendor root key; replacing it would orphan every host and client. Use another directory",
+                    self.path(ROOT_KEY).display()
+                ),
+            ));
+        }
+        let pair = KeyPair::from_seed(random_bytes()?)?;
+        write_atomic(&self.path(ROOT_KEY), pair.to_paserk().as_bytes(), true)?;
+        write_atomic(
+            &self.path("root.pub"),
+            pair.public().to_paserk().as_bytes(),
+            false,
+        )?;
+        Ok(pair)
+    }
+
+    /// The root key pair.
+    pub fn root(&self) -> Result<KeyPair, ApiError> {
+        let path = self.path(ROOT_KEY);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ApiError::new(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "{} holds no vendor root key; run `volact vendor init --dir {}`",
+                        self.dir.display(),
+                        self.dir.display()
+                    ),
+                )
+            } else {
+                io("read", &path, e)
+            }
+        })?;
+        KeyPair::from_paserk(&text).map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!("{} is corrupt", path.display()),
+            )
+        })
+    }
+
+    /// The current signed catalog, if any.
+    pub fn catalog(&self) -> Result<Option<(String, Catalog)>, ApiError> {
+        let path = self.path(CATALOG);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("read", &path, e)),
+        };
+        let root = self.root()?;
+        let catalog: Catalog = token::verify(root.public(), &text).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!("{} does not verify: {e}", path.display()),
+            )
+        })?;
+        Ok(Some((text.trim().to_string(), catalog)))
+    }
+
+    fn require_catalog(&self) -> Result<(String, Catalog), ApiError> {
+        self.catalog()?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!("no catalog signed yet; run `volact vendor catalog --dir {} --from catalog.toml`", self.dir.display()),
+            )
+        })
+    }
+
+    /// Signs a catalog from a source. Products already in the previous catalog keep their
+    /// setup keys unless the source sets one, since keys are printed in documentation.
+    pub fn sign_catalog(
+        &self,
+        source: &CatalogSource,
+        now: Timestamp,
+    ) -> Result<CatalogReport, ApiError> {
+        let root = self.root()?;
+        let previous = self.catalog()?.map(|(_, c)| c);
+        let mut source = source.clone();
+        if let Some(prev) = &previous {
+            for p in source.products.iter_mut() {
+                if p.setup_key.is_none() {
+                    p.setup_key = prev.product(&p.id).map(|old| old.setup_key.to_string());
+                }
+            }
+        }
+        let version = previous.as_ref().map(|c| c.version + 1).unwrap_or(1);
+        let mut failure = None;
+        let catalog = Catalog::build(&source, version, now, || match random_bytes::<24>() {
+            Ok(b) => b,
+            Err(e) => {
+                failure = Some(e);
+                [0; 24]
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let signed = token::sign(&root, &catalog).map_err(internal)?;
+        write_atomic(&self.path(CATALOG), signed.as_bytes(), false)?;
+        let readable = serde_json::to_vec_pretty(&catalog).map_err(internal)?;
+        write_atomic(&self.path("catalog.json"), &readable, false)?;
+        let setup_keys = catalog
+            .products
+            .iter()
+            .map(|p| (p.id.clone(), p.setup_key.to_string()))
+            .collect();
+        Ok(CatalogReport {
+            version,
+            setup_keys,
+            catalog,
+        })
+    }
+
+    /// Signs a catalog from a TOML file.
+    pub fn sign_catalog_file(
+        &self,
+        file: &Path,
+        now: Timestamp,
+    ) -> Result<CatalogReport, ApiError> {
+        let text = std::fs::read_to_string(file).map_err(|e| io("read", file, e))?;
+        let source: CatalogSource = toml::from_str(&text).map_err(|e| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("{}: {}", file.display(), e.to_string().trim()),
+            )
+        })?;
+        self.sign_catalog(&source, now)
+    }
+
+    /// The public bundle for hosts and clients.
+    pub fn export(&self) -> Result<VendorBundle, ApiError> {
+        let root = self.root()?;
+        let (catalog, _) = self.require_catalog()?;
+        Ok(VendorBundle {
+            root_public_key: root.public().to_paserk(),
+            catalog,
+        })
+    }
+
+    /// Issues a host key.
+    pub fn host_key(
+        &self,
+        spec: HostKeySpec,
+        now: Timestamp,
+    ) -> Result<(String, HostKey), ApiError> {
+        let root = self.root()?;
+        let (_, catalog) = self.require_catalog()?;
+        if catalog.key_group(&spec.group).is_none() {
+            let groups: Vec<&str> = catalog.key_groups.iter().map(|g| g.id.as_str()).collect();
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "key group `{}` is not in the catalog; it has: {}",
+                    spec.group,
+                    groups.join(", ")
+                ),
+            ));
+        }
+        if spec.customer.trim().is_empty() {
+            return Err(ApiError::bad_request("customer", "must not be empty"));
+        }
+        if spec.max_hosts == 0 || spec.max_activations == 0 {
+            return Err(ApiError::bad_request(
+                "max-hosts",
+                "limits must be at least 1",
+            ));
+        }
+        if spec.expires.is_some_and(|e| e <= now) {
+            return Err(ApiError::bad_request("expires", "is in the past"));
+        }
+        let id: [u8; 8] = random_bytes()?;
+        let key = HostKey {
+            jti: format!(
+                "hk-{}",
+                id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
+            vendor: catalog.vendor.clone(),
+            customer: spec.customer,
+            group: spec.group,
+            seats: spec.seats,
+            exp: spec.expires,
+            max_hosts: spec.max_hosts,
+            max_activations: spec.max_activations,
+            iat: now,
+        };
+        Ok((token::sign(&root, &key).map_err(internal)?, key))
+    }
+
+    /// Signs a host certificate for an activation request, within the key's limits.
+    pub fn activate_host(
+        &self,
+        request: &HostActivationRequest,
+        now: Timestamp,
+        days: u32,
+    ) -> Result<HostActivationResponse, ApiError> {
+        let root = self.root()?;
+        let (_, catalog) = self.require_catalog()?;
+        let path = self.path(LEDGER);
+        let mut ledger: Ledger = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidState,
+                    format!("{} is corrupt: {e}", path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::default(),
+            Err(e) => return Err(io("read", &path, e)),
+        };
+        let (cert, _) =
+            certificate::activate_host(&root, &catalog, &mut ledger, request, now, days)?;
+        // The ledger is written before the certificate is handed out, so a crash never
+        // gives away an activation the ledger does not know.
+        write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(&ledger).map_err(internal)?,
+            false,
+        )?;
+        Ok(HostActivationResponse {
+            host_certificate: cert,
+        })
+    }
+}
+
+/// What `vendor host-key` is asked for.
+pub struct HostKeySpec {
+    /// Customer.
+    pub customer: String,
+    /// Key group.
+    pub group: String,
+    /// Seat cap.
+    pub seats: Option<u32>,
+    /// Expiry.
+    pub expires: Option<Timestamp>,
+    /// Hosts.
+    pub max_hosts: u32,
+    /// Activations per host.
+    pub max_activations: u32,
+}

@@ -1,0 +1,114 @@
+//! `volact vendor …` commands.
+
+use crate::cli::VendorCommand;
+use crate::output::Output;
+use crate::vendor::{HostKeySpec, VendorDir};
+use jiff::Timestamp;
+use std::fmt::Write as _;
+use volact_proto::{ApiError, ErrorCode, HostActivationRequest};
+
+/// Parses `YYYY-MM-DD` (end of that day, UTC) or an RFC 3339 time.
+pub fn parse_date(text: &str) -> Result<Timestamp, ApiError> {
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let date: jiff::civil::Date = text.parse().map_err(|_| {
+        ApiError::bad_request(
+            "expires",
+            format!("`{text}` is not a date; write YYYY-MM-DD or an RFC 3339 time"),
+        )
+    })?;
+    date.at(23, 59, 59, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map(|z| z.timestamp())
+        .map_err(|e| ApiError::bad_request("expires", e.to_string()))
+}
+
+/// Runs a vendor command.
+pub fn run(cmd: VendorCommand, out: Output) -> Result<(), ApiError> {
+    let now = volact_host::whole_seconds(Timestamp::now());
+    match cmd {
+        VendorCommand::Init { dir } => {
+            let pair = VendorDir::new(&dir).init()?;
+            let report =
+                serde_json::json!({ "dir": dir, "root_public_key": pair.public().to_paserk() });
+            out.result(&report, || {
+                format!(
+                    "Vendor root key created in {} (root.key, mode 0600: keep it offline).\nRoot public key: {}\nNext: volact vendor catalog --dir {} --from catalog.toml\n",
+                    dir.display(),
+                    pair.public().to_paserk(),
+                    dir.display()
+                )
+            });
+        }
+        VendorCommand::Catalog { dir, from } => {
+            let report = VendorDir::new(&dir).sign_catalog_file(&from, now)?;
+            out.result(&report, || {
+                let mut t = format!("Catalog version {} signed. Setup keys:\n", report.version);
+                for p in &report.catalog.products {
+                    let _ = writeln!(
+                        t,
+                        "  {:<28} {}  ({}, minimum {})",
+                        p.id, p.setup_key, p.application, p.minimum_count
+                    );
+                }
+                t
+            });
+        }
+        VendorCommand::HostKey {
+            dir,
+            customer,
+            group,
+            seats,
+            expires,
+            max_hosts,
+            max_activations,
+        } => {
+            let expires = expires.as_deref().map(parse_date).transpose()?;
+            let spec = HostKeySpec {
+                customer,
+                group,
+                seats,
+                expires,
+                max_hosts,
+                max_activations,
+            };
+            let (token, key) = VendorDir::new(&dir).host_key(spec, now)?;
+            out.result(
+                &serde_json::json!({ "host_key": token, "claims": key }),
+                || format!("{token}\n"),
+            );
+        }
+        VendorCommand::ActivateHost { dir, days, request } => {
+            let bytes = std::fs::read(&request).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidState,
+                    format!("cannot read {}: {e}", request.display()),
+                )
+            })?;
+            let req: HostActivationRequest = serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "{} is not a host activation request: {e}",
+                        request.display()
+                    ),
+                )
+            })?;
+            let response = VendorDir::new(&dir).activate_host(&req, now, days)?;
+            // The answer is a file the host installs, so it is JSON whatever --json says.
+            match serde_json::to_string_pretty(&response) {
+                Ok(s) => println!("{s}"),
+                Err(e) => return Err(ApiError::new(ErrorCode::Internal, e.to_string())),
+            }
+        }
+        VendorCommand::Export { dir } => {
+            let bundle = VendorDir::new(&dir).export()?;
+            match serde_json::to_string_pretty(&bundle) {
+                Ok(s) => println!("{s}"),
+                Err(e) => return Err(ApiError::new(ErrorCode::Internal, e.to_string())),
+            }
+        }
+    }
+    Ok(())
+}
