@@ -41,7 +41,7 @@ pub struct Status {
     pub ticket_problem: Option<String>,
     /// The last activation attempt.
     pub last_attempt: Option<Attempt>,
-    /// The intervals in force, and whether they came from a host.
+    /// The intervals in force: the last host's, or the defaults.
     pub intervals: HostIntervals,
     /// Whether `intervals` were heard from a host (otherwise they are the defaults).
     pub intervals_from_host: bool,

@@ -70,6 +70,15 @@ impl Counters {
     }
 }
 
+/// A refusal, and the record to store for it when the client can be identified.
+type Refusal = (ApiError, Option<ActivationRecord>);
+
+/// What one request comes to: the answer, and what to store.
+struct Decided {
+    result: Result<ActivationResponse, ApiError>,
+    record: Option<ActivationRecord>,
+}
+
 /// The host's activation engine. Cheap to share behind an `Arc`.
 pub struct Engine {
     identity: KeyPair,
@@ -259,11 +268,7 @@ impl Engine {
         address: &str,
     ) -> Result<ActivationResponse, ApiError> {
         let now = self.clock.now();
-        let decided = self.decide(req, address, now);
-        let (result, record) = match decided {
-            Ok((response, record)) => (Ok(response), Some(record)),
-            Err((error, record)) => (Err(error), record),
-        };
+        let Decided { result, record } = self.decide(req, address, now);
         if let Some(record) = record {
             self.writer.submit(record).await?;
         }
@@ -275,15 +280,27 @@ impl Engine {
         result
     }
 
-    #[allow(clippy::type_complexity)]
-    fn decide(
+    fn decide(&self, req: &ActivationRequest, address: &str, now: Timestamp) -> Decided {
+        match self.try_decide(req, address, now) {
+            Ok((response, record)) => Decided {
+                result: Ok(response),
+                record: Some(record),
+            },
+            Err(refusal) => Decided {
+                result: Err(refusal.0),
+                record: refusal.1,
+            },
+        }
+    }
+
+    fn try_decide(
         &self,
         req: &ActivationRequest,
         address: &str,
         now: Timestamp,
-    ) -> Result<(ActivationResponse, ActivationRecord), (ApiError, Option<ActivationRecord>)> {
+    ) -> Result<(ActivationResponse, ActivationRecord), Box<Refusal>> {
         // Requests without a usable client id cannot be tied to a client: answered, never stored.
-        let parsed = decide::parse_request(req).map_err(|e| (e, None))?;
+        let parsed = decide::parse_request(req).map_err(|e| Box::new((e, None)))?;
         let record =
             |product: Option<&Product>, count: u32, result: &str, counted: bool| ActivationRecord {
                 at: now.as_second(),
@@ -301,16 +318,16 @@ impl Engine {
             };
         let refuse = |e: ApiError, product: Option<&Product>| {
             let r = record(product, 0, e.code.as_str(), false);
-            (e, Some(r))
+            Box::new((e, Some(r)))
         };
         if let Some(e) = self.not_ready(now) {
             return Err(refuse(e, None));
         }
         let Some((cert_token, cert)) = &self.certificate else {
-            return Err((
+            return Err(Box::new((
                 ApiError::new(ErrorCode::HostNotActivated, "not activated"),
                 None,
-            ));
+            )));
         };
         let product = self
             .catalog
@@ -341,7 +358,7 @@ impl Engine {
             not_yet: None,
             host_certificate: cert_token.clone(),
         };
-        let signing_failed = |e: ApiError| (e, None);
+        let signing_failed = |e: ApiError| Box::new((e, None));
         match decide::answer(&parsed, req, product, counted, &self.host_id, now) {
             Answer::Ticket(t) => {
                 response.result = ActivationResult::Activated;

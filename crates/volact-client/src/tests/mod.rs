@@ -33,7 +33,6 @@ pub(crate) const SERVER: &str = "demo-os-server";
 
 /// One vendor's chain: root, signed catalog, and one activated host.
 pub(crate) struct Vendor {
-    pub root: KeyPair,
     pub catalog: Catalog,
     pub bundle: VendorBundle,
     pub host: KeyPair,
@@ -85,7 +84,6 @@ impl Vendor {
         )
         .unwrap();
         Vendor {
-            root,
             catalog,
             bundle,
             host,

@@ -190,8 +190,10 @@ fn bad_hosts_are_refused_with_the_reason() {
         "km s",
     ];
     for input in bad {
-        let mut state = ClientState::default();
-        state.pinned_host = Some("old:7688".into());
+        let mut state = ClientState {
+            pinned_host: Some("old:7688".into()),
+            ..ClientState::default()
+        };
         let e = set_host(&mut state, input).unwrap_err();
         assert_eq!(e.code, ErrorCode::BadRequest, "{input}");
         assert!(e.message.contains("HOST:PORT"), "{}", e.message);
