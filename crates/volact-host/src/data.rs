@@ -19,6 +19,7 @@ const CERTIFICATE: &str = "certificate.txt";
 const DATABASE: &str = "volact.db";
 const CONFIG: &str = "volact.toml";
 const SERVING: &str = "serving.json";
+const ADMIN_TOKEN: &str = "admin.token";
 
 /// Where a serving host listens, written when it starts and removed when it stops, so
 /// `host status` (a separate process) can say where and whether it runs.
@@ -134,7 +135,42 @@ impl HostData {
         }
         let pair = KeyPair::from_seed(seed)?;
         write_atomic(&self.path(IDENTITY), pair.to_paserk().as_bytes(), true)?;
+        self.ensure_admin_token()?;
         Ok(pair.public().clone())
+    }
+
+    /// Path of the admin token file (mode 0600).
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.path(ADMIN_TOKEN)
+    }
+
+    /// Creates the admin token if there is none; returns the token.
+    pub fn ensure_admin_token(&self) -> Result<String, ApiError> {
+        if let Ok(token) = self.admin_token() {
+            return Ok(token);
+        }
+        let bytes: [u8; 32] = crate::random_bytes()?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_atomic(
+            &self.path(ADMIN_TOKEN),
+            format!("{token}\n").as_bytes(),
+            true,
+        )?;
+        Ok(token)
+    }
+
+    /// The admin token.
+    pub fn admin_token(&self) -> Result<String, ApiError> {
+        let dir = self.dir.display().to_string();
+        let text = self.read(ADMIN_TOKEN, || {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "{dir} has no admin token; run `volact host init --data {dir}` (it creates one)"
+                ),
+            )
+        })?;
+        Ok(text.trim().to_string())
     }
 
     /// The host's key pair.

@@ -32,3 +32,10 @@ pub fn random_nonce() -> Result<String, volact_proto::ApiError> {
     let bytes: [u8; 16] = random_bytes()?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
+
+/// Compares a presented secret with the expected one in time that does not depend on
+/// where they differ, so a token cannot be guessed byte by byte from response times.
+pub fn secret_matches(presented: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}

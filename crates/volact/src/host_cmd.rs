@@ -48,12 +48,14 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
         HostCommand::Init { data } => {
             let host = HostData::new(&data.data);
             let public = host.init(random_bytes()?)?;
-            let report = serde_json::json!({ "host_id": public.host_id(), "data": data.data });
+            let token_path = host.admin_token_path();
+            let report = serde_json::json!({ "host_id": public.host_id(), "data": data.data, "admin_token_file": token_path });
             out.result(&report, || {
                 format!(
-                    "Host {} created in {}.\nNext: volact host install-key --data {} --vendor vendor.pub HOST_KEY\n",
+                    "Host {} created in {}.\nAdmin token (for the dashboard and admin API): {} (mode 0600)\nNext: volact host install-key --data {} --vendor vendor.pub HOST_KEY\n",
                     public.host_id(),
                     data.data.display(),
+                    token_path.display(),
                     data.data.display()
                 )
             });

@@ -36,6 +36,7 @@ pub async fn run(dir: &Path, listen: &str, out: Output, log_format: &str) -> Res
     if !host.is_initialised() {
         host.init(random_bytes()?)?;
     }
+    host.ensure_admin_token()?;
     if host.host_key().is_err() {
         let spec = HostKeySpec {
             customer: "Demo Customer".into(),

@@ -163,13 +163,20 @@ pub fn run_with(mut cmd: Command, args: &[&str]) -> Output {
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             Ok(None) => {
                 guard.kill();
-                panic!("`volact {}` ran longer than {COMMAND_TIMEOUT:?}", args.join(" "));
+                panic!(
+                    "`volact {}` ran longer than {COMMAND_TIMEOUT:?}",
+                    args.join(" ")
+                );
             }
             Err(e) => panic!("cannot wait for `volact {}`: {e}", args.join(" ")),
         }
     };
-    let stdout = out.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
-    let stderr = err.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
+    let stdout = out
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_default();
+    let stderr = err
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_default();
     Output {
         args: args.iter().map(|s| s.to_string()).collect(),
         code: status.code().unwrap_or(-1),
@@ -194,8 +201,12 @@ pub fn s(path: &Path) -> &str {
 pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
     let sock: std::net::SocketAddr = addr.parse().ok()?;
     let mut stream = TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    stream.set_write_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let body = body.unwrap_or("");
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -259,7 +270,14 @@ impl Server {
     pub fn start(data: &Path, extra: &[&str]) -> Server {
         let log = data.with_extension(format!("serve-{}.log", unique()));
         let log_file = std::fs::File::create(&log).unwrap();
-        let mut args = vec!["host", "serve", "--data", s(data), "--listen", "127.0.0.1:0"];
+        let mut args = vec![
+            "host",
+            "serve",
+            "--data",
+            s(data),
+            "--listen",
+            "127.0.0.1:0",
+        ];
         args.extend_from_slice(extra);
         let mut cmd = command(Path::new("."), &args);
         cmd.env("VOLACT_LOG", "info")
@@ -289,7 +307,10 @@ impl Server {
                 panic!("`volact host serve` exited at start\n{}", logs());
             }
             if Instant::now() >= deadline {
-                panic!("`volact host serve` wrote no serving.json in time\n{}", logs());
+                panic!(
+                    "`volact host serve` wrote no serving.json in time\n{}",
+                    logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -459,7 +480,14 @@ pub fn provision(root: &Path, group: &str) -> Fixture {
         s(&request),
     ])
     .ok();
-    let answer = run(&["vendor", "activate-host", "--dir", s(&vendor_dir), s(&request)]).ok();
+    let answer = run(&[
+        "vendor",
+        "activate-host",
+        "--dir",
+        s(&vendor_dir),
+        s(&request),
+    ])
+    .ok();
     std::fs::write(&response, &answer.stdout).unwrap();
     run(&[
         "host",
