@@ -1,5 +1,7 @@
 //! The HTTP layer: it only translates between HTTP and the engine.
 
+use crate::auth::AdminAuth;
+use crate::data::HostData;
 use crate::engine::Engine;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -29,15 +31,35 @@ impl From<ApiError> for HttpError {
     }
 }
 
-/// The public routes: activations, host facts, health.
-pub fn router(engine: Arc<Engine>) -> Router {
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The activation engine.
+    pub engine: Arc<Engine>,
+    /// Admin credentials.
+    pub auth: Arc<AdminAuth>,
+    /// The data directory.
+    pub data: HostData,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<Engine> {
+    fn from_ref(state: &AppState) -> Arc<Engine> {
+        state.engine.clone()
+    }
+}
+
+/// All routes: activations, host facts, health, admin API, metrics and dashboard.
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/activations", post(activations))
         .route("/v1/host", get(host))
         .route("/healthz", get(healthz))
+        .merge(crate::admin::routes())
+        .merge(crate::metrics::routes())
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(engine)
+        .with_state(state)
 }
 
 /// Parses a JSON body, turning every failure into a `bad-request` that names the field.

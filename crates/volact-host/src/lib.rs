@@ -2,11 +2,15 @@
 //! `volact-core` plus the count index, revocations and a group-commit writer to the
 //! store), and the HTTP layer, which only translates.
 
+pub mod admin;
+pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod data;
 pub mod engine;
 pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod status;
 pub mod testkit;

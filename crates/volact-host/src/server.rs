@@ -104,7 +104,13 @@ pub async fn start(
         .local_addr()
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("no local address: {e}")))?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let router = crate::http::router(engine.clone());
+    let auth = Arc::new(crate::auth::AdminAuth::new(data.ensure_admin_token()?));
+    let state = crate::http::AppState {
+        engine: engine.clone(),
+        auth,
+        data: data.clone(),
+    };
+    let router = crate::http::router(state);
     let task = tokio::spawn(crate::http::serve(listener, router, async move {
         let _ = stopped.await;
     }));

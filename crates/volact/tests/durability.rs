@@ -1,0 +1,180 @@
+//! The host never loses an activation it has acknowledged: activations over HTTP, then
+//! `kill -9` of the serving `volact` process (after the last answer, and while requests
+//! are in flight), a restart on the same data directory, and checks that every
+//! acknowledged client is still counted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Server, activation_request, app_count, host_status, provision};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+const APPLICATION: &str = "acme-suite";
+const PRODUCT: &str = "suite-desktop";
+const MINIMUM: u32 = 3;
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap()
+}
+
+/// One activation request; `Some(answer)` when the host acknowledged it with HTTP 200.
+async fn ask(client: reqwest::Client, url: String, body: Value) -> Option<Value> {
+    let response = client
+        .post(format!("{url}/v1/activations"))
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
+    if response.status() != reqwest::StatusCode::OK {
+        return None;
+    }
+    response.json::<Value>().await.ok()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().hyphenated().to_string()
+}
+
+/// Sends one request per client id, at most `parallel` at a time; returns the
+/// acknowledged answers by client id.
+async fn batch(url: &str, key: &str, ids: &[String], parallel: usize) -> BTreeMap<String, Value> {
+    let client = http_client();
+    let mut acked = BTreeMap::new();
+    let mut tasks = JoinSet::new();
+    let mut next = ids.iter();
+    loop {
+        while tasks.len() < parallel {
+            let Some(id) = next.next() else { break };
+            let (body, _) = activation_request(id, key, MINIMUM);
+            let (client, url, id) = (client.clone(), url.to_string(), id.clone());
+            tasks.spawn(async move { (id, ask(client, url, body).await) });
+        }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        let (id, answer) = done.unwrap();
+        if let Some(answer) = answer {
+            acked.insert(id, answer);
+        }
+    }
+    acked
+}
+
+fn count_of(answer: &Value) -> u64 {
+    answer["count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no count in {answer:#}"))
+}
+
+#[test]
+fn acknowledged_activations_survive_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = provision(tmp.path(), "office");
+    let key = fx.key(PRODUCT).to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // --- Phase 1: 40 distinct clients, 8 in flight, all acknowledged; kill -9 at once.
+    let server = Server::start(&fx.data, &[]);
+    let ids: Vec<String> = (0..40).map(|_| new_id()).collect();
+    let acked = rt.block_on(batch(&server.url, &key, &ids, 8));
+    server.kill();
+    assert_eq!(acked.len(), ids.len(), "every request should be answered");
+    // Each new client saw a distinct count: no two requests were counted as one.
+    let counts: BTreeSet<u64> = acked.values().map(count_of).collect();
+    assert_eq!(counts, (1..=40).collect::<BTreeSet<u64>>(), "{acked:#?}");
+    for (id, answer) in &acked {
+        let expected = if count_of(answer) >= u64::from(MINIMUM) {
+            "activated"
+        } else {
+            "count-insufficient"
+        };
+        assert_eq!(answer["result"], expected, "{id}: {answer:#}");
+        assert_eq!(answer["application"], APPLICATION);
+        assert_eq!(answer["ticket"].is_string(), expected == "activated");
+    }
+
+    // Restarted on the same data, the host still knows all 40.
+    let status = host_status(&fx.data);
+    assert_eq!(app_count(&status, APPLICATION), 40, "{status:#}");
+    assert_eq!(status["clients_known"], 40, "{status:#}");
+    assert_eq!(status["requests"], 40, "{status:#}");
+    let server = Server::start(&fx.data, &[]);
+
+    // --- Phase 2: kill -9 while requests are in flight.
+    let more: Vec<String> = (0..60).map(|_| new_id()).collect();
+    let url = server.url.clone();
+    let mut server = Some(server);
+    let acked2 = rt.block_on(async {
+        let client = http_client();
+        let mut acked = BTreeMap::new();
+        let mut tasks = JoinSet::new();
+        for id in &more {
+            let (body, _) = activation_request(id, &key, MINIMUM);
+            let (client, url, id) = (client.clone(), url.clone(), id.clone());
+            tasks.spawn(async move { (id, ask(client, url, body).await) });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (id, answer) = done.unwrap();
+            if let Some(answer) = answer {
+                acked.insert(id, answer);
+            }
+            if acked.len() >= 20
+                && let Some(s) = server.take()
+            {
+                s.kill();
+            }
+        }
+        acked
+    });
+    drop(server);
+    assert!(acked2.len() >= 20, "only {} answered", acked2.len());
+
+    // Restart: everything acknowledged before the kill is counted; at most what was sent.
+    let status = host_status(&fx.data);
+    let after = app_count(&status, APPLICATION);
+    let acked_total = (acked.len() + acked2.len()) as u64;
+    let sent_total = (ids.len() + more.len()) as u64;
+    assert!(
+        (acked_total..=sent_total).contains(&after),
+        "count {after} after the kill; {acked_total} acknowledged, {sent_total} sent\n{status:#}"
+    );
+    let known = status["clients_known"].as_u64().unwrap();
+    assert!(known >= acked_total, "{status:#}");
+    for answer in acked2.values() {
+        assert!(count_of(answer) <= after, "{answer:#}");
+    }
+
+    // Every acknowledged client, asking again, finds itself counted: the count does not
+    // move. A client the host had forgotten would raise it.
+    let server = Server::start(&fx.data, &[]);
+    let everyone: Vec<String> = acked.keys().chain(acked2.keys()).cloned().collect();
+    let again = rt.block_on(batch(&server.url, &key, &everyone, 8));
+    assert_eq!(
+        again.len(),
+        everyone.len(),
+        "every renewal should be answered"
+    );
+    for (id, answer) in &again {
+        assert_eq!(count_of(answer), after, "{id}: {answer:#}");
+        assert_eq!(answer["result"], "activated", "{id}: {answer:#}");
+    }
+    // The next new client is counted on top.
+    let newcomer = vec![new_id()];
+    let next = rt.block_on(batch(&server.url, &key, &newcomer, 1));
+    assert_eq!(count_of(&next[&newcomer[0]]), after + 1, "{next:#?}");
+    server.kill();
+
+    let status = host_status(&fx.data);
+    assert_eq!(app_count(&status, APPLICATION), after + 1, "{status:#}");
+}
