@@ -46,21 +46,6 @@ impl Running {
             )),
         }
     }
-
-    /// Waits until the server ends by itself.
-    pub async fn wait(mut self) -> Result<(), ApiError> {
-        match (&mut self.task).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ApiError::new(
-                ErrorCode::Internal,
-                format!("the server failed: {e}"),
-            )),
-            Err(e) => Err(ApiError::new(
-                ErrorCode::Internal,
-                format!("the server task failed: {e}"),
-            )),
-        }
-    }
 }
 
 /// Opens the host's store.

@@ -45,6 +45,10 @@ impl TestVendor {
             bytes[0] = n;
             bytes
         })?;
+        TestVendor::signed(root, catalog)
+    }
+
+    fn signed(root: KeyPair, catalog: Catalog) -> Result<TestVendor, ApiError> {
         let bundle = VendorBundle {
             root_public_key: root.public().to_paserk(),
             catalog: token::sign(&root, &catalog).map_err(internal)?,
@@ -59,17 +63,7 @@ impl TestVendor {
     /// Another vendor (another root key) whose catalog copies this one's products and
     /// setup keys: what an impostor would run.
     pub fn impostor(&self, seed: u8) -> Result<TestVendor, ApiError> {
-        let root = KeyPair::from_seed([seed; 32])?;
-        let catalog = self.catalog.clone();
-        let bundle = VendorBundle {
-            root_public_key: root.public().to_paserk(),
-            catalog: token::sign(&root, &catalog).map_err(internal)?,
-        };
-        Ok(TestVendor {
-            root,
-            catalog,
-            bundle,
-        })
+        TestVendor::signed(KeyPair::from_seed([seed; 32])?, self.catalog.clone())
     }
 
     /// A host key for key group `group`.
