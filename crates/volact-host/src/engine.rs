@@ -2,11 +2,11 @@
 //! (certificate, catalog, count index, revocations) and recorded through the store.
 
 use crate::clock::Clock;
-use crate::writer::Writer;
+use crate::writer::{Ack, Writer};
 use jiff::Timestamp;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use volact_core::catalog::{Catalog, Product};
 use volact_core::certificate::HostCertificate;
 use volact_core::count::{ClientKey, CountIndex};
@@ -73,12 +73,6 @@ impl Counters {
 /// A refusal, and the record to store for it when the client can be identified.
 type Refusal = (ApiError, Option<ActivationRecord>);
 
-/// What one request comes to: the answer, and what to store.
-struct Decided {
-    result: Result<ActivationResponse, ApiError>,
-    record: Option<ActivationRecord>,
-}
-
 /// The host's activation engine. Cheap to share behind an `Arc`.
 pub struct Engine {
     identity: KeyPair,
@@ -92,6 +86,10 @@ pub struct Engine {
     revoked: RwLock<HashSet<ClientKey>>,
     writer: Writer,
     counters: Counters,
+    clones: crate::clones::CloneTracker,
+    clone_flags: crate::clones::CloneFlags,
+    metrics: crate::metrics::Metrics,
+    storage_health: Arc<crate::health::StorageHealth>,
 }
 
 fn client_key(id: &str) -> Option<ClientKey> {
@@ -138,8 +136,13 @@ impl Engine {
             .filter_map(|c| client_key(&c.client_id))
             .collect();
         let host_id = parts.identity.public().host_id();
+        let storage_health = Arc::new(crate::health::StorageHealth::default());
         Ok(Arc::new(Engine {
-            writer: Writer::start(parts.store.clone()),
+            writer: Writer::start(parts.store.clone(), storage_health.clone()),
+            clones: crate::clones::CloneTracker::default(),
+            clone_flags: crate::clones::CloneFlags::start(parts.store.clone()),
+            metrics: crate::metrics::Metrics::new(&parts.catalog),
+            storage_health,
             identity: parts.identity,
             host_id,
             catalog: parts.catalog,
@@ -151,6 +154,25 @@ impl Engine {
             revoked: RwLock::new(revoked),
             counters: Counters::default(),
         }))
+    }
+
+    /// The host's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The outcome of the latest write to storage.
+    pub fn storage_health(&self) -> &crate::health::StorageHealth {
+        &self.storage_health
+    }
+
+    /// The cloned-image tracker.
+    pub fn clone_tracker(&self) -> &crate::clones::CloneTracker {
+        &self.clones
+    }
+
+    pub(crate) fn clone_flags(&self) -> &crate::clones::CloneFlags {
+        &self.clone_flags
     }
 
     /// The host id.
@@ -268,29 +290,36 @@ impl Engine {
         address: &str,
     ) -> Result<ActivationResponse, ApiError> {
         let now = self.clock.now();
-        let Decided { result, record } = self.decide(req, address, now);
-        if let Some(record) = record {
-            self.writer.submit(record).await?;
+        let product;
+        let (result, ack) = match self.try_decide(req, address, now) {
+            Ok((response, ack)) => {
+                product = self.product_index(&response.product);
+                (Ok(response), Some(ack))
+            }
+            Err(refusal) => {
+                let (error, record) = *refusal;
+                product = record.as_ref().and_then(|r| self.product_index(&r.product));
+                let ack = match record {
+                    Some(r) => Some(self.writer.enqueue(r)?),
+                    None => None,
+                };
+                (Err(error), ack)
+            }
+        };
+        if let Some(ack) = ack {
+            ack.wait().await?;
         }
-        self.counters.add(match &result {
+        let outcome = match &result {
             Ok(r) if r.result == ActivationResult::Activated => Ok(()),
             Ok(_) => Err(ErrorCode::CountInsufficient),
             Err(e) => Err(e.code),
-        });
-        result
-    }
-
-    fn decide(&self, req: &ActivationRequest, address: &str, now: Timestamp) -> Decided {
-        match self.try_decide(req, address, now) {
-            Ok((response, record)) => Decided {
-                result: Ok(response),
-                record: Some(record),
-            },
-            Err(refusal) => Decided {
-                result: Err(refusal.0),
-                record: refusal.1,
-            },
+        };
+        self.counters.add(outcome);
+        self.metrics.request(product, outcome);
+        if let Err(e) = &result {
+            tracing::debug!(code = %e.code, client_id = %req.client_id, address, "activation request refused: {}", e.message);
         }
+        result
     }
 
     fn try_decide(
@@ -298,9 +327,10 @@ impl Engine {
         req: &ActivationRequest,
         address: &str,
         now: Timestamp,
-    ) -> Result<(ActivationResponse, ActivationRecord), Box<Refusal>> {
+    ) -> Result<(ActivationResponse, Ack), Box<Refusal>> {
         // Requests without a usable client id cannot be tied to a client: answered, never stored.
         let parsed = decide::parse_request(req).map_err(|e| Box::new((e, None)))?;
+        self.watch_machine(&parsed, req, address, now);
         let record =
             |product: Option<&Product>, count: u32, result: &str, counted: bool| ActivationRecord {
                 at: now.as_second(),
@@ -333,8 +363,8 @@ impl Engine {
             .catalog
             .product_for_key(&parsed.setup_key)
             .map_err(|e| refuse(e, None))?;
-        let count = self
-            .count_client(&parsed, product, req, cert, now)
+        let (count, index) = self
+            .admit_and_count(&parsed, product, req, cert, now)
             .map_err(|e| refuse(e, Some(product)))?;
         let minimum = decide::minimum(product, req.minimum_count);
         let outcome = decide::outcome(count, minimum, cert, &self.settings, now);
@@ -343,7 +373,19 @@ impl Engine {
             minimum,
             outcome,
         };
+        let answer = decide::answer(&parsed, req, product, counted, &self.host_id, now);
         let mut rec = record(Some(product), count, "", true);
+        match &answer {
+            Answer::Ticket(t) => {
+                rec.result = "activated".into();
+                rec.ticket_id = Some(t.jti.clone());
+                rec.ticket_valid_until = Some(t.exp.as_second());
+            }
+            Answer::NotYet(_) => rec.result = ErrorCode::CountInsufficient.as_str().into(),
+        }
+        // Queued before the count lock is released: see the writer's module comment.
+        let ack = self.writer.enqueue(rec).map_err(|e| Box::new((e, None)))?;
+        drop(index);
         let mut response = ActivationResponse {
             result: ActivationResult::CountInsufficient,
             count,
@@ -359,14 +401,11 @@ impl Engine {
             host_certificate: cert_token.clone(),
         };
         let signing_failed = |e: ApiError| Box::new((e, None));
-        match decide::answer(&parsed, req, product, counted, &self.host_id, now) {
+        match answer {
             Answer::Ticket(t) => {
                 response.result = ActivationResult::Activated;
                 response.ticket =
                     Some(ticket::sign_ticket(&self.identity, &t).map_err(signing_failed)?);
-                rec.result = "activated".into();
-                rec.ticket_id = Some(t.jti);
-                rec.ticket_valid_until = Some(t.exp.as_second());
             }
             Answer::NotYet(n) => {
                 if let Outcome::NotYet { retry_after } = outcome {
@@ -374,22 +413,22 @@ impl Engine {
                 }
                 response.not_yet =
                     Some(ticket::sign_not_yet(&self.identity, &n).map_err(signing_failed)?);
-                rec.result = ErrorCode::CountInsufficient.as_str().into();
             }
         }
-        Ok((response, rec))
+        Ok((response, ack))
     }
 
     /// Admits and counts the client under one lock, so two requests cannot both take the
-    /// last seat.
-    fn count_client(
+    /// last seat. The lock is returned held, so the caller queues the record before any
+    /// other request is counted.
+    fn admit_and_count(
         &self,
         parsed: &ParsedRequest,
         product: &Product,
         req: &ActivationRequest,
         cert: &HostCertificate,
         now: Timestamp,
-    ) -> Result<u32, ApiError> {
+    ) -> Result<(u32, MutexGuard<'_, CountIndex>), ApiError> {
         let revoked = self
             .revoked
             .read()
@@ -412,6 +451,7 @@ impl Engine {
             seats_used,
         };
         decide::admit(&admission, &self.settings, now)?;
-        Ok(index.observe(&product.application, parsed.client, at))
+        let count = index.observe(&product.application, parsed.client, at);
+        Ok((count, index))
     }
 }

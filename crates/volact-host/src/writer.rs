@@ -1,7 +1,12 @@
 //! Group commit: requests wait in a queue while one transaction is being made durable,
 //! then go to the store together, so an fsync is shared by every request that arrived
 //! meanwhile instead of paid by each. A request is answered only after its batch commits.
+//!
+//! Queuing is synchronous so the engine can queue a record while it still holds the
+//! count lock: records then reach storage in the order their counts were decided, and no
+//! answer can include a client whose own record could still be lost.
 
+use crate::health::StorageHealth;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use volact_proto::{ApiError, ErrorCode};
@@ -9,8 +14,6 @@ use volact_store::{ActivationRecord, Store};
 
 /// Largest number of requests committed in one transaction.
 const MAX_BATCH: usize = 1024;
-/// Requests that may wait before senders are slowed down.
-const QUEUE: usize = 16 * 1024;
 
 struct Pending {
     record: ActivationRecord,
@@ -20,31 +23,44 @@ struct Pending {
 /// The handle requests are submitted through.
 #[derive(Clone)]
 pub(crate) struct Writer {
-    tx: mpsc::Sender<Pending>,
+    // Unbounded, because queuing happens under the count lock and must not wait; the
+    // queue is bounded in practice by the requests in flight, each waiting for its ack.
+    tx: mpsc::UnboundedSender<Pending>,
+}
+
+/// A queued record's acknowledgement.
+pub(crate) struct Ack(oneshot::Receiver<Result<(), String>>);
+
+fn unavailable() -> ApiError {
+    ApiError::new(
+        ErrorCode::StorageFailure,
+        "the host's storage writer has stopped; restart the host",
+    )
 }
 
 impl Writer {
     /// Starts the writer task on the current runtime.
-    pub(crate) fn start(store: Arc<dyn Store>) -> Writer {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, rx));
+    /// Each batch's outcome goes to `health`, for `/healthz`.
+    pub(crate) fn start(store: Arc<dyn Store>, health: Arc<StorageHealth>) -> Writer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(store, rx, health));
         Writer { tx }
     }
 
-    /// Stores a record; returns once it is durable.
-    pub(crate) async fn submit(&self, record: ActivationRecord) -> Result<(), ApiError> {
+    /// Queues a record without waiting.
+    pub(crate) fn enqueue(&self, record: ActivationRecord) -> Result<Ack, ApiError> {
         let (done, wait) = oneshot::channel();
-        let unavailable = || {
-            ApiError::new(
-                ErrorCode::StorageFailure,
-                "the host's storage writer has stopped; restart the host",
-            )
-        };
         self.tx
             .send(Pending { record, done })
-            .await
             .map_err(|_| unavailable())?;
-        match wait.await {
+        Ok(Ack(wait))
+    }
+}
+
+impl Ack {
+    /// Returns once the record is durable.
+    pub(crate) async fn wait(self) -> Result<(), ApiError> {
+        match self.0.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ApiError::new(
                 ErrorCode::StorageFailure,
@@ -57,7 +73,11 @@ impl Writer {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>) {
+async fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    health: Arc<StorageHealth>,
+) {
     let mut records: Vec<ActivationRecord> = Vec::with_capacity(MAX_BATCH);
     let mut waiting: Vec<oneshot::Sender<Result<(), String>>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
@@ -78,6 +98,7 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Pending>) {
         if let Err(e) = &result {
             tracing::error!(error = %e, requests = records.len(), "storing a batch of activation requests failed");
         }
+        health.record(result.as_ref().map(|_| ()).map_err(String::as_str));
         records.clear();
         for done in waiting.drain(..) {
             let _ = done.send(result.clone());

@@ -196,14 +196,12 @@ fn acknowledged_activations_survive_sigkill() {
 }
 
 /// Stricter than "acknowledged clients survive": no acknowledged answer may report a count
-/// the host cannot reproduce after a crash. Today the engine counts a client in memory
-/// before its record is durable, and releases the count lock before queueing the record,
-/// so a later-decided request can be committed and answered (its count including an
-/// earlier client) before that earlier client's record is stored; `kill -9` then loses the
-/// earlier client and the answered count exceeds the durable one. Racy, so it is tried in
-/// several rounds. Ignored until the engine queues records in decision order.
+/// the host cannot reproduce after a crash. The engine queues each record for storage
+/// before it releases the count lock, so records are committed in the order their counts
+/// were decided; were it otherwise, a later-decided request could be answered (its count
+/// including an earlier client) before that earlier client's record is stored, and
+/// `kill -9` would lose it. Racy by nature, so it is tried in several rounds.
 #[test]
-#[ignore = "product bug: answered counts can include clients not yet durable (engine.rs count_client/activate)"]
 fn answered_counts_are_durable() {
     let tmp = tempfile::tempdir().unwrap();
     let fx = provision(tmp.path(), "office");
