@@ -1,6 +1,8 @@
 //! Activation: pick hosts, ask them in turn, verify the answer along the vendor's chain,
 //! and record the outcome in the state.
 
+use crate::discovery::Candidate;
+use crate::failover::{ActivateOptions, activate_with};
 use crate::http::{self, HostReply};
 use crate::schedule::{self, add, show};
 use crate::state::{Attempt, ClientState, Installed, RESULT_ACTIVATED, StoredTicket};
@@ -23,36 +25,10 @@ pub struct ActivationOutcome {
     pub ticket: StoredTicket,
 }
 
-/// The hosts to ask, in order: the pinned host alone if there is one; otherwise the host
-/// that last answered (when the host cache is on), then whatever discovery finds.
-pub fn candidates(state: &ClientState) -> Vec<String> {
-    if let Some(host) = &state.pinned_host {
-        return vec![host.clone()];
-    }
-    let mut hosts: Vec<String> = Vec::new();
-    if state.use_host_cache
-        && let Some(host) = &state.last_host
-    {
-        hosts.push(host.clone());
-    }
-    for host in discover(state) {
-        if !hosts.contains(&host) {
-            hosts.push(host);
-        }
-    }
-    hosts
-}
-
-/// DNS SRV discovery (`_volact._tcp.DOMAIN`, by priority and weight). Not available yet:
-/// it finds nothing, so an unpinned client without a cached host reports `no-host-found`.
-fn discover(_state: &ClientState) -> Vec<String> {
-    Vec::new()
-}
-
 /// The longest a host may tell a client to wait: the retry interval's upper bound.
 const MAX_RETRY: SignedDuration = SignedDuration::from_hours(30 * 24);
 
-fn no_key() -> ApiError {
+pub(crate) fn no_key() -> ApiError {
     ApiError::new(
         ErrorCode::InvalidState,
         "no setup key installed; run volact install-key KEY --vendor FILE",
@@ -62,7 +38,7 @@ fn no_key() -> ApiError {
 /// Whether another host may do better: this one is down, not trusted, or cannot serve.
 /// Refusals about the client itself (its count, clock, key or revocation) would be the
 /// same everywhere, so they end the search.
-fn try_next(code: ErrorCode) -> bool {
+pub(crate) fn try_next(code: ErrorCode) -> bool {
     matches!(
         code,
         ErrorCode::HostUnreachable
@@ -75,7 +51,7 @@ fn try_next(code: ErrorCode) -> bool {
 }
 
 /// What one host's answer amounts to, before it is recorded.
-enum Reply {
+pub(crate) enum Reply {
     Ticket {
         ticket: Ticket,
         token: String,
@@ -98,7 +74,7 @@ enum Reply {
 }
 
 impl Reply {
-    fn error_code(&self) -> Option<ErrorCode> {
+    pub(crate) fn error_code(&self) -> Option<ErrorCode> {
         match self {
             Reply::Refused { error, .. } | Reply::Failed(error) => Some(error.code),
             _ => None,
@@ -106,7 +82,9 @@ impl Reply {
     }
 }
 
-/// Activates or renews now, like `slmgr /ato`, and records the outcome in `state`.
+/// Activates or renews now, like `slmgr /ato`, and records the outcome in `state`, with
+/// the default [`ActivateOptions`] (the system's DNS servers, the host cache as the state
+/// says). See [`activate_with`].
 ///
 /// The state is changed in memory only: the caller must save it afterwards, **also when
 /// this returns an error**, so the last attempt (and the retry time the agent honours) is
@@ -119,11 +97,11 @@ pub async fn activate(
     machine_name: &str,
     nonce: String,
 ) -> Result<ActivationOutcome, ApiError> {
-    let hosts = candidates(state);
-    activate_hosts(state, &hosts, now, machine_name, nonce).await
+    activate_with(state, now, machine_name, nonce, &ActivateOptions::default()).await
 }
 
-/// [`activate`] against the given hosts, in order.
+/// [`activate`] against the given hosts, in order, with the default options.
+#[cfg(test)]
 pub(crate) async fn activate_hosts(
     state: &mut ClientState,
     hosts: &[String],
@@ -132,40 +110,42 @@ pub(crate) async fn activate_hosts(
     nonce: String,
 ) -> Result<ActivationOutcome, ApiError> {
     let installed = state.installed.clone().ok_or_else(no_key)?;
-    let (root, _) = installed.vendor.open()?;
-    if hosts.is_empty() {
-        let error = ApiError::new(
-            ErrorCode::NoHostFound,
-            "no host is pinned and DNS discovery is not available yet; run `volact set-host HOST[:PORT]`",
-        );
-        record_failure(state, now, String::new(), &error, None);
-        return Err(error);
-    }
-    let client = http::client()?;
-    let request = ActivationRequest {
-        client_id: installed.client_id.clone(),
-        setup_key: installed.setup_key.to_string(),
-        minimum_count: installed.minimum_count,
-        client_time: now,
+    let hosts = hosts
+        .iter()
+        .map(|h| Candidate::plain(h.clone(), crate::discovery::FoundBy::Given))
+        .collect();
+    let mut plan = crate::failover::Plan::given(hosts, &ActivateOptions::default());
+    let ask = Asking {
+        now,
+        machine_name,
         nonce,
-        machine_name: machine_name.to_string(),
-        ticket_id: state.ticket.as_ref().map(|t| t.ticket_id.clone()),
+        installed: &installed,
     };
-    let mut tried: Vec<(String, ApiError)> = Vec::new();
-    for (i, host) in hosts.iter().enumerate() {
-        let reply = ask(&client, host, &request, &root, &installed, now).await;
-        let last = i + 1 == hosts.len();
-        if !last && reply.error_code().is_some_and(try_next) {
-            if let Reply::Refused { error, .. } | Reply::Failed(error) = reply {
-                tracing::warn!(host = %host, code = %error.code, "{}", error.message);
-                tried.push((host.clone(), error));
-            }
-            continue;
+    crate::failover::run(state, &mut plan, ask).await
+}
+
+/// What every host is asked, and what its answer is checked against.
+pub(crate) struct Asking<'a> {
+    pub now: Timestamp,
+    pub machine_name: &'a str,
+    pub nonce: String,
+    pub installed: &'a Installed,
+}
+
+impl Asking<'_> {
+    /// The request every host receives.
+    pub(crate) fn request(&self, state: &ClientState) -> ActivationRequest {
+        ActivationRequest {
+            client_id: self.installed.client_id.clone(),
+            setup_key: self.installed.setup_key.to_string(),
+            minimum_count: self.installed.minimum_count,
+            client_time: self.now,
+            nonce: self.nonce.clone(),
+            machine_name: self.machine_name.to_string(),
+            ticket_id: state.ticket.as_ref().map(|t| t.ticket_id.clone()),
+            machine_fingerprint: crate::fingerprint::machine_fingerprint(),
         }
-        return settle(state, now, host, reply, &installed, tried);
     }
-    // Unreachable: the loop returns on the last host.
-    Err(ApiError::new(ErrorCode::Internal, "no host was asked"))
 }
 
 /// Loads the state at `path`, activates, and saves the outcome whether it succeeded or
@@ -177,8 +157,19 @@ pub async fn activate_and_save(
     machine_name: &str,
     nonce: String,
 ) -> Result<ActivationOutcome, ApiError> {
+    activate_and_save_with(path, now, machine_name, nonce, &ActivateOptions::default()).await
+}
+
+/// [`activate_and_save`] with the given options.
+pub async fn activate_and_save_with(
+    path: &Path,
+    now: Timestamp,
+    machine_name: &str,
+    nonce: String,
+    options: &ActivateOptions,
+) -> Result<ActivationOutcome, ApiError> {
     let mut state = ClientState::load(path)?;
-    let result = activate(&mut state, now, machine_name, nonce).await;
+    let result = activate_with(&mut state, now, machine_name, nonce, options).await;
     let mut fresh = ClientState::load(path)?;
     merge_outcome(&mut fresh, &state);
     let saved = fresh.save(path);
@@ -207,10 +198,13 @@ pub(crate) fn merge_outcome(fresh: &mut ClientState, done: &ClientState) {
     fresh.last_attempt.clone_from(&done.last_attempt);
     if done.last_host.is_some() {
         fresh.last_host.clone_from(&done.last_host);
+        fresh
+            .last_host_found_by
+            .clone_from(&done.last_host_found_by);
     }
 }
 
-async fn ask(
+pub(crate) async fn ask(
     client: &reqwest::Client,
     host: &str,
     request: &ActivationRequest,
@@ -323,15 +317,16 @@ fn check_ticket_times(
     Ok(())
 }
 
-/// Records the final reply in the state and turns it into the caller's result.
-fn settle(
+/// Records the final reply of `host` in the state and turns it into the caller's result.
+pub(crate) fn settle(
     state: &mut ClientState,
     now: Timestamp,
-    host: &str,
+    host: &Candidate,
     reply: Reply,
     installed: &Installed,
-    tried: Vec<(String, ApiError)>,
 ) -> Result<ActivationOutcome, ApiError> {
+    let found_by = host.found_by.clone();
+    let host = host.host.as_str();
     match reply {
         Reply::Ticket {
             ticket,
@@ -354,6 +349,7 @@ fn settle(
             state.ticket = Some(stored.clone());
             state.intervals = Some(intervals);
             state.last_host = Some(host.to_string());
+            state.last_host_found_by = Some(found_by);
             state.last_attempt = Some(Attempt {
                 at: now,
                 host: host.to_string(),
@@ -385,6 +381,7 @@ fn settle(
                 count_insufficient(count, minimum, retry_after, &installed.application_name);
             state.intervals = Some(intervals);
             state.last_host = Some(host.to_string());
+            state.last_host_found_by = Some(found_by);
             state.last_attempt = Some(Attempt {
                 at: now,
                 host: host.to_string(),
@@ -409,41 +406,14 @@ fn settle(
             record_failure(state, now, host.to_string(), &error, retry_after);
             Err(error)
         }
-        Reply::Failed(error) if tried.is_empty() => {
-            record_failure(state, now, host.to_string(), &error, None);
-            Err(error)
-        }
         Reply::Failed(error) => {
-            let mut all = tried;
-            all.push((host.to_string(), error));
-            let error = no_host_answered(&all);
-            let hosts: Vec<&str> = all.iter().map(|(h, _)| h.as_str()).collect();
-            record_failure(state, now, hosts.join(", "), &error, None);
+            record_failure(state, now, host.to_string(), &error, None);
             Err(error)
         }
     }
 }
 
-fn no_host_answered(tried: &[(String, ApiError)]) -> ApiError {
-    let lines: Vec<String> = tried
-        .iter()
-        .map(|(h, e)| format!("{h}: {} ({})", e.message, e.code))
-        .collect();
-    let details: Vec<serde_json::Value> = tried
-        .iter()
-        .map(|(h, e)| serde_json::json!({ "host": h, "code": e.code, "message": e.message }))
-        .collect();
-    ApiError::with_details(
-        ErrorCode::NoHostFound,
-        format!(
-            "no host could activate this client; tried {}. Check the hosts, or pin a working one with `volact set-host HOST[:PORT]`",
-            lines.join("; ")
-        ),
-        serde_json::json!({ "tried": details }),
-    )
-}
-
-fn record_failure(
+pub(crate) fn record_failure(
     state: &mut ClientState,
     now: Timestamp,
     host: String,

@@ -1,7 +1,8 @@
 //! `volact agent`: stays running, activates when due and renews on schedule. This is the
 //! one place in the crate that reads the real clock.
 
-use crate::activate::{activate, merge_outcome};
+use crate::activate::merge_outcome;
+use crate::failover::{ActivateOptions, activate_with};
 use crate::schedule;
 use crate::state::ClientState;
 use jiff::Timestamp;
@@ -26,6 +27,16 @@ pub async fn run_agent(
     machine_name: &str,
     stop: impl Future<Output = ()>,
 ) -> Result<(), ApiError> {
+    run_agent_with(path, machine_name, &ActivateOptions::default(), stop).await
+}
+
+/// [`run_agent`] with the given activation options (DNS server, host cache, timeouts).
+pub async fn run_agent_with(
+    path: &Path,
+    machine_name: &str,
+    options: &ActivateOptions,
+    stop: impl Future<Output = ()>,
+) -> Result<(), ApiError> {
     let mut stop = std::pin::pin!(stop);
     loop {
         let mut state = ClientState::load(path)?;
@@ -35,7 +46,7 @@ pub async fn run_agent(
             let nonce = uuid::Uuid::new_v4().simple().to_string();
             let result = tokio::select! {
                 _ = &mut stop => return Ok(()),
-                r = activate(&mut state, now, machine_name, nonce) => r,
+                r = activate_with(&mut state, now, machine_name, nonce, options) => r,
             };
             match &result {
                 Ok(o) => {

@@ -1,11 +1,13 @@
 //! The transport: one `POST /v1/activations` to one host. It only translates between
 //! HTTP and the wire types; deciding what an answer means is the caller's job.
 
+use crate::discovery::Candidate;
 use std::time::Duration;
 use volact_proto::{ActivationRequest, ActivationResponse, ApiError, ErrorCode};
 
-/// How long to wait for a TCP connection before trying the next host.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long to wait for a TCP connection before trying the next host (the default of
+/// [`crate::ActivateOptions::connect_timeout`]).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a whole request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest answer read from a host. Real answers are a few kilobytes; a host sending
@@ -21,11 +23,22 @@ pub(crate) enum HostReply {
     Refusal(ApiError),
 }
 
-/// The HTTP client every request uses.
-pub(crate) fn client() -> Result<reqwest::Client, ApiError> {
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
+/// The HTTP client for one host. A host found in DNS comes with its addresses, resolved
+/// through the DNS server discovery used, so the system resolver is not asked again.
+pub(crate) fn client(
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    host: &Candidate,
+) -> Result<reqwest::Client, ApiError> {
+    let mut builder = reqwest::Client::builder();
+    if !host.addrs.is_empty()
+        && let Some((name, _)) = host.host.rsplit_once(':')
+    {
+        builder = builder.resolve_to_addrs(name, &host.addrs);
+    }
+    builder
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
         // Hosts sit on the organisation's own network; a proxy from the environment would
         // only send requests somewhere they cannot arrive.
         .no_proxy()

@@ -10,6 +10,9 @@
 
 mod activate;
 mod agent;
+pub mod discovery;
+mod failover;
+mod fingerprint;
 mod http;
 mod ops;
 mod schedule;
@@ -19,10 +22,15 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-pub use activate::{ActivationOutcome, activate, activate_and_save, candidates};
-pub use agent::run_agent;
+pub use activate::{ActivationOutcome, activate, activate_and_save, activate_and_save_with};
+pub use agent::{run_agent, run_agent_with};
+pub use discovery::FoundBy;
+pub use failover::{ActivateOptions, activate_with, candidates};
 pub use http::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
-pub use ops::{InstallReport, clear_host, install_key, normalize_host, set_domain, set_host};
+pub use ops::{
+    InstallReport, clear_dns_server, clear_host, install_key, normalize_host, parse_dns_server,
+    set_dns_server, set_domain, set_host, set_host_cache,
+};
 pub use state::{
     Attempt, ClientState, Installed, RESULT_ACTIVATED, STATE_VERSION, StoredTicket,
     default_state_path,

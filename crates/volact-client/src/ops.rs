@@ -227,3 +227,48 @@ fn check_dns_name(text: &str) -> Result<String, String> {
     }
     Ok(name)
 }
+
+/// Points discovery at a DNS server, `ADDR[:PORT]` (port 53 when left out). Returns it
+/// as stored, `ADDR:PORT`.
+pub fn set_dns_server(state: &mut ClientState, text: &str) -> Result<String, ApiError> {
+    let addr = parse_dns_server(text)?;
+    state.dns_server = Some(addr.to_string());
+    Ok(addr.to_string())
+}
+
+/// Back to the system's DNS servers for discovery.
+pub fn clear_dns_server(state: &mut ClientState) {
+    state.dns_server = None;
+}
+
+/// Turns the host cache on or off, like `slmgr /ckhc` (off) and `/skhc` (on). Turning it
+/// off keeps the remembered host for `status`, but activation no longer asks it first.
+pub fn set_host_cache(state: &mut ClientState, on: bool) {
+    state.use_host_cache = on;
+}
+
+/// Parses `ADDR[:PORT]` (IPv6 as `[ADDR]:PORT` or bare) into a socket address; a DNS
+/// server must be given by address, since finding it by name would need DNS.
+pub fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, ApiError> {
+    let text = text.trim();
+    let refuse = |why: &str| {
+        ApiError::with_details(
+            ErrorCode::BadRequest,
+            format!(
+                "`{text}` is not a DNS server address: {why}; write ADDR or ADDR:PORT, e.g. 10.0.0.2, 127.0.0.1:5353 or [fd00::2]:53"
+            ),
+            serde_json::json!({ "field": "dns_server", "value": text, "reason": why }),
+        )
+    };
+    if let Ok(addr) = text.parse::<std::net::SocketAddr>() {
+        if addr.port() == 0 {
+            return Err(refuse("port 0 is not a port"));
+        }
+        return Ok(addr);
+    }
+    let bare = text.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(std::net::SocketAddr::new(ip, 53)),
+        Err(_) => Err(refuse("give an IP address, not a name")),
+    }
+}

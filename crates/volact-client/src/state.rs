@@ -1,6 +1,7 @@
 //! The client's state file: what is installed, which host to ask, the held ticket and the
 //! last attempt. One JSON file, written atomically so a crash never leaves half a state.
 
+use crate::discovery::FoundBy;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
@@ -46,6 +47,12 @@ pub struct ClientState {
     /// The host whose signed answer was last verified (the host cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_host: Option<String>,
+    /// How `last_host` was found: pinned, from the cache, or which SRV record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_host_found_by: Option<FoundBy>,
+    /// The DNS server for discovery, `ADDR:PORT`; the system's when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_server: Option<String>,
 }
 
 impl Default for ClientState {
@@ -60,6 +67,8 @@ impl Default for ClientState {
             intervals: None,
             last_attempt: None,
             last_host: None,
+            last_host_found_by: None,
+            dns_server: None,
         }
     }
 }
@@ -156,6 +165,22 @@ fn state_error(path: &Path, what: String) -> ApiError {
 }
 
 impl ClientState {
+    /// The DNS server setting as an address; a value that is not one (the file was edited
+    /// by hand) is `invalid-state` saying how to fix it.
+    pub fn dns_server_addr(&self) -> Result<Option<std::net::SocketAddr>, ApiError> {
+        match &self.dns_server {
+            None => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "the client state's DNS server `{text}` is not ADDR:PORT; run `volact set-dns-server ADDR:PORT` or `volact clear-dns-server`"
+                    ),
+                )
+            }),
+        }
+    }
+
     /// Reads the state file. A missing file is a machine with nothing installed, not an
     /// error; an unreadable or corrupt one is `invalid-state` naming the file.
     pub fn load(path: &Path) -> Result<ClientState, ApiError> {

@@ -2,6 +2,7 @@
 //! the host and the last attempt, as JSON or as aligned text in the manner of
 //! `slmgr /dlv` and `slmgr /xpr`.
 
+use crate::discovery::FoundBy;
 use crate::schedule::{self, human, show};
 use crate::state::{Attempt, ClientState};
 use jiff::{SignedDuration, Timestamp};
@@ -35,6 +36,13 @@ pub struct Status {
     pub host_pinned: bool,
     /// The discovery domain.
     pub domain: Option<String>,
+    /// How the host that last answered was found: pinned, the host cache, or which SRV
+    /// record (with its priority and weight).
+    pub host_found_by: Option<FoundBy>,
+    /// Whether the host cache is on (the last host is asked first).
+    pub host_cache: bool,
+    /// The DNS server discovery asks; the system's when `None`.
+    pub dns_server: Option<String>,
     /// The held ticket, verified against the vendor root.
     pub ticket: Option<TicketStatus>,
     /// Why a stored ticket was not accepted, if it was not.
@@ -142,6 +150,9 @@ pub fn status(state: &ClientState, now: Timestamp) -> Status {
             .or_else(|| state.last_host.clone()),
         host_pinned: state.pinned_host.is_some(),
         domain: state.domain.clone(),
+        host_found_by: state.last_host_found_by.clone(),
+        host_cache: state.use_host_cache,
+        dns_server: state.dns_server.clone(),
         ticket,
         ticket_problem,
         last_attempt: state.last_attempt.clone(),
@@ -213,8 +224,32 @@ impl Status {
             Some(h) => l.add("Host", format!("{h} (last to answer; discovery on)")),
             None => l.add("Host", "none pinned; discovery"),
         }
-        if verbose && let Some(d) = &self.domain {
-            l.add("Discovery domain", d.clone());
+        if verbose {
+            if let Some(how) = &self.host_found_by {
+                l.add("Host found by", how.to_string());
+            }
+            if !self.host_pinned {
+                l.add(
+                    "Discovery domain",
+                    self.domain
+                        .clone()
+                        .unwrap_or_else(|| "the machine's DNS search domains".into()),
+                );
+                l.add(
+                    "DNS server",
+                    self.dns_server
+                        .clone()
+                        .unwrap_or_else(|| "the system's".into()),
+                );
+                l.add(
+                    "Host cache",
+                    if self.host_cache {
+                        "on (the last host is asked first)"
+                    } else {
+                        "off (volact host-cache on)"
+                    },
+                );
+            }
         }
         let seen = self
             .ticket

@@ -71,6 +71,14 @@ pub fn parse_request(req: &ActivationRequest) -> Result<ParsedRequest, ApiError>
             "must be at most 64 characters",
         ));
     }
+    if let Some(f) = &req.machine_fingerprint
+        && (!(1..=128).contains(&f.len()) || f.bytes().any(|c| !c.is_ascii_graphic()))
+    {
+        return Err(ApiError::bad_request(
+            "machine_fingerprint",
+            "must be 1 to 128 printable ASCII characters without spaces",
+        ));
+    }
     let setup_key = SetupKey::parse(&req.setup_key)?;
     Ok(ParsedRequest {
         client: id.as_u128(),

@@ -97,6 +97,7 @@ impl KeyPair {
         &self.public
     }
 
+    #[cfg(test)]
     pub(crate) fn pasetors_secret(&self) -> &AsymmetricSecretKey<V4> {
         &self.secret
     }

@@ -39,3 +39,33 @@ pub fn human(d: SignedDuration) -> String {
     let sign = if d.is_negative() { "-" } else { "" };
     format!("{sign}{}", parts.join(" "))
 }
+
+/// The fingerprint a client sends for its machine: SHA-256 of a fixed label and the
+/// machine's id (e.g. `/etc/machine-id`), as 32 hex digits. Hashed so the raw id, which
+/// other software may use as a secret, never leaves the machine.
+pub fn machine_fingerprint(machine_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"volact machine fingerprint v1\0")
+        .chain_update(machine_id.trim().as_bytes())
+        .finalize();
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    #[test]
+    fn fingerprints_are_stable_hex_and_differ_per_machine() {
+        let a = super::machine_fingerprint("0123456789abcdef0123456789abcdef\n");
+        assert_eq!(
+            a,
+            super::machine_fingerprint("0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(
+            a,
+            super::machine_fingerprint("fedcba9876543210fedcba9876543210")
+        );
+    }
+}

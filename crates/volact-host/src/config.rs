@@ -1,13 +1,37 @@
-//! The host's configuration: `D/volact.toml`, overridden by command-line flags. Unknown
-//! keys are refused with their name and file, so a typo never silently does nothing.
+//! The host's configuration: `D/volact.toml`, then `VOLACT_…` environment variables,
+//! then command-line flags, each overriding the one before. Unknown keys in the file are
+//! refused with their name and file, so a typo never silently does nothing, and a value
+//! out of range is refused with the range and with where it was set.
 
-use serde::Deserialize;
+use jiff::SignedDuration;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use volact_core::settings::{Settings, parse_duration};
+use volact_core::util::human;
 use volact_proto::{ApiError, DEFAULT_PORT, ErrorCode};
 
-/// Configuration as written in the file or given as flags: every field optional.
+/// Every configuration key, as written in the file; the environment variable of a key is
+/// `VOLACT_` and the key in capitals, the flag `--` and the key with dashes.
+pub const KEYS: [&str; 8] = [
+    "listen",
+    "renew_interval",
+    "retry_interval",
+    "ticket_validity",
+    "count_window",
+    "max_clock_skew",
+    "event_retention",
+    "metrics_token_file",
+];
+
+const DAY: i64 = 86_400;
+
+/// Default time audit events are kept.
+pub const DEFAULT_EVENT_RETENTION: SignedDuration = SignedDuration::from_secs(90 * DAY);
+/// Allowed range of `event_retention`, in seconds.
+pub const EVENT_RETENTION_RANGE: (i64, i64) = (DAY, 3650 * DAY);
+
+/// Configuration as written in the file, the environment or flags: every field optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -23,6 +47,13 @@ pub struct RawConfig {
     pub count_window: Option<String>,
     /// Allowed clock difference, e.g. `4h`.
     pub max_clock_skew: Option<String>,
+    /// How long audit events are kept, e.g. `90d`.
+    pub event_retention: Option<String>,
+    /// A file holding the token `GET /metrics` requires; without it metrics are open.
+    /// Relative paths are taken from the data directory.
+    pub metrics_token_file: Option<String>,
+    /// `[dns]`: DNS publishing (see [`crate::dns`]); file only.
+    pub dns: Option<crate::dns::DnsSection>,
 }
 
 impl RawConfig {
@@ -46,6 +77,39 @@ impl RawConfig {
         })
     }
 
+    /// The `VOLACT_…` variables, looked up with `lookup` (the process environment in
+    /// production, a map in tests). Empty values count as unset.
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> RawConfig {
+        let get = |key: &str| lookup(&env_var(key)).filter(|v| !v.trim().is_empty());
+        RawConfig {
+            listen: get("listen"),
+            renew_interval: get("renew_interval"),
+            retry_interval: get("retry_interval"),
+            ticket_validity: get("ticket_validity"),
+            count_window: get("count_window"),
+            max_clock_skew: get("max_clock_skew"),
+            event_retention: get("event_retention"),
+            metrics_token_file: get("metrics_token_file"),
+            dns: None,
+        }
+    }
+
+    /// The value of `key` (one of [`KEYS`]), if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let value = match key {
+            "listen" => &self.listen,
+            "renew_interval" => &self.renew_interval,
+            "retry_interval" => &self.retry_interval,
+            "ticket_validity" => &self.ticket_validity,
+            "count_window" => &self.count_window,
+            "max_clock_skew" => &self.max_clock_skew,
+            "event_retention" => &self.event_retention,
+            "metrics_token_file" => &self.metrics_token_file,
+            _ => &None,
+        };
+        value.as_deref()
+    }
+
     /// Values of `over` win where set.
     pub fn merge(self, over: RawConfig) -> RawConfig {
         RawConfig {
@@ -55,68 +119,233 @@ impl RawConfig {
             ticket_validity: over.ticket_validity.or(self.ticket_validity),
             count_window: over.count_window.or(self.count_window),
             max_clock_skew: over.max_clock_skew.or(self.max_clock_skew),
+            event_retention: over.event_retention.or(self.event_retention),
+            metrics_token_file: over.metrics_token_file.or(self.metrics_token_file),
+            dns: over.dns.or(self.dns),
         }
     }
 
     /// Resolves defaults and checks every value against its range.
     pub fn resolve(&self) -> Result<HostConfig, ApiError> {
+        let bad = |name: &str, why: String| {
+            ApiError::with_details(
+                ErrorCode::BadRequest,
+                format!("{name}: {why}"),
+                serde_json::json!({ "setting": name }),
+            )
+        };
+        let duration =
+            |name: &str, text: &str| parse_duration(text).map_err(|e| bad(name, e.message));
         let mut settings = Settings::default();
         let fields = [
-            (
-                &self.renew_interval,
-                &mut settings.renew_interval,
-                "renew_interval",
-            ),
-            (
-                &self.retry_interval,
-                &mut settings.retry_interval,
-                "retry_interval",
-            ),
-            (
-                &self.ticket_validity,
-                &mut settings.ticket_validity,
-                "ticket_validity",
-            ),
-            (
-                &self.count_window,
-                &mut settings.count_window,
-                "count_window",
-            ),
-            (
-                &self.max_clock_skew,
-                &mut settings.max_clock_skew,
-                "max_clock_skew",
-            ),
+            (&mut settings.renew_interval, "renew_interval"),
+            (&mut settings.retry_interval, "retry_interval"),
+            (&mut settings.ticket_validity, "ticket_validity"),
+            (&mut settings.count_window, "count_window"),
+            (&mut settings.max_clock_skew, "max_clock_skew"),
         ];
-        for (text, slot, name) in fields {
-            if let Some(text) = text {
-                *slot = parse_duration(text).map_err(|e| {
-                    ApiError::new(ErrorCode::BadRequest, format!("{name}: {}", e.message))
-                })?;
+        for (slot, name) in fields {
+            if let Some(text) = self.get(name) {
+                *slot = duration(name, text)?;
             }
         }
         settings.validate()?;
+        let event_retention = match &self.event_retention {
+            Some(text) => duration("event_retention", text)?,
+            None => DEFAULT_EVENT_RETENTION,
+        };
+        let (min, max) = EVENT_RETENTION_RANGE;
+        if !(min..=max).contains(&event_retention.as_secs()) {
+            return Err(ApiError::with_details(
+                ErrorCode::BadRequest,
+                format!(
+                    "event_retention is {}; it must be from {} to {}",
+                    human(event_retention),
+                    human(SignedDuration::from_secs(min)),
+                    human(SignedDuration::from_secs(max))
+                ),
+                serde_json::json!({ "setting": "event_retention", "value_secs": event_retention.as_secs(), "min_secs": min, "max_secs": max }),
+            ));
+        }
         let listen_text = self
             .listen
             .clone()
             .unwrap_or_else(|| format!("127.0.0.1:{DEFAULT_PORT}"));
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            ApiError::new(
-                ErrorCode::BadRequest,
-                format!("listen address `{listen_text}` is not IP:PORT (for example 0.0.0.0:7688 or [::]:7688)"),
+            bad(
+                "listen",
+                format!("`{listen_text}` is not IP:PORT (for example 0.0.0.0:7688 or [::]:7688)"),
             )
         })?;
-        Ok(HostConfig { listen, settings })
+        let metrics_token_file = match self.metrics_token_file.as_deref().map(str::trim) {
+            Some("") => return Err(bad("metrics_token_file", "is empty".into())),
+            Some(path) => Some(PathBuf::from(path)),
+            None => None,
+        };
+        Ok(HostConfig {
+            listen,
+            settings,
+            event_retention,
+            metrics_token_file,
+        })
     }
 }
 
+/// The environment variable of `key`: `VOLACT_` and the key in capitals.
+pub fn env_var(key: &str) -> String {
+    format!("VOLACT_{}", key.to_ascii_uppercase())
+}
+
+/// The flag of `key`: `--` and the key with dashes.
+pub fn flag(key: &str) -> String {
+    format!("--{}", key.replace('_', "-"))
+}
+
 /// Resolved configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Intervals and limits.
     pub settings: Settings,
+    /// How long audit events are kept.
+    pub event_retention: SignedDuration,
+    /// The file holding the metrics token, if metrics require one.
+    pub metrics_token_file: Option<PathBuf>,
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    /// Nothing set it.
+    Default,
+    /// The configuration file at this path.
+    File(PathBuf),
+    /// This environment variable.
+    Env(String),
+    /// This command-line flag.
+    Flag(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Env(v) => write!(f, "environment {v}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// The three places settings come from, kept apart so each value can be traced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigLayers {
+    /// The configuration file.
+    pub file_path: PathBuf,
+    /// What the file says.
+    pub file: RawConfig,
+    /// What the environment says.
+    pub env: RawConfig,
+    /// What the flags say.
+    pub flags: RawConfig,
+}
+
+impl ConfigLayers {
+    /// Reads the file at `file_path` and the environment through `lookup`.
+    pub fn load(
+        file_path: &Path,
+        lookup: impl Fn(&str) -> Option<String>,
+        flags: RawConfig,
+    ) -> Result<ConfigLayers, ApiError> {
+        Ok(ConfigLayers {
+            file_path: file_path.to_path_buf(),
+            file: RawConfig::from_file(file_path)?,
+            env: RawConfig::from_env(lookup),
+            flags,
+        })
+    }
+
+    /// The file, overridden by the environment, overridden by the flags.
+    pub fn merged(&self) -> RawConfig {
+        self.file
+            .clone()
+            .merge(self.env.clone())
+            .merge(self.flags.clone())
+    }
+
+    /// Where the value in force for `key` comes from.
+    pub fn source(&self, key: &str) -> Source {
+        if self.flags.get(key).is_some() {
+            Source::Flag(flag(key))
+        } else if self.env.get(key).is_some() {
+            Source::Env(env_var(key))
+        } else if self.file.get(key).is_some() {
+            Source::File(self.file_path.clone())
+        } else {
+            Source::Default
+        }
+    }
+
+    /// Resolves the merged configuration; an error names where the bad value was set.
+    pub fn resolve(&self) -> Result<HostConfig, ApiError> {
+        self.merged().resolve().map_err(|mut e| {
+            let key = e.details["setting"].as_str().map(str::to_string);
+            if let Some(key) = key {
+                let source = self.source(&key);
+                if source != Source::Default {
+                    e.message = format!("{} (set by {source})", e.message);
+                    e.details["source"] = serde_json::Value::String(source.to_string());
+                }
+            }
+            e
+        })
+    }
+
+    /// Every setting in force, with its value as written and where it came from.
+    pub fn report(&self, config: &HostConfig) -> Vec<ConfigEntry> {
+        let d = |v: SignedDuration| (human(v), Some(v.as_secs()));
+        let s = &config.settings;
+        let values = [
+            (config.listen.to_string(), None),
+            d(s.renew_interval),
+            d(s.retry_interval),
+            d(s.ticket_validity),
+            d(s.count_window),
+            d(s.max_clock_skew),
+            d(config.event_retention),
+            (
+                config
+                    .metrics_token_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "none (metrics are open)".into()),
+                None,
+            ),
+        ];
+        KEYS.iter()
+            .zip(values)
+            .map(|(key, (value, seconds))| ConfigEntry {
+                key: key.to_string(),
+                value,
+                seconds,
+                source: self.source(key).to_string(),
+            })
+            .collect()
+    }
+}
+
+/// One resolved setting, as `volact host config check` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigEntry {
+    /// The key.
+    pub key: String,
+    /// The value in force.
+    pub value: String,
+    /// The value in seconds, for durations.
+    pub seconds: Option<i64>,
+    /// Where it came from: `default`, `file PATH`, `environment VAR` or `flag --F`.
+    pub source: String,
 }
 
 #[cfg(test)]
@@ -148,5 +377,18 @@ mod tests {
             .resolve()
             .unwrap();
         assert_eq!(c.settings.max_clock_skew.as_secs(), 3600);
+    }
+
+    #[test]
+    fn every_key_has_a_field_and_an_environment_variable() {
+        let env = RawConfig::from_env(|name| Some(format!("value of {name}")));
+        for key in KEYS {
+            assert_eq!(
+                env.get(key),
+                Some(format!("value of {}", env_var(key)).as_str())
+            );
+        }
+        assert_eq!(env_var("event_retention"), "VOLACT_EVENT_RETENTION");
+        assert_eq!(flag("event_retention"), "--event-retention");
     }
 }

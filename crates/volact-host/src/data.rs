@@ -1,7 +1,7 @@
 //! The host's data directory: its identity key, the vendor bundle, the host key, the host
 //! certificate, the configuration and the database, each in its own file.
 
-use crate::config::{HostConfig, RawConfig};
+use crate::config::{ConfigLayers, HostConfig, RawConfig};
 use jiff::Timestamp;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -357,10 +357,25 @@ impl HostData {
             .filter(ServingInfo::is_running)
     }
 
-    /// The configuration file merged with `flags`, resolved.
+    /// The configuration file, the `VOLACT_…` environment variables and `flags`, each
+    /// overriding the one before, resolved.
     pub fn config(&self, flags: RawConfig) -> Result<HostConfig, ApiError> {
-        RawConfig::from_file(&self.config_path())?
-            .merge(flags)
-            .resolve()
+        self.resolve_config(&self.config_layers(flags)?)
+    }
+
+    /// The configuration's three layers (file, process environment, `flags`), unresolved.
+    pub fn config_layers(&self, flags: RawConfig) -> Result<ConfigLayers, ApiError> {
+        ConfigLayers::load(&self.config_path(), |name| std::env::var(name).ok(), flags)
+    }
+
+    /// Resolves `layers`; a relative metrics token file is taken from this directory.
+    pub fn resolve_config(&self, layers: &ConfigLayers) -> Result<HostConfig, ApiError> {
+        let mut config = layers.resolve()?;
+        if let Some(path) = &mut config.metrics_token_file
+            && path.is_relative()
+        {
+            *path = self.dir.join(&*path);
+        }
+        Ok(config)
     }
 }

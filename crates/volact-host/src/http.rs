@@ -1,6 +1,7 @@
 //! The HTTP layer: it only translates between HTTP and the engine.
 
 use crate::auth::AdminAuth;
+use crate::config::HostConfig;
 use crate::data::HostData;
 use crate::engine::Engine;
 use axum::body::Bytes;
@@ -40,6 +41,10 @@ pub struct AppState {
     pub auth: Arc<AdminAuth>,
     /// The data directory.
     pub data: HostData,
+    /// The configuration in force.
+    pub config: Arc<HostConfig>,
+    /// The metrics token's check, when `/metrics` requires one.
+    pub metrics_auth: Option<Arc<AdminAuth>>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<Engine> {
@@ -94,15 +99,20 @@ async fn activations(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
+    let started = std::time::Instant::now();
     let req: ActivationRequest = match parse_json(body) {
         Ok(r) => r,
         Err(e) => {
+            tracing::debug!(code = %e.code, address = %peer.ip(), "activation request refused: {}", e.message);
             engine.counters_refused(e.code);
+            engine.metrics().request(None, Err(e.code));
+            engine.metrics().latency(started);
             return Err(e.into());
         }
     };
-    let answer = engine.activate(&req, &peer.ip().to_string()).await?;
-    Ok(Json(answer).into_response())
+    let answer = engine.activate(&req, &peer.ip().to_string()).await;
+    engine.metrics().latency(started);
+    Ok(Json(answer?).into_response())
 }
 
 async fn host(State(engine): State<Arc<Engine>>) -> Response {
@@ -110,9 +120,9 @@ async fn host(State(engine): State<Arc<Engine>>) -> Response {
 }
 
 async fn healthz(State(engine): State<Arc<Engine>>) -> Response {
-    match engine.not_ready(engine.now()) {
-        None => (StatusCode::OK, "ok\n").into_response(),
-        Some(e) => (
+    match crate::health::readiness(&engine) {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{}: {}\n", e.code, e.message),
         )
@@ -123,7 +133,7 @@ async fn healthz(State(engine): State<Arc<Engine>>) -> Response {
 async fn not_found() -> HttpError {
     HttpError(ApiError::new(
         ErrorCode::NotFound,
-        "no such endpoint; see /v1/activations, /v1/host, /healthz",
+        "no such endpoint; see /v1/activations, /v1/host, /healthz, /metrics, /v1/admin/…",
     ))
 }
 

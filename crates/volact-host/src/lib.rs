@@ -5,11 +5,16 @@
 pub mod admin;
 pub mod auth;
 pub mod clock;
+pub mod clones;
 pub mod config;
 pub mod dashboard;
 pub mod data;
+pub mod dns;
 pub mod engine;
+pub mod health;
 pub mod http;
+pub mod inventory;
+pub mod maintenance;
 pub mod metrics;
 pub mod server;
 pub mod status;

@@ -1,9 +1,311 @@
 //! `GET /metrics` in Prometheus text format.
+//!
+//! Each engine owns its own recorder (never the process-wide one), so several hosts in one
+//! process — tests, the simulator — keep apart. Per-request series are handles registered
+//! once and kept in a table by product and result, so a request costs an atomic add and a
+//! histogram sample, with no label strings built. Gauges that need the store (clients
+//! known, expiring tickets, cloned images) are set by the maintenance task, not per
+//! request and not per scrape.
 
 use crate::http::AppState;
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use std::sync::OnceLock;
+use std::time::Instant;
+use volact_core::catalog::Catalog;
+use volact_proto::ErrorCode;
+
+/// `activated` and every error code.
+const RESULTS: usize = ErrorCode::ALL.len() + 1;
+
+/// Latency buckets, in seconds: an activation waits for a group commit (an fsync), so
+/// most answers take a few milliseconds.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+const REQUESTS: &str = "volact_activation_requests_total";
+const LATENCY: &str = "volact_activation_request_duration_seconds";
+const COUNT: &str = "volact_application_count";
+const MINIMUM: &str = "volact_product_minimum_count";
+const CLIENTS: &str = "volact_clients_known";
+const EXPIRING: &str = "volact_tickets_expiring";
+const CLONE_FLAGS: &str = "volact_cloned_image_flags_total";
+const CLONED: &str = "volact_cloned_image_clients";
+const PRUNED: &str = "volact_events_pruned_total";
+const READY: &str = "volact_host_ready";
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The request counters of one product, registered on first use.
+struct ProductCounters {
+    product: String,
+    by_result: [OnceLock<Counter>; RESULTS],
+}
+
+impl ProductCounters {
+    fn new(product: String) -> ProductCounters {
+        ProductCounters {
+            product,
+            by_result: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+}
+
+/// What the maintenance task reads from the store for the gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreGauges {
+    /// Clients in the inventory.
+    pub clients_known: u64,
+    /// Tickets, of clients not revoked, ending within 7 days.
+    pub expiring_7d: u64,
+    /// Tickets, of clients not revoked, ending within 30 days.
+    pub expiring_30d: u64,
+    /// Clients flagged as cloned images within the count window.
+    pub cloned_clients: u64,
+}
+
+/// The host's metrics.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    products: Vec<ProductCounters>,
+    /// Requests whose product is unknown (malformed, unknown setup key).
+    no_product: ProductCounters,
+    latency: Histogram,
+    applications: Vec<(String, Gauge)>,
+    clients_known: Gauge,
+    expiring_7d: Gauge,
+    expiring_30d: Gauge,
+    cloned_clients: Gauge,
+    clone_flags: Counter,
+    pruned: Counter,
+    ready: Gauge,
+}
+
+fn result_index(result: Result<(), ErrorCode>) -> usize {
+    match result {
+        Ok(()) => 0,
+        Err(code) => ErrorCode::ALL
+            .iter()
+            .position(|c| *c == code)
+            .map_or(0, |i| i + 1),
+    }
+}
+
+fn result_label(index: usize) -> &'static str {
+    match index.checked_sub(1).and_then(|i| ErrorCode::ALL.get(i)) {
+        Some(code) => code.as_str(),
+        None => "activated",
+    }
+}
+
+impl Metrics {
+    /// Metrics for a host serving `catalog`.
+    pub fn new(catalog: &Catalog) -> Metrics {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&LATENCY_BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            // Only an empty bucket list fails, and the list above is not empty.
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let describe = |name: &'static str, unit: Unit, help: &'static str| {
+            recorder.describe_counter(KeyName::from_const_str(name), Some(unit), help.into());
+        };
+        describe(
+            REQUESTS,
+            Unit::Count,
+            "Activation requests answered, by result code and product.",
+        );
+        describe(
+            LATENCY,
+            Unit::Seconds,
+            "Time to answer an activation request, storage included.",
+        );
+        describe(
+            COUNT,
+            Unit::Count,
+            "Distinct clients counted per application within the count window.",
+        );
+        describe(
+            MINIMUM,
+            Unit::Count,
+            "Minimum count each product needs to activate.",
+        );
+        describe(CLIENTS, Unit::Count, "Clients in the inventory.");
+        describe(
+            EXPIRING,
+            Unit::Count,
+            "Tickets of non-revoked clients ending within the given period.",
+        );
+        describe(
+            CLONE_FLAGS,
+            Unit::Count,
+            "Cloned-image flags raised since start (one client id, two machines, one day).",
+        );
+        describe(
+            CLONED,
+            Unit::Count,
+            "Clients flagged as cloned images within the count window.",
+        );
+        describe(
+            PRUNED,
+            Unit::Count,
+            "Audit events deleted by retention since start.",
+        );
+        describe(
+            READY,
+            Unit::Count,
+            "1 when the host can serve activations, else 0.",
+        );
+        let key = |name: &'static str, labels: Vec<Label>| Key::from_parts(name, labels);
+        let gauge = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_gauge(&key(name, labels), &METADATA)
+        };
+        for p in &catalog.products {
+            gauge(
+                MINIMUM,
+                vec![
+                    Label::new("product", p.id.clone()),
+                    Label::new("application", p.application.clone()),
+                ],
+            )
+            .set(f64::from(p.minimum_count));
+        }
+        let applications = catalog
+            .applications
+            .iter()
+            .map(|a| {
+                let g = gauge(COUNT, vec![Label::new("application", a.id.clone())]);
+                g.set(0.0);
+                (a.id.clone(), g)
+            })
+            .collect();
+        let expiring = |within: &'static str| gauge(EXPIRING, vec![Label::new("within", within)]);
+        Metrics {
+            products: catalog
+                .products
+                .iter()
+                .map(|p| ProductCounters::new(p.id.clone()))
+                .collect(),
+            no_product: ProductCounters::new("none".into()),
+            latency: recorder.register_histogram(&key(LATENCY, vec![]), &METADATA),
+            applications,
+            clients_known: gauge(CLIENTS, vec![]),
+            expiring_7d: expiring("7d"),
+            expiring_30d: expiring("30d"),
+            cloned_clients: gauge(CLONED, vec![]),
+            clone_flags: recorder.register_counter(&key(CLONE_FLAGS, vec![]), &METADATA),
+            pruned: recorder.register_counter(&key(PRUNED, vec![]), &METADATA),
+            ready: gauge(READY, vec![]),
+            handle: recorder.handle(),
+            recorder,
+        }
+    }
+
+    /// Counts one answered request of the catalog's product number `product` (`None`:
+    /// unknown) with `result` (`Ok` for activated).
+    pub fn request(&self, product: Option<usize>, result: Result<(), ErrorCode>) {
+        let counters = product
+            .and_then(|i| self.products.get(i))
+            .unwrap_or(&self.no_product);
+        let i = result_index(result);
+        if let Some(slot) = counters.by_result.get(i) {
+            slot.get_or_init(|| {
+                let labels = vec![
+                    Label::new("result", result_label(i)),
+                    Label::new("product", counters.product.clone()),
+                ];
+                self.recorder
+                    .register_counter(&Key::from_parts(REQUESTS, labels), &METADATA)
+            })
+            .increment(1);
+        }
+    }
+
+    /// Records how long a request took, from `started`.
+    pub fn latency(&self, started: Instant) {
+        self.latency.record(started.elapsed().as_secs_f64());
+    }
+
+    /// Counts a cloned-image flag.
+    pub fn clone_flagged(&self) {
+        self.clone_flags.increment(1);
+    }
+
+    /// Counts audit events deleted by retention.
+    pub fn pruned(&self, n: u64) {
+        self.pruned.increment(n);
+    }
+
+    /// Sets the gauges read from the store.
+    pub fn set_store_gauges(&self, g: StoreGauges) {
+        // Counts stay far below 2^53, where f64 would lose precision.
+        self.clients_known.set(g.clients_known as f64);
+        self.expiring_7d.set(g.expiring_7d as f64);
+        self.expiring_30d.set(g.expiring_30d as f64);
+        self.cloned_clients.set(g.cloned_clients as f64);
+    }
+
+    /// Drains histogram samples into their buckets, so memory does not grow between
+    /// scrapes; the maintenance task calls it every few seconds.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    /// The text exposition, with the live counts and readiness set first.
+    pub fn render(&self, counts: &[(String, u32)], ready: bool) -> String {
+        for (application, gauge) in &self.applications {
+            let n = counts
+                .iter()
+                .find(|(a, _)| a == application)
+                .map_or(0, |(_, n)| *n);
+            gauge.set(f64::from(n));
+        }
+        self.ready.set(if ready { 1.0 } else { 0.0 });
+        self.handle.render()
+    }
+}
+
+impl crate::engine::Engine {
+    /// The position of product `id` in the catalog, which is its row in the metrics'
+    /// table. Catalogs hold a handful of products, so a scan beats hashing.
+    pub(crate) fn product_index(&self, id: &str) -> Option<usize> {
+        if id.is_empty() {
+            return None;
+        }
+        self.catalog().products.iter().position(|p| p.id == id)
+    }
+}
 
 /// The metrics route.
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn metrics(State(state): State<AppState>, request: Request) -> Response {
+    if let Some(auth) = &state.metrics_auth {
+        let ip = crate::admin::client_ip(request.extensions());
+        let presented = crate::admin::bearer(request.headers());
+        if let Err(mut e) = auth.check(ip, presented, Instant::now()) {
+            if e.code == ErrorCode::Unauthorized {
+                e.message = "missing or wrong metrics token; send `Authorization: Bearer TOKEN` with the token from the file named by metrics_token_file".into();
+            }
+            return crate::admin::AuthRejection(e).into_response();
+        }
+    }
+    let engine = &state.engine;
+    let counts = engine.counts().unwrap_or_default();
+    let ready = crate::health::readiness(engine).is_ok();
+    let mut response = engine.metrics().render(&counts, ready).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }

@@ -20,6 +20,8 @@ pub struct Running {
     pub engine: Arc<Engine>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    /// Retention, store-backed gauges and the storage probe, in the background.
+    pub maintenance: crate::maintenance::Maintenance,
 }
 
 impl Running {
@@ -33,6 +35,7 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.maintenance.stop();
         let _ = self.data.set_serving(None);
         match (&mut self.task).await {
             Ok(Ok(())) => Ok(()),
@@ -90,10 +93,18 @@ pub async fn start(
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("no local address: {e}")))?;
     let (stop, stopped) = oneshot::channel::<()>();
     let auth = Arc::new(crate::auth::AdminAuth::new(data.ensure_admin_token()?));
+    let metrics_auth = match &config.metrics_token_file {
+        Some(path) => Some(Arc::new(crate::auth::AdminAuth::new(read_metrics_token(
+            path,
+        )?))),
+        None => None,
+    };
     let state = crate::http::AppState {
         engine: engine.clone(),
         auth,
         data: data.clone(),
+        config: Arc::new(config.clone()),
+        metrics_auth,
     };
     let router = crate::http::router(state);
     let task = tokio::spawn(crate::http::serve(listener, router, async move {
@@ -105,11 +116,38 @@ pub async fn start(
         started_at: engine.now(),
     };
     data.set_serving(Some(&info))?;
+    let maintenance =
+        crate::maintenance::Maintenance::start(engine.clone(), config.event_retention);
     Ok(Running {
+        maintenance,
         data: data.clone(),
         addr,
         engine,
         stop: Some(stop),
         task,
     })
+}
+
+/// Reads the token `GET /metrics` requires.
+pub fn read_metrics_token(path: &std::path::Path) -> Result<String, ApiError> {
+    let token = std::fs::read_to_string(path).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "cannot read the metrics token file {}: {e}; create it (one line, the token) or remove metrics_token_file from the configuration",
+                path.display()
+            ),
+        )
+    })?;
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "the metrics token file {} is empty; write a token into it",
+                path.display()
+            ),
+        ));
+    }
+    Ok(token)
 }

@@ -105,6 +105,14 @@ pub struct HostStatus {
     pub refused: u64,
     /// Requests by result.
     pub by_result: BTreeMap<String, u64>,
+    /// Clients flagged as cloned images (one client id, two machines, one day) within
+    /// the count window.
+    #[serde(default)]
+    pub cloned_clients: u64,
+    /// The last DNS publishing result (`dns-publish-succeeded` / `-failed`, like KMS
+    /// events 12294 / 12293), if the host ever published.
+    #[serde(default)]
+    pub dns_publish: Option<crate::dns::PublishResult>,
     /// When this status was taken.
     pub at: Timestamp,
 }
@@ -207,6 +215,8 @@ pub async fn collect(
         not_yet,
         refused,
         by_result,
+        cloned_clients: store.clones(since).await.map_err(storage)?.len() as u64,
+        dns_publish: crate::dns::read_log(data).and_then(|l| l.last),
         at: now,
     })
 }
@@ -312,6 +322,19 @@ impl HostStatus {
                 }
             ),
         );
+        line(
+            "Cloned images:",
+            match self.cloned_clients {
+                0 => "0 clients flagged".to_string(),
+                n => format!(
+                    "{n} {} flagged (one client id used by several machines within a day; see volact host events --result cloned-image)",
+                    if n == 1 { "client" } else { "clients" }
+                ),
+            },
+        );
+        if let Some(p) = &self.dns_publish {
+            line("DNS publishing:", crate::dns::publish::status_line(p));
+        }
         for app in &self.applications {
             let _ = writeln!(
                 out,

@@ -183,6 +183,16 @@ impl TestHost {
         self.running.addr.to_string()
     }
 
+    /// The admin token, for `Authorization: Bearer …`.
+    pub fn admin_token(&self) -> Result<String, ApiError> {
+        self.data.admin_token()
+    }
+
+    /// Runs a maintenance pass now (retention, gauges, storage probe) at the clock's time.
+    pub async fn maintain(&self) -> Result<crate::maintenance::Pass, ApiError> {
+        self.running.maintenance.run_now().await
+    }
+
     /// Stops the server and starts it again on the same data (the port changes).
     pub async fn restart(self) -> Result<TestHost, ApiError> {
         let TestHost {

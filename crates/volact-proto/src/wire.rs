@@ -24,6 +24,11 @@ pub struct ActivationRequest {
     /// The id of the ticket the client holds now, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket_id: Option<String>,
+    /// A stable, opaque fingerprint of the machine (a hash, never the raw machine id),
+    /// so a host can tell two machines apart that share a client id and a name: disks
+    /// cloned from one image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_fingerprint: Option<String>,
 }
 
 /// The outcome of an activation request that reached the count.

@@ -5,9 +5,11 @@
 //! a second backend (PostgreSQL, for several hosts sharing one count) can be added without
 //! touching them. [`SqliteStore`] is the embedded default. Times are Unix seconds (UTC).
 
+pub mod history;
 mod sqlite;
 mod types;
 
+pub use history::{CountHistory, CountSeries, HourlyRequests};
 pub use sqlite::SqliteStore;
 pub use types::*;
 
@@ -69,4 +71,44 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of clients in the inventory.
     async fn client_total(&self) -> Result<u64, StoreError>;
+
+    /// The count of each application on each of the `days` UTC days ending with the one
+    /// holding `until`: at the last second of each day (at `until` for the last day), the
+    /// distinct clients, not revoked now, with a counted request within `window_secs`
+    /// before — the rule of the live count, replayed from the audit log and inventory.
+    async fn count_history(
+        &self,
+        until: i64,
+        days: u32,
+        window_secs: i64,
+    ) -> Result<CountHistory, StoreError>;
+
+    /// Requests per hour and result at or after `since`, oldest hour first.
+    async fn requests_by_hour(&self, since: i64) -> Result<Vec<HourlyRequests>, StoreError>;
+
+    /// Clients, not revoked, whose last ticket ends at or after `from` and before `to`,
+    /// soonest first, at most `limit`.
+    async fn expiring_tickets(
+        &self,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<ClientRecord>, StoreError>;
+
+    /// Records a cloned-image flag in one transaction: creates or updates the client's
+    /// flag and appends a `cloned-image` event to the audit log (result totals, which
+    /// count requests, are not touched).
+    async fn record_clone(&self, sighting: &CloneSighting) -> Result<(), StoreError>;
+
+    /// Clients flagged as cloned images whose latest flag is at or after `since`, most
+    /// recently flagged first.
+    async fn clones(&self, since: i64) -> Result<Vec<CloneRecord>, StoreError>;
+
+    /// Number of clients, not revoked, whose last ticket ends at or after `from` and
+    /// before `to`.
+    async fn count_expiring_tickets(&self, from: i64, to: i64) -> Result<u64, StoreError>;
+
+    /// A tiny durable write proving the storage accepts writes, for health checks when
+    /// no activation has been stored for a while.
+    async fn probe_write(&self, at: i64) -> Result<(), StoreError>;
 }

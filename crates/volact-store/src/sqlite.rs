@@ -5,6 +5,8 @@
 //! read-only connections serves queries, so in WAL mode an administrator listing the
 //! inventory never delays an activation.
 
+mod history;
+mod ops;
 mod read;
 mod schema;
 mod write;
@@ -58,6 +60,10 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full);
+        // EXPERIMENT
+        let mut write_options = write_options;
+        if let Some(ps) = std::env::var("XPS").ok().and_then(|v| v.parse::<u32>().ok()) { write_options = write_options.page_size(ps); }
+        if let Some(cs) = std::env::var("XCS").ok() { write_options = write_options.pragma("cache_size", cs); }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -176,5 +182,43 @@ impl Store for SqliteStore {
 
     async fn client_total(&self) -> Result<u64, StoreError> {
         read::client_total(&self.reader).await
+    }
+
+    async fn count_history(
+        &self,
+        until: i64,
+        days: u32,
+        window_secs: i64,
+    ) -> Result<crate::CountHistory, StoreError> {
+        history::count_history(&self.reader, until, days, window_secs).await
+    }
+
+    async fn requests_by_hour(&self, since: i64) -> Result<Vec<crate::HourlyRequests>, StoreError> {
+        history::requests_by_hour(&self.reader, since).await
+    }
+
+    async fn expiring_tickets(
+        &self,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<ClientRecord>, StoreError> {
+        history::expiring_tickets(&self.reader, from, to, limit).await
+    }
+
+    async fn record_clone(&self, sighting: &crate::CloneSighting) -> Result<(), StoreError> {
+        ops::record_clone(&self.writer, sighting).await
+    }
+
+    async fn clones(&self, since: i64) -> Result<Vec<crate::CloneRecord>, StoreError> {
+        ops::clones(&self.reader, since).await
+    }
+
+    async fn count_expiring_tickets(&self, from: i64, to: i64) -> Result<u64, StoreError> {
+        ops::count_expiring_tickets(&self.reader, from, to).await
+    }
+
+    async fn probe_write(&self, at: i64) -> Result<(), StoreError> {
+        ops::probe_write(&self.writer, at).await
     }
 }

@@ -130,4 +130,47 @@ pub struct EventFilter {
     pub result: Option<String>,
     /// At most this many (None: all).
     pub limit: Option<u32>,
+    /// Oldest first instead of newest first: with `after_id`, a follower reads every
+    /// event in order even when more than `limit` arrived since its last look.
+    pub oldest_first: bool,
+}
+
+/// The same client id seen from another machine within a day: a cloned disk image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneSighting {
+    /// When the host saw it (Unix seconds).
+    pub at: i64,
+    /// The client id.
+    pub client_id: String,
+    /// The machine name of the request that raised the flag.
+    pub machine_name: String,
+    /// Another machine name seen for this client within the day, when known.
+    pub other_machine_name: Option<String>,
+    /// The address of the request that raised the flag.
+    pub address: String,
+    /// The product asked for, empty when unknown.
+    pub product: String,
+    /// `machine-name` or `machine-fingerprint`: what differed.
+    pub reason: String,
+}
+
+/// A client flagged as running from a cloned disk image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneRecord {
+    /// The client id.
+    pub client_id: String,
+    /// First flag.
+    pub first_flagged: i64,
+    /// Latest flag.
+    pub last_flagged: i64,
+    /// Number of flags raised (at most about one a day).
+    pub flags: u64,
+    /// Machine name of the latest flagged request.
+    pub machine_name: String,
+    /// Another machine name seen with the same client id, when known.
+    pub other_machine_name: Option<String>,
+    /// Address of the latest flagged request.
+    pub address: String,
+    /// What differed the last time: `machine-name` or `machine-fingerprint`.
+    pub reason: String,
 }

@@ -16,6 +16,9 @@ pub struct Cli {
     /// Log format of long-running commands: text or json.
     #[arg(long, global = true, default_value = "text", value_name = "FORMAT")]
     pub log_format: String,
+    /// Discovery flags: --dns-server, --no-host-cache, --connect-timeout.
+    #[command(flatten)]
+    pub discovery: crate::dns_cmd::DiscoveryFlags,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -63,6 +66,20 @@ pub enum Command {
     Expiry,
     /// Stay running and renew on schedule.
     Agent,
+    /// Turn the host cache on or off: whether the host that answered last is asked
+    /// first (like slmgr /skhc and /ckhc).
+    HostCache {
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        switch: String,
+    },
+    /// DNS server for discovery, ADDR[:PORT] (default port 53).
+    SetDnsServer {
+        /// The server's address.
+        server: String,
+    },
+    /// Back to the system's DNS servers for discovery.
+    ClearDnsServer,
     /// Host commands: run an activation host.
     #[command(subcommand)]
     Host(HostCommand),
@@ -78,6 +95,10 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:7688", value_name = "ADDR")]
         listen: String,
     },
+    /// Simulate a fleet against the real rules and storage with a virtual clock.
+    Simulate(crate::simulate_cmd::SimulateArgs),
+    /// Load a host on this machine with real activation requests and measure it.
+    Bench(crate::bench_cmd::BenchArgs),
 }
 
 /// `--data` of host commands.
@@ -109,6 +130,12 @@ pub struct ServeFlags {
     /// Allowed clock difference (1m–48h), e.g. 4h.
     #[arg(long, value_name = "DURATION")]
     pub max_clock_skew: Option<String>,
+    /// How long audit events are kept (1d–3650d), e.g. 90d.
+    #[arg(long, value_name = "DURATION")]
+    pub event_retention: Option<String>,
+    /// File holding the token GET /metrics requires (relative to the data directory).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_token_file: Option<String>,
 }
 
 /// `volact host …`.
@@ -156,6 +183,46 @@ pub enum HostCommand {
     Status {
         #[command(flatten)]
         data: DataDir,
+    },
+    /// Every client the running host has seen (inventory), filtered; --csv for a sheet.
+    Clients(crate::admin_cmd::ClientsArgs),
+    /// The running host's audit log of activation requests; --follow to keep watching.
+    Events(crate::admin_cmd::EventsArgs),
+    /// Revoke a client: it leaves the count at once and its renewals are refused.
+    Revoke(crate::admin_cmd::RevokeArgs),
+    /// Undo a revocation.
+    Unrevoke(crate::admin_cmd::UnrevokeArgs),
+    /// The host's configuration: `config check` validates it without starting.
+    #[command(subcommand)]
+    Config(crate::config_cmd::ConfigCommand),
+    /// Print the DNS SRV record (zone-file lines) that lets clients find this host.
+    DnsRecord {
+        #[command(flatten)]
+        data: DataDir,
+        #[command(flatten)]
+        record: crate::dns_cmd::DnsRecordFlags,
+    },
+    /// Publish this host's SRV record now by dynamic DNS update ([dns.publish]).
+    PublishDns {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Remove this host's SRV record now by dynamic DNS update ([dns.publish]).
+    UnpublishDns {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Benchmarks only: write COUNT counted clients straight into the host's store.
+    #[command(hide = true)]
+    SeedClients {
+        #[command(flatten)]
+        data: DataDir,
+        /// Clients to write.
+        #[arg(long)]
+        count: u64,
+        /// Seed of their client ids.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
 }
 

@@ -30,7 +30,12 @@ fn nonce() -> String {
 }
 
 /// Runs a client command.
-pub async fn run(cmd: Command, state: Option<PathBuf>, out: Output) -> Result<(), ApiError> {
+pub async fn run(
+    cmd: Command,
+    state: Option<PathBuf>,
+    out: Output,
+    discovery: &crate::dns_cmd::DiscoveryFlags,
+) -> Result<(), ApiError> {
     let path = match state {
         Some(p) => p,
         None => default_state_path()?,
@@ -82,8 +87,14 @@ pub async fn run(cmd: Command, state: Option<PathBuf>, out: Output) -> Result<()
             });
         }
         Command::Activate => {
-            let outcome =
-                volact_client::activate_and_save(&path, now, &machine_name(), nonce()).await?;
+            let outcome = volact_client::activate_and_save_with(
+                &path,
+                now,
+                &machine_name(),
+                nonce(),
+                &discovery.options()?,
+            )
+            .await?;
             out.result(&outcome, || {
                 format!(
                     "Product activated successfully by host {} (count {} of {}).\nValid until {}; renews after {}.\n",
@@ -108,10 +119,22 @@ pub async fn run(cmd: Command, state: Option<PathBuf>, out: Output) -> Result<()
         Command::Agent => {
             init_logging("text")?;
             tracing::info!(state = %path.display(), "agent running; renews on schedule until Ctrl-C");
-            volact_client::run_agent(&path, &machine_name(), crate::host_cmd::wait_for_shutdown())
-                .await?;
+            volact_client::run_agent_with(
+                &path,
+                &machine_name(),
+                &discovery.options()?,
+                crate::host_cmd::wait_for_shutdown(),
+            )
+            .await?;
         }
-        Command::Host(_) | Command::Vendor(_) | Command::Quickstart { .. } => {
+        Command::HostCache { .. } | Command::SetDnsServer { .. } | Command::ClearDnsServer => {
+            return Err(ApiError::new(ErrorCode::Internal, "a DNS command"));
+        }
+        Command::Host(_)
+        | Command::Vendor(_)
+        | Command::Quickstart { .. }
+        | Command::Simulate(_)
+        | Command::Bench(_) => {
             return Err(ApiError::new(ErrorCode::Internal, "not a client command"));
         }
     }

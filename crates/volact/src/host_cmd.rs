@@ -37,6 +37,9 @@ impl From<ServeFlags> for RawConfig {
             ticket_validity: f.ticket_validity,
             count_window: f.count_window,
             max_clock_skew: f.max_clock_skew,
+            event_retention: f.event_retention,
+            metrics_token_file: f.metrics_token_file,
+            ..RawConfig::default()
         }
     }
 }
@@ -133,6 +136,12 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
             let config = host.config(flags.into())?;
             serve(&host, &config).await?;
         }
+        HostCommand::SeedClients { data, count, seed } => {
+            crate::bench_cmd::seed_clients(&data.data, count, seed, out).await?;
+        }
+        cmd @ (HostCommand::DnsRecord { .. }
+        | HostCommand::PublishDns { .. }
+        | HostCommand::UnpublishDns { .. }) => crate::dns_cmd::run_host(cmd, out).await?,
         HostCommand::Status { data } => {
             let host = HostData::new(&data.data);
             let config = host.config(RawConfig::default())?;
@@ -146,6 +155,11 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
             let report = status::collect(&host, &store, &config, now).await?;
             out.result(&report, || report.render_text());
         }
+        HostCommand::Clients(args) => crate::admin_cmd::clients(args, out).await?,
+        HostCommand::Events(args) => crate::admin_cmd::events(args, out).await?,
+        HostCommand::Revoke(args) => crate::admin_cmd::revoke(args, out).await?,
+        HostCommand::Unrevoke(args) => crate::admin_cmd::unrevoke(args, out).await?,
+        HostCommand::Config(cmd) => crate::config_cmd::run(cmd, out)?,
     }
     Ok(())
 }
@@ -156,6 +170,7 @@ pub async fn serve(
     config: &volact_host::config::HostConfig,
 ) -> Result<(), ApiError> {
     let running = server::start(host, config, Arc::new(SystemClock)).await?;
+    let ready = running.engine.not_ready(Timestamp::now()).is_none();
     match running.engine.not_ready(Timestamp::now()) {
         None => {
             tracing::info!(url = %running.url(), host_id = running.engine.host_id(), "serving activations")
@@ -164,8 +179,11 @@ pub async fn serve(
             tracing::warn!(url = %running.url(), reason = %e.message, "serving, but refusing activations")
         }
     }
+    let publisher = crate::dns_cmd::start_publishing(host, running.addr.port(), ready)?;
     wait_for_shutdown().await;
     tracing::info!("shutting down");
+    // Out of DNS first, so no client is sent to a host that is going away.
+    crate::dns_cmd::stop_publishing(publisher).await;
     running.stop().await
 }
 

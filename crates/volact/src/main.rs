@@ -1,11 +1,17 @@
 //! The `volact` command: a thin shell that parses the command line, runs one command and
 //! prints its result or error (as text, or as JSON with `--json`).
 
+mod admin_cmd;
+mod bench_cmd;
 mod cli;
 mod client_cmd;
+mod config_cmd;
+mod dns_cmd;
 mod host_cmd;
 mod output;
 mod quickstart;
+mod simulate_cmd;
+mod table;
 mod vendor;
 mod vendor_cmd;
 
@@ -44,9 +50,14 @@ async fn run(cli: Cli, out: Output) -> Result<(), ApiError> {
     match cli.command {
         Command::Host(cmd) => host_cmd::run(cmd, out, &cli.log_format).await,
         Command::Vendor(cmd) => vendor_cmd::run(cmd, out),
+        Command::Simulate(args) => simulate_cmd::run(args, out).await,
+        Command::Bench(args) => bench_cmd::run(args, out).await,
         Command::Quickstart { data, listen } => {
             quickstart::run(&data, &listen, out, &cli.log_format).await
         }
-        other => client_cmd::run(other, cli.state, out).await,
+        cmd @ (Command::HostCache { .. }
+        | Command::SetDnsServer { .. }
+        | Command::ClearDnsServer) => dns_cmd::run_client(cmd, cli.state, out),
+        other => client_cmd::run(other, cli.state, out, &cli.discovery).await,
     }
 }

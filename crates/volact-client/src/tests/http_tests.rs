@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::activate::{activate_hosts, merge_outcome};
-use crate::{activate, activate_and_save, candidates, run_agent, set_host, status};
+use crate::{FoundBy, activate, activate_and_save, candidates, run_agent, set_host, status};
 use axum::Json;
 use axum::http::StatusCode;
 use std::sync::{Arc, Mutex};
@@ -12,10 +12,10 @@ use volact_core::settings::Settings;
 use volact_core::ticket::{NotYet, sign_not_yet, sign_ticket};
 use volact_proto::{ActivationRequest, ActivationResponse, ActivationResult, ApiError, ErrorCode};
 
-type Handler = Arc<dyn Fn(&ActivationRequest) -> (u16, serde_json::Value) + Send + Sync>;
+pub(super) type Handler = Arc<dyn Fn(&ActivationRequest) -> (u16, serde_json::Value) + Send + Sync>;
 
 /// A stub host on 127.0.0.1; returns its `host:port` and the requests it received.
-async fn stub(handler: Handler) -> (String, Arc<Mutex<Vec<ActivationRequest>>>) {
+pub(super) async fn stub(handler: Handler) -> (String, Arc<Mutex<Vec<ActivationRequest>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let app = axum::Router::new().route(
@@ -37,7 +37,7 @@ async fn stub(handler: Handler) -> (String, Arc<Mutex<Vec<ActivationRequest>>>) 
 }
 
 /// An address where nothing listens.
-async fn closed_port() -> String {
+pub(super) async fn closed_port() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     drop(listener);
@@ -90,12 +90,12 @@ fn not_yet(v: &Vendor, req: &ActivationRequest, count: u32) -> ActivationRespons
     }
 }
 
-fn json<T: serde::Serialize>(code: u16, body: &T) -> (u16, serde_json::Value) {
+pub(super) fn json<T: serde::Serialize>(code: u16, body: &T) -> (u16, serde_json::Value) {
     (code, serde_json::to_value(body).unwrap())
 }
 
 /// A host of vendor `v` that activates everyone, using the client's clock as its own.
-async fn good_host(v: Arc<Vendor>) -> (String, Arc<Mutex<Vec<ActivationRequest>>>) {
+pub(super) async fn good_host(v: Arc<Vendor>) -> (String, Arc<Mutex<Vec<ActivationRequest>>>) {
     stub(Arc::new(move |req| {
         json(200, &activated(&v, req, req.client_time))
     }))
@@ -306,14 +306,14 @@ async fn a_closed_port_is_host_unreachable() {
 async fn without_a_host_or_a_key_there_is_nothing_to_ask() {
     let v = Vendor::new(1);
     let mut state = v.installed(WORKSTATION, t0());
-    let e = activate(&mut state, t0(), "pc-1", "nonce-0001".into())
+    // Discovery runs, but only against a local port where no DNS server listens.
+    let options = super::discovery_tests::dead_dns().await;
+    let e = crate::activate_with(&mut state, t0(), "pc-1", "nonce-0001".into(), &options)
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::NoHostFound);
-    assert_eq!(
-        e.message,
-        "no host is pinned and DNS discovery is not available yet; run `volact set-host HOST[:PORT]`"
-    );
+    assert!(e.message.contains("looked up"), "{}", e.message);
+    assert!(e.message.contains("volact set-host"), "{}", e.message);
     assert_eq!(state.last_attempt.unwrap().host, "");
 
     let mut empty = ClientState::default();
@@ -331,15 +331,37 @@ async fn without_a_host_or_a_key_there_is_nothing_to_ask() {
 
 #[tokio::test]
 async fn candidates_prefer_the_pinned_host_then_the_cache() {
-    let mut state = ClientState::default();
-    assert!(candidates(&state).is_empty());
+    let options = super::discovery_tests::dead_dns().await;
+    let hosts = |state: ClientState, options: crate::ActivateOptions| async move {
+        let (found, _) = candidates(&state, &options).await.unwrap();
+        found
+            .into_iter()
+            .map(|c| (c.host, c.found_by))
+            .collect::<Vec<_>>()
+    };
+    let mut state = ClientState {
+        domain: Some("volact.test".into()),
+        ..ClientState::default()
+    };
+    assert!(hosts(state.clone(), options.clone()).await.is_empty());
     state.last_host = Some("cached:7688".into());
-    assert_eq!(candidates(&state), vec!["cached:7688".to_string()]);
+    assert_eq!(
+        hosts(state.clone(), options.clone()).await,
+        vec![("cached:7688".to_string(), FoundBy::Cache)]
+    );
+    let no_cache = crate::ActivateOptions {
+        no_host_cache: true,
+        ..options.clone()
+    };
+    assert!(hosts(state.clone(), no_cache).await.is_empty());
     state.use_host_cache = false;
-    assert!(candidates(&state).is_empty());
+    assert!(hosts(state.clone(), options.clone()).await.is_empty());
     set_host(&mut state, "pinned").unwrap();
     state.use_host_cache = true;
-    assert_eq!(candidates(&state), vec!["pinned:7688".to_string()]);
+    assert_eq!(
+        hosts(state, options).await,
+        vec![("pinned:7688".to_string(), FoundBy::Pinned)]
+    );
 }
 
 #[tokio::test]

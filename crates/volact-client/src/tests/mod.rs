@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod discovery_tests;
 mod http_tests;
 mod ops_tests;
 mod state_tests;

@@ -5,7 +5,7 @@ use sqlx::{QueryBuilder, Row};
 
 use crate::{ClientFilter, ClientRecord, CountedClient, EventFilter, EventRecord, StoreError};
 
-const CLIENT_SELECT: &str = "SELECT client_id, machine_name, address, product, application, \
+pub(super) const CLIENT_SELECT: &str = "SELECT client_id, machine_name, address, product, application, \
     first_seen, last_seen, last_counted, last_result, last_count, ticket_id, ticket_valid_until, \
     revoked, revoked_reason, requests FROM clients";
 
@@ -14,7 +14,7 @@ const EVENT_SELECT: &str = "SELECT id, at, client_id, machine_name, address, pro
 
 /// Integers are stored as SQLite's i64; a value out of range for its field can only come
 /// from a damaged file or another program, and is reported rather than wrapped.
-fn int<T: TryFrom<i64>>(row: &SqliteRow, column: &str) -> Result<T, StoreError> {
+pub(super) fn int<T: TryFrom<i64>>(row: &SqliteRow, column: &str) -> Result<T, StoreError> {
     let value: i64 = row.try_get(column)?;
     T::try_from(value).map_err(|_| {
         StoreError::Corrupt(format!(
@@ -23,7 +23,7 @@ fn int<T: TryFrom<i64>>(row: &SqliteRow, column: &str) -> Result<T, StoreError> 
     })
 }
 
-fn client_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
+pub(super) fn client_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
     Ok(ClientRecord {
         client_id: row.try_get("client_id")?,
         machine_name: row.try_get("machine_name")?,
@@ -178,7 +178,11 @@ pub(super) async fn events(
     if let Some(result) = &filter.result {
         query.push(" AND result = ").push_bind(result.as_str());
     }
-    query.push(" ORDER BY id DESC");
+    query.push(if filter.oldest_first {
+        " ORDER BY id"
+    } else {
+        " ORDER BY id DESC"
+    });
     if let Some(limit) = filter.limit {
         query.push(" LIMIT ").push_bind(i64::from(limit));
     }

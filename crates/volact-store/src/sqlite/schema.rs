@@ -13,11 +13,18 @@ use sqlx::sqlite::SqlitePool;
 use crate::StoreError;
 
 /// Every migration, in order. Never edit a shipped one: add the next.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/0001_initial.sql"),
+    ),
+    (
+        2,
+        "clone flags and health probe",
+        include_str!("../../migrations/0002_clone_flags.sql"),
+    ),
+];
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(

@@ -7,7 +7,7 @@
 
 use std::error::Error;
 
-use volact_store::{ActivationRecord, ClientFilter, EventFilter, Store};
+use volact_store::{ActivationRecord, ClientFilter, CloneSighting, EventFilter, Store};
 
 /// What a conformance check returns: `Err` on a store failure, a panic on a wrong answer.
 pub type TestResult<T = ()> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -25,6 +25,10 @@ macro_rules! conformance_tests {
             prune_events,
             result_totals_add_up,
             concurrent_batches_all_land,
+            events_oldest_first_for_following,
+            clone_flags,
+            expiring_tickets_are_counted,
+            write_probe,
         );
     };
     (@each $open:path; $($name:ident,)*) => {
@@ -576,6 +580,7 @@ pub async fn event_filters(store: &dyn Store) -> TestResult {
             client_id: Some("b".into()),
             result: Some("activated".into()),
             limit: Some(10),
+            oldest_first: false,
         })
         .await?,
         [id_of(2)]
@@ -737,4 +742,102 @@ async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Out
     })
     .await;
     outputs.into_iter().flatten().collect()
+}
+
+/// `oldest_first` with `after_id` and `limit` reads the log forward in pages, so a
+/// follower misses nothing however many events arrived since it last looked.
+pub async fn events_oldest_first_for_following(store: &dyn Store) -> TestResult {
+    let batch: Vec<ActivationRecord> = (0..10).map(|i| rec(i, &format!("c{i}"))).collect();
+    store.record_batch(&batch).await?;
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .events(&EventFilter {
+                after_id: Some(after),
+                limit: Some(3),
+                oldest_first: true,
+                ..Default::default()
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        seen.extend(page.iter().map(|e| e.at));
+    }
+    assert_eq!(seen, (0..10).collect::<Vec<i64>>());
+    Ok(())
+}
+
+fn sighting(at: i64, client: &str, other: Option<&str>) -> CloneSighting {
+    CloneSighting {
+        at,
+        client_id: client.to_owned(),
+        machine_name: format!("clone-of-{client}-{at}"),
+        other_machine_name: other.map(str::to_owned),
+        address: "192.0.2.9".to_owned(),
+        product: "p1".to_owned(),
+        reason: "machine-name".to_owned(),
+    }
+}
+
+/// A flag is one row per client, updated by later flags, listed by latest flag, with a
+/// `cloned-image` event each time and no change to the request totals.
+pub async fn clone_flags(store: &dyn Store) -> TestResult {
+    assert!(store.clones(0).await?.is_empty());
+    store.record_clone(&sighting(100, "a", Some("m1"))).await?;
+    store.record_clone(&sighting(50, "b", None)).await?;
+    store.record_clone(&sighting(200, "a", None)).await?;
+    let all = store.clones(0).await?;
+    assert_eq!(ids_of_clones(&all), ["a", "b"]);
+    let a = &all[0];
+    assert_eq!((a.first_flagged, a.last_flagged, a.flags), (100, 200, 2));
+    assert_eq!(a.machine_name, "clone-of-a-200");
+    // A later flag that does not know the other machine keeps the one known.
+    assert_eq!(a.other_machine_name.as_deref(), Some("m1"));
+    assert_eq!(a.reason, "machine-name");
+    assert_eq!(ids_of_clones(&store.clones(150).await?), ["a"]);
+    let events = store
+        .events(&EventFilter {
+            result: Some("cloned-image".into()),
+            ..Default::default()
+        })
+        .await?;
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0].client_id, "a");
+    assert_eq!(events[0].product, "p1");
+    assert!(store.result_totals().await?.is_empty());
+    Ok(())
+}
+
+fn ids_of_clones(clones: &[volact_store::CloneRecord]) -> Vec<&str> {
+    clones.iter().map(|c| c.client_id.as_str()).collect()
+}
+
+/// Tickets ending in `[from, to)` are counted; revoked clients are not.
+pub async fn expiring_tickets_are_counted(store: &dyn Store) -> TestResult {
+    // rec() issues tickets valid until at + 1000.
+    store
+        .record_batch(&[
+            rec(0, "a"),
+            rec(500, "b"),
+            rec(600, "c"),
+            refused(700, "d", "clock-skew"),
+        ])
+        .await?;
+    store.set_revoked("c", true, None, 800).await?;
+    assert_eq!(store.count_expiring_tickets(1000, 1500).await?, 1);
+    assert_eq!(store.count_expiring_tickets(1000, 1501).await?, 2);
+    assert_eq!(store.count_expiring_tickets(1001, 5000).await?, 1);
+    assert_eq!(store.count_expiring_tickets(0, i64::MAX).await?, 2);
+    assert_eq!(store.count_expiring_tickets(2000, 3000).await?, 0);
+    Ok(())
+}
+
+/// The health probe's write succeeds repeatedly and changes nothing visible.
+pub async fn write_probe(store: &dyn Store) -> TestResult {
+    store.probe_write(1).await?;
+    store.probe_write(2).await?;
+    assert_eq!(store.client_total().await?, 0);
+    assert!(store.events(&EventFilter::default()).await?.is_empty());
+    Ok(())
 }

@@ -1,0 +1,79 @@
+//! Criterion benchmarks of the host's hot pieces in the core: signing a ticket,
+//! verifying one (the client's side), and updating the count.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use jiff::Timestamp;
+use std::hint::black_box;
+use volact_core::count::CountIndex;
+use volact_core::keys::KeyPair;
+use volact_core::ticket::{Ticket, sign_ticket, ticket_id};
+use volact_core::token;
+
+fn ticket(i: u64) -> Ticket {
+    let now = Timestamp::from_second(1_800_000_000).unwrap();
+    let sub = format!("0f8e5a52-8d1c-4f3c-9b1e-{i:012x}");
+    Ticket {
+        jti: ticket_id(&sub, "nonce-0123456789", now),
+        sub,
+        product: "demo-os-workstation".into(),
+        application: "demo-os".into(),
+        count: 1234,
+        minimum: 25,
+        iat: now,
+        renew_after: Timestamp::from_second(1_800_604_800).unwrap(),
+        exp: Timestamp::from_second(1_815_552_000).unwrap(),
+        iss: "h-0123456789abcdef".into(),
+        nonce: "nonce-0123456789".into(),
+    }
+}
+
+fn signing(c: &mut Criterion) {
+    let host = KeyPair::from_seed([7; 32]).unwrap();
+    let t = ticket(1);
+    c.bench_function("ticket/sign", |b| {
+        b.iter(|| sign_ticket(&host, black_box(&t)).unwrap())
+    });
+    let signed = sign_ticket(&host, &t).unwrap();
+    c.bench_function("ticket/verify", |b| {
+        b.iter(|| token::verify::<Ticket>(host.public(), black_box(&signed)).unwrap())
+    });
+    c.bench_function("ticket/id", |b| {
+        b.iter(|| ticket_id(black_box(&t.sub), "nonce-0123456789", t.iat))
+    });
+}
+
+fn counting(c: &mut Criterion) {
+    const DAY: i64 = 86_400;
+    let base = 1_800_000_000;
+    for clients in [1_000u128, 1_000_000] {
+        let mut index = CountIndex::new(30 * DAY);
+        for k in 0..clients {
+            index.load("demo-os", k * 7919 + 1, base + (k as i64 % (29 * DAY)));
+        }
+        let mut i = 0u128;
+        let mut now = base + 29 * DAY;
+        c.bench_function(&format!("count/observe/{clients}-clients"), |b| {
+            b.iter(|| {
+                i = (i + 1) % clients;
+                now += 1;
+                index.observe("demo-os", black_box(i * 7919 + 1), now)
+            })
+        });
+    }
+    c.bench_function("count/load/100k", |b| {
+        b.iter_batched(
+            || CountIndex::new(30 * DAY),
+            |mut index| {
+                for k in 0..100_000u128 {
+                    index.load("demo-os", k + 1, base + (k as i64 % DAY));
+                }
+                index
+            },
+            BatchSize::LargeInput,
+        )
+    });
+}
+
+criterion_group!(benches, signing, counting);
+criterion_main!(benches);

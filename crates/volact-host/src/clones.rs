@@ -1,0 +1,328 @@
+//! Cloned disk images: the same client id asking from different machines within a day.
+//!
+//! A disk image cloned after its setup key was installed carries the client id to every
+//! copy, so the copies count as one machine and the count sticks — the most common KMS
+//! support case. The engine remembers, per client, a hash of the machine name and
+//! fingerprint of its latest request in a sharded in-memory map (O(1) per request, no
+//! allocation once the client is known, no storage read), and raises a flag when they
+//! change within [`CLONE_WINDOW_SECS`]. Flags are stored by a background task, off the
+//! request path; a flag lost in a crash is raised again by the clones' next requests.
+
+use std::collections::HashMap;
+use std::collections::hash_map::{Entry, RandomState};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use volact_core::count::ClientKey;
+use volact_store::{CloneSighting, EventFilter, Store};
+
+/// Two machines using one client id within this long are flagged.
+pub const CLONE_WINDOW_SECS: i64 = 86_400;
+
+/// Independent locks, so concurrent requests of different clients rarely wait.
+const SHARDS: usize = 16;
+
+/// Flags waiting to be stored; past this, flags are dropped (and raised again later).
+const FLAG_QUEUE: usize = 1024;
+
+/// What differed between the two requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloneReason {
+    /// The machine names differ.
+    MachineName,
+    /// The names match but the machine fingerprints differ.
+    MachineFingerprint,
+}
+
+impl CloneReason {
+    /// The stable form stored with the flag.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloneReason::MachineName => "machine-name",
+            CloneReason::MachineFingerprint => "machine-fingerprint",
+        }
+    }
+}
+
+/// The latest request of a client, hashed.
+#[derive(Debug, Clone, Copy)]
+struct Sighting {
+    at: i64,
+    name: u64,
+    /// 0 when the client sent no fingerprint.
+    fingerprint: u64,
+    /// When a flag was last raised for this client (`i64::MIN`: never), so a pair of
+    /// clones asking in turn raises one flag a day, not one per request.
+    reported: i64,
+}
+
+/// Per-client memory of the latest machine, for the last day.
+#[derive(Debug)]
+pub struct CloneTracker {
+    shards: Vec<Mutex<HashMap<ClientKey, Sighting>>>,
+    hasher: RandomState,
+}
+
+impl Default for CloneTracker {
+    fn default() -> Self {
+        CloneTracker {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl CloneTracker {
+    fn shard(&self, client: ClientKey) -> &Mutex<HashMap<ClientKey, Sighting>> {
+        // Client ids are random, so any of their bits spread clients evenly.
+        let i = (client as usize) % SHARDS;
+        &self.shards[i.min(self.shards.len() - 1)]
+    }
+
+    fn hash_name(&self, name: &str) -> u64 {
+        // Host names are case-insensitive: PC-01 and pc-01 are one machine. Lowered on
+        // the stack and hashed in one call; names are at most 255 characters (checked by
+        // the request parser), and a longer one is hashed as its first 1024 bytes.
+        let mut buf = [0u8; 1024];
+        let name = name.trim().as_bytes();
+        let n = name.len().min(buf.len());
+        for (to, from) in buf.iter_mut().zip(&name[..n]) {
+            *to = from.to_ascii_lowercase();
+        }
+        self.hasher.hash_one(&buf[..n])
+    }
+
+    /// Records a request of `client` from `machine_name` (and `fingerprint`) at `at`;
+    /// returns why it is flagged, when it is: another machine used this client id less
+    /// than a day before, and no flag was raised for the client in the last day.
+    pub fn observe(
+        &self,
+        client: ClientKey,
+        machine_name: &str,
+        fingerprint: Option<&str>,
+        at: i64,
+    ) -> Option<CloneReason> {
+        let name = self.hash_name(machine_name);
+        let fingerprint = fingerprint.map_or(0, |f| self.hasher.hash_one(f.as_bytes()) | 1);
+        let mut map = self.shard(client).lock().unwrap_or_else(|p| p.into_inner());
+        let seen = match map.entry(client) {
+            Entry::Vacant(v) => {
+                v.insert(Sighting {
+                    at,
+                    name,
+                    fingerprint,
+                    reported: i64::MIN,
+                });
+                return None;
+            }
+            Entry::Occupied(o) => o.into_mut(),
+        };
+        let recent = at.abs_diff(seen.at) < CLONE_WINDOW_SECS.unsigned_abs();
+        let reason = if seen.name != name {
+            Some(CloneReason::MachineName)
+        } else if seen.fingerprint != 0 && fingerprint != 0 && seen.fingerprint != fingerprint {
+            Some(CloneReason::MachineFingerprint)
+        } else {
+            None
+        };
+        // A late request (older than the latest) does not replace it.
+        if at >= seen.at {
+            seen.at = at;
+            seen.name = name;
+            if fingerprint != 0 {
+                seen.fingerprint = fingerprint;
+            }
+        }
+        let quiet = seen.reported != i64::MIN
+            && at.abs_diff(seen.reported) < CLONE_WINDOW_SECS.unsigned_abs();
+        match reason {
+            Some(r) if recent && !quiet => {
+                seen.reported = at;
+                Some(r)
+            }
+            _ => None,
+        }
+    }
+
+    /// Forgets clients whose latest request is before `before`: they can no longer be
+    /// flagged by a comparison with it. Returns how many were forgotten. One shard is
+    /// locked at a time, so requests wait at most for a sixteenth of the sweep.
+    pub fn forget_before(&self, before: i64) -> usize {
+        let mut forgotten = 0;
+        for shard in &self.shards {
+            let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let len = map.len();
+            map.retain(|_, s| s.at >= before);
+            forgotten += len - map.len();
+        }
+        forgotten
+    }
+
+    /// Clients remembered.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+
+    /// Whether no client is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The queue of flags to store.
+#[derive(Debug, Clone)]
+pub(crate) struct CloneFlags {
+    tx: mpsc::Sender<CloneSighting>,
+}
+
+impl CloneFlags {
+    /// Starts the task that stores flags, on the current runtime.
+    pub(crate) fn start(store: Arc<dyn Store>) -> CloneFlags {
+        let (tx, rx) = mpsc::channel(FLAG_QUEUE);
+        tokio::spawn(run(store, rx));
+        CloneFlags { tx }
+    }
+
+    /// Queues a flag without waiting; false when the queue is full or closed.
+    pub(crate) fn raise(&self, sighting: CloneSighting) -> bool {
+        self.tx.try_send(sighting).is_ok()
+    }
+}
+
+async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<CloneSighting>) {
+    while let Some(mut sighting) = rx.recv().await {
+        if sighting.other_machine_name.is_none() {
+            sighting.other_machine_name = other_machine(store.as_ref(), &sighting).await;
+        }
+        tracing::warn!(
+            client_id = %sighting.client_id,
+            machine = %sighting.machine_name,
+            other_machine = sighting.other_machine_name.as_deref().unwrap_or("?"),
+            address = %sighting.address,
+            reason = %sighting.reason,
+            "cloned image suspected: one client id used by two machines within a day; give each machine its own client id (volact install-key again on the copies)"
+        );
+        if let Err(e) = store.record_clone(&sighting).await {
+            tracing::error!(error = %e, client_id = %sighting.client_id, "storing a cloned-image flag failed");
+        }
+    }
+}
+
+/// Another machine name the client used within the day, from the audit log.
+async fn other_machine(store: &dyn Store, s: &CloneSighting) -> Option<String> {
+    let filter = EventFilter {
+        client_id: Some(s.client_id.clone()),
+        since: Some(s.at.saturating_sub(CLONE_WINDOW_SECS)),
+        limit: Some(100),
+        ..EventFilter::default()
+    };
+    let events = store.events(&filter).await.ok()?;
+    events
+        .into_iter()
+        .map(|e| e.machine_name)
+        .find(|name| !name.trim().eq_ignore_ascii_case(s.machine_name.trim()))
+}
+
+impl crate::engine::Engine {
+    /// Compares a request's machine with the client's previous one and raises a flag
+    /// when they differ within a day. Allocates only when a flag is raised.
+    pub(crate) fn watch_machine(
+        &self,
+        parsed: &volact_core::decide::ParsedRequest,
+        req: &volact_proto::ActivationRequest,
+        address: &str,
+        now: jiff::Timestamp,
+    ) {
+        let at = now.as_second();
+        let fingerprint = req.machine_fingerprint.as_deref();
+        let Some(reason) =
+            self.clone_tracker()
+                .observe(parsed.client, &req.machine_name, fingerprint, at)
+        else {
+            return;
+        };
+        self.metrics().clone_flagged();
+        let product = self
+            .catalog()
+            .product_for_key(&parsed.setup_key)
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
+        let queued = self.clone_flags().raise(CloneSighting {
+            at,
+            client_id: parsed.client_id.clone(),
+            machine_name: req.machine_name.clone(),
+            other_machine_name: None,
+            address: address.to_string(),
+            product,
+            reason: reason.as_str().to_string(),
+        });
+        if !queued {
+            tracing::debug!(client_id = %parsed.client_id, "cloned-image flag dropped: the queue is full");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = CLONE_WINDOW_SECS;
+
+    #[test]
+    fn two_names_within_a_day_are_flagged_once_a_day() {
+        let t = CloneTracker::default();
+        assert_eq!(t.observe(1, "pc-a", None, 0), None);
+        assert_eq!(t.observe(1, "PC-A", None, 10), None, "case does not matter");
+        assert_eq!(
+            t.observe(1, "pc-b", None, 3600),
+            Some(CloneReason::MachineName)
+        );
+        // The clones keep asking in turn: no second flag the same day.
+        assert_eq!(t.observe(1, "pc-a", None, 7200), None);
+        assert_eq!(
+            t.observe(1, "pc-b", None, DAY + 3600),
+            Some(CloneReason::MachineName)
+        );
+    }
+
+    #[test]
+    fn a_day_apart_is_a_renamed_machine_not_a_clone() {
+        let t = CloneTracker::default();
+        assert_eq!(t.observe(2, "pc-a", None, 0), None);
+        assert_eq!(t.observe(2, "pc-b", None, DAY), None);
+        assert_eq!(t.observe(3, "pc-a", None, 0), None);
+        assert_eq!(
+            t.observe(4, "pc-b", None, 60),
+            None,
+            "other clients are apart"
+        );
+    }
+
+    #[test]
+    fn fingerprints_tell_machines_with_one_name_apart() {
+        let t = CloneTracker::default();
+        assert_eq!(t.observe(5, "pc", Some("f1"), 0), None);
+        assert_eq!(
+            t.observe(5, "pc", None, 60),
+            None,
+            "an old client sends none"
+        );
+        assert_eq!(
+            t.observe(5, "pc", Some("f2"), 120),
+            Some(CloneReason::MachineFingerprint)
+        );
+    }
+
+    #[test]
+    fn old_sightings_are_forgotten() {
+        let t = CloneTracker::default();
+        for c in 0..100 {
+            t.observe(c, "pc", None, i64::try_from(c).unwrap_or(0));
+        }
+        assert_eq!(t.forget_before(50), 50);
+        assert_eq!(t.len(), 50);
+    }
+}

@@ -1,0 +1,360 @@
+//! The dashboard in a real browser: headless Chromium driven through chromedriver.
+//! Log in (a wrong token first), read the count, revoke a client, see the count drop.
+//! Skipped with a loud note when chromedriver is missing, unless `VOLACT_REQUIRE_ALL=1`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use jiff::SignedDuration;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use volact_host::Clock;
+use volact_host::config::RawConfig;
+use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
+
+/// Longest wait for any one thing in the browser.
+const WAIT: Duration = Duration::from_secs(20);
+/// Longest the whole browser session may take.
+const WHOLE: Duration = Duration::from_secs(120);
+
+type Outcome<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn chromedriver() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("chromedriver"))
+        .chain(std::iter::once(PathBuf::from("/usr/bin/chromedriver")))
+        .find(|p| p.is_file())
+}
+
+/// chromedriver, shut down and killed when dropped, whatever happened.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Ask it to end its sessions (and their browsers) first; then make sure it is gone.
+        if let Ok(mut s) =
+            TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(1))
+        {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(
+                b"GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            );
+            let _ = s.read_to_end(&mut Vec::new());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_driver(path: &PathBuf) -> Driver {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(path)
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let mut driver = Driver { child, port };
+    let deadline = Instant::now() + WAIT;
+    let status = format!("http://127.0.0.1:{port}/status");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    loop {
+        if let Ok(r) = http.get(&status).send().await
+            && r.status().is_success()
+        {
+            return driver;
+        }
+        if let Ok(Some(exit)) = driver.child.try_wait() {
+            panic!("chromedriver exited before answering: {exit}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not answer on {status} within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn connect(driver: &Driver, profile: &std::path::Path) -> Client {
+    let mut options = serde_json::json!({
+        "args": [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            format!("--user-data-dir={}", profile.display()),
+        ]
+    });
+    if std::path::Path::new("/usr/bin/chromium").is_file() {
+        options["binary"] = "/usr/bin/chromium".into();
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), options);
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    tokio::time::timeout(
+        WAIT,
+        ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", driver.port)),
+    )
+    .await
+    .expect("chromedriver starts a browser in time")
+    .expect("chromedriver starts a browser")
+}
+
+/// Asks as client `n` from machine `machine`, with the client's clock `skew` hours off.
+async fn ask_as(host: &TestHost, n: u32, product: &str, machine: &str, skew: i64) {
+    let time = host.clock.now() + SignedDuration::from_hours(skew);
+    let mut body = request(&client(n), &host.vendor.setup_key(product), time);
+    body["machine_name"] = machine.into();
+    post_raw(host, serde_json::to_vec(&body).unwrap(), "application/json").await;
+}
+
+/// Five Demo Office clients joining over a month, a Demo OS fleet short of its
+/// workstation minimum, a day of requests and a cloned disk, so every part of the pages
+/// has something to show.
+async fn seed(host: &TestHost) {
+    let t0 = host.clock.now();
+    let at = |d: i64, h: i64| t0 + SignedDuration::from_hours(24 * d + h);
+    for d in 0..40 {
+        host.clock.set(at(d, 8));
+        for k in 1..=5 {
+            if d >= 6 * k && (d - 6 * k) % 7 == 0 {
+                let name = format!("ACCT-LT-{:03}", 10 + k);
+                ask_as(host, k as u32, "demo-office", &name, 0).await;
+            }
+        }
+        for k in 1..=14 {
+            if d >= 2 * k && (d - 2 * k) % 7 == 0 {
+                let name = format!("WS-{:04}", 1200 + k);
+                ask_as(host, 100 + k as u32, "demo-os-workstation", &name, 0).await;
+            }
+        }
+        for k in 1..=3 {
+            if d >= 9 * k && (d - 9 * k) % 7 == 0 {
+                let name = format!("SRV-DB-{k:02}");
+                ask_as(host, 200 + k as u32, "demo-os-server", &name, 0).await;
+            }
+        }
+    }
+    // The last day: requests spread over the hours, a kiosk whose clock is off, and one
+    // disk image cloned onto a second machine.
+    for h in 0..20 {
+        host.clock.set(at(40, h));
+        for k in 1..=14 {
+            if (k * 5) % 20 == h {
+                let name = format!("WS-{:04}", 1200 + k);
+                ask_as(host, 100 + k as u32, "demo-os-workstation", &name, 0).await;
+            }
+        }
+        if h % 7 == 3 {
+            ask_as(host, 300, "demo-office", "KIOSK-LOBBY", 6).await;
+        }
+        if h == 12 {
+            ask_as(host, 105, "demo-os-workstation", "WS-1205-COPY", 0).await;
+        }
+    }
+}
+
+async fn count_shown(browser: &Client) -> Outcome<String> {
+    let count = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("[data-app=\"demo-office\"] .count"))
+        .await?;
+    Ok(count.text().await?.trim().to_string())
+}
+
+fn check(ok: bool, what: impl Into<String>) -> Outcome {
+    if ok { Ok(()) } else { Err(what.into().into()) }
+}
+
+async fn screenshot(browser: &Client, name: &str) -> Outcome {
+    let path = std::env::temp_dir().join(format!("volact-dashboard-{name}.png"));
+    std::fs::write(&path, browser.screenshot().await?)?;
+    eprintln!("screenshot: {}", path.display());
+    Ok(())
+}
+
+async fn drive(browser: &Client, host: &TestHost) -> Outcome {
+    let base = host.url();
+    browser.set_window_size(1280, 1750).await?;
+    browser.goto(&format!("{base}/")).await?;
+    let url = browser.current_url().await?;
+    check(
+        url.path() == "/login",
+        format!("redirected to /login, not {url}"),
+    )?;
+
+    let token_field = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("token"))
+        .await?;
+    token_field.send_keys("definitely-not-the-token").await?;
+    browser
+        .find(Locator::Id("login-submit"))
+        .await?
+        .click()
+        .await?;
+    let error = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("login-error"))
+        .await?
+        .text()
+        .await?;
+    check(
+        error.contains("not the admin token"),
+        format!("login error says why: {error}"),
+    )?;
+    screenshot(browser, "login").await?;
+
+    let token = host.data.admin_token()?;
+    browser
+        .find(Locator::Id("token"))
+        .await?
+        .send_keys(&token)
+        .await?;
+    browser
+        .find(Locator::Id("login-submit"))
+        .await?
+        .click()
+        .await?;
+    let shown = count_shown(browser).await?;
+    check(
+        shown == "5",
+        format!("Demo Office count 5 on the overview, saw {shown}"),
+    )?;
+    // Tall enough for the whole overview in one picture.
+    browser.set_window_size(1280, 2300).await?;
+    screenshot(browser, "overview").await?;
+    browser.set_window_size(1280, 1750).await?;
+
+    browser
+        .find(Locator::LinkText("Clients"))
+        .await?
+        .click()
+        .await?;
+    let victim = client(3);
+    let row = format!("tr[data-client=\"{victim}\"] button");
+    let button = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(&row))
+        .await?;
+    check(button.text().await? == "Revoke", "the row offers Revoke")?;
+    button.click().await?;
+    let flash = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("flash"))
+        .await?
+        .text()
+        .await?;
+    check(
+        flash.contains("Revoked") && flash.contains("count is now 4"),
+        format!("flash: {flash}"),
+    )?;
+    let again = browser.find(Locator::Css(&row)).await?.text().await?;
+    check(
+        again == "Unrevoke",
+        format!("the revoked row offers Unrevoke, saw {again}"),
+    )?;
+    screenshot(browser, "clients").await?;
+
+    browser
+        .find(Locator::LinkText("Overview"))
+        .await?
+        .click()
+        .await?;
+    let shown = count_shown(browser).await?;
+    check(
+        shown == "4",
+        format!("Demo Office count 4 after revoking, saw {shown}"),
+    )?;
+
+    browser
+        .find(Locator::LinkText("Events"))
+        .await?
+        .click()
+        .await?;
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("events"))
+        .await?;
+    screenshot(browser, "events").await?;
+    browser
+        .find(Locator::LinkText("Host"))
+        .await?
+        .click()
+        .await?;
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("dl.facts"))
+        .await?;
+    screenshot(browser, "host").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_see_the_count_revoke_a_client_see_it_drop() {
+    let Some(path) = chromedriver() else {
+        let note = "SKIPPED: chromedriver not found (apt-get install chromium chromium-driver)";
+        if std::env::var("VOLACT_REQUIRE_ALL").as_deref() == Ok("1") {
+            panic!("{note}, and VOLACT_REQUIRE_ALL=1 requires it");
+        }
+        eprintln!("\n*** {note} ***\n");
+        return;
+    };
+    // Tickets of 35 days, so some end within the overview's 30-day list.
+    let options = TestHostOptions {
+        config: RawConfig {
+            ticket_validity: Some("35d".into()),
+            ..RawConfig::default()
+        },
+        ..TestHostOptions::default()
+    };
+    let host = TestHost::start(TestVendor::new(1).unwrap(), options)
+        .await
+        .unwrap();
+    seed(&host).await;
+    assert_eq!(count(&host, "demo-office"), 5);
+
+    let driver = start_driver(&path).await;
+    let profile = tempfile::tempdir().unwrap();
+    let browser = connect(&driver, profile.path()).await;
+    let outcome = tokio::time::timeout(WHOLE, drive(&browser, &host)).await;
+    // Close the browser before judging, so a failure leaves nothing running.
+    let _ = tokio::time::timeout(WAIT, browser.close()).await;
+    drop(driver);
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("in the browser: {e}"),
+        Err(_) => panic!("the browser session took longer than {WHOLE:?}"),
+    }
+    assert_eq!(count(&host, "demo-office"), 4);
+}

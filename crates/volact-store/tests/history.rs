@@ -1,0 +1,146 @@
+//! The dashboard's queries on the SQLite store: count history (with revocations, refusals
+//! and pruned events), requests per hour, tickets about to end.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use volact_store::history::DAY_SECS;
+use volact_store::{ActivationRecord, SqliteStore, Store};
+
+const HOUR: i64 = 3_600;
+
+fn record(at: i64, client: &str, application: &str, result: &str) -> ActivationRecord {
+    let counted = result == "activated" || result == "count-insufficient";
+    ActivationRecord {
+        at,
+        client_id: client.to_owned(),
+        machine_name: format!("machine-{client}"),
+        address: "192.0.2.7".to_owned(),
+        product: format!("{application}-product"),
+        application: application.to_owned(),
+        minimum_asked: 5,
+        count: 1,
+        result: result.to_owned(),
+        counted,
+        ticket_id: (result == "activated").then(|| format!("t-{client}-{at}")),
+        ticket_valid_until: (result == "activated").then_some(at + 10 * DAY_SECS),
+    }
+}
+
+async fn open() -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("volact.db"))
+        .await
+        .unwrap();
+    (store, dir)
+}
+
+fn series(h: &volact_store::CountHistory, application: &str) -> Vec<u64> {
+    h.series
+        .iter()
+        .find(|s| s.application == application)
+        .map(|s| s.counts.clone())
+        .unwrap_or_else(|| vec![0; h.days.len()])
+}
+
+#[tokio::test]
+async fn history_counts_distinct_clients_per_day_within_the_window() {
+    let (store, _dir) = open().await;
+    let d = |day: i64, hour: i64| day * DAY_SECS + hour * HOUR;
+    store
+        .record_batch(&[
+            record(d(0, 9), "a", "os", "activated"),
+            record(d(0, 10), "a", "os", "activated"),
+            record(d(1, 9), "b", "os", "count-insufficient"),
+            record(d(2, 9), "c", "os", "clock-skew"),
+            record(d(2, 9), "x", "office", "activated"),
+            record(d(3, 9), "r", "os", "activated"),
+        ])
+        .await
+        .unwrap();
+    store.set_revoked("r", true, None, d(4, 0)).await.unwrap();
+    // Window of 2 days, days 0..=5, taken at noon of day 5.
+    let h = store
+        .count_history(d(5, 12), 6, 2 * DAY_SECS)
+        .await
+        .unwrap();
+    assert_eq!(h.days, (0..6).map(|i| i * DAY_SECS).collect::<Vec<_>>());
+    // a counts until day 2 10:00 (sampled at day 1 end, not day 2 end); b until day 3 09:00;
+    // c was refused; r is revoked and leaves every day.
+    assert_eq!(series(&h, "os"), vec![1, 2, 1, 0, 0, 0]);
+    assert_eq!(series(&h, "office"), vec![0, 0, 1, 1, 0, 0]);
+    assert_eq!(h.partial_days, 0);
+    // Today's value is the live rule at `until` itself.
+    let h = store.count_history(d(3, 8), 1, 2 * DAY_SECS).await.unwrap();
+    assert_eq!(series(&h, "os"), vec![1]);
+}
+
+#[tokio::test]
+async fn days_that_depend_on_pruned_events_are_marked_partial() {
+    let (store, _dir) = open().await;
+    let d = |day: i64| day * DAY_SECS + 9 * HOUR;
+    store
+        .record_batch(&[
+            record(d(1), "a", "os", "activated"),
+            record(d(8), "b", "os", "activated"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.prune_events(d(5)).await.unwrap(), 1);
+    let h = store.count_history(d(9), 10, 3 * DAY_SECS).await.unwrap();
+    // The oldest event left is day 8's; days whose window starts before it may be low.
+    assert_eq!(h.partial_days, 10);
+    let h = store.count_history(d(19), 10, 3 * DAY_SECS).await.unwrap();
+    assert_eq!(
+        h.partial_days, 1,
+        "only day 10, whose window reaches before that event"
+    );
+    // The inventory keeps each client's last counted request, so a client whose events
+    // were pruned still shows on the days that request covers.
+    let h = store.count_history(d(3), 4, 3 * DAY_SECS).await.unwrap();
+    assert_eq!(series(&h, "os"), vec![0, 1, 1, 1]);
+}
+
+#[tokio::test]
+async fn requests_by_hour_and_expiring_tickets() {
+    let (store, _dir) = open().await;
+    store
+        .record_batch(&[
+            record(HOUR + 5, "a", "os", "activated"),
+            record(HOUR + 50, "b", "os", "clock-skew"),
+            record(HOUR + 60, "c", "os", "activated"),
+            record(3 * HOUR, "d", "os", "count-insufficient"),
+            record(10, "old", "os", "activated"),
+        ])
+        .await
+        .unwrap();
+    let hours = store.requests_by_hour(HOUR).await.unwrap();
+    let flat: Vec<(i64, &str, u64)> = hours
+        .iter()
+        .map(|h| (h.hour, h.result.as_str(), h.n))
+        .collect();
+    assert_eq!(
+        flat,
+        vec![
+            (HOUR, "activated", 2),
+            (HOUR, "clock-skew", 1),
+            (3 * HOUR, "count-insufficient", 1)
+        ]
+    );
+
+    store.set_revoked("c", true, None, 4 * HOUR).await.unwrap();
+    let expiring = store
+        .expiring_tickets(0, HOUR + 10 * DAY_SECS + 100, 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = expiring.iter().map(|c| c.client_id.as_str()).collect();
+    // Soonest first; c is revoked; b and d hold no ticket.
+    assert_eq!(ids, vec!["old", "a"]);
+    let first = store.expiring_tickets(0, i64::MAX, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        store
+            .expiring_tickets(20 * DAY_SECS, i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,0 +1,550 @@
+//! `volact host clients | events | revoke | unrevoke`: administration of a running host
+//! through its admin API, with the token from the data directory or `--token-file`.
+
+use crate::output::Output;
+use crate::table::{csv, line, table, widths};
+use clap::Args;
+use jiff::Timestamp;
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+use std::time::Duration;
+use volact_host::admin::RevokeAnswer;
+use volact_host::data::HostData;
+use volact_host::inventory::{ClientList, ClientRow, EventList, EventRow};
+use volact_proto::{ApiError, DEFAULT_PORT, ErrorCode};
+
+/// How long an admin request may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// How often `events --follow` asks for new events.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+
+/// Where the host is and how to authenticate.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// The host's data directory: its admin token, and where it serves.
+    #[arg(long, env = "VOLACT_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The host's URL [default: where the host of --data serves, else http://127.0.0.1:7688].
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// A file holding the admin token [default: DATA/admin.token].
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `volact host clients`.
+#[derive(Debug, Args)]
+pub struct ClientsArgs {
+    #[command(flatten)]
+    conn: Connection,
+    /// Only clients of this application (count group).
+    #[arg(long, value_name = "A")]
+    application: Option<String>,
+    /// Only clients of this product.
+    #[arg(long, value_name = "P")]
+    product: Option<String>,
+    /// Only active (counted within the window), stale or revoked clients.
+    // The id and type match the global `--state PATH` of client commands, which clap
+    // would otherwise confuse with this flag; the value parser checks the choice.
+    #[arg(long, value_name = "active|stale|revoked", value_parser = client_state)]
+    state: Option<PathBuf>,
+    /// Only clients whose id, machine name or address contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    search: Option<String>,
+    /// Print CSV instead of a table.
+    #[arg(long)]
+    csv: bool,
+    /// At most N clients, most recently seen first.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    limit: u32,
+}
+
+/// `--state` of `host clients`: active, stale or revoked.
+fn client_state(text: &str) -> Result<PathBuf, String> {
+    match text {
+        "active" | "stale" | "revoked" => Ok(PathBuf::from(text)),
+        _ => Err(format!("`{text}` is not active, stale or revoked")),
+    }
+}
+
+/// `volact host events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    conn: Connection,
+    /// From TIME: 2026-01-31, 2026-01-31T12:00:00Z, or a duration ago such as 24h or 7d.
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only this client id.
+    #[arg(long, value_name = "ID")]
+    client: Option<String>,
+    /// Only this result code (e.g. activated, count-insufficient, clock-skew, cloned-image).
+    #[arg(long, value_name = "CODE")]
+    result: Option<String>,
+    /// Keep printing new events as they arrive, until Ctrl-C.
+    #[arg(long, short)]
+    follow: bool,
+    /// At most the latest N events.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    limit: u32,
+}
+
+/// `volact host revoke`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    conn: Connection,
+    /// Why, for the inventory.
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+    /// The client id.
+    client_id: String,
+}
+
+/// `volact host unrevoke`.
+#[derive(Debug, Args)]
+pub struct UnrevokeArgs {
+    #[command(flatten)]
+    conn: Connection,
+    /// The client id.
+    client_id: String,
+}
+
+/// An admin API connection.
+struct AdminClient {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    /// How to start the host, for the message when it does not answer.
+    serve_hint: String,
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Internal, e.to_string())
+}
+
+impl AdminClient {
+    fn connect(conn: &Connection) -> Result<AdminClient, ApiError> {
+        let data = conn.data.as_ref().map(HostData::new);
+        let token = match (&conn.token_file, &data) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::InvalidState,
+                        format!("cannot read the admin token file {}: {e}", path.display()),
+                    )
+                })?;
+                text.trim().to_string()
+            }
+            (None, Some(data)) => data.admin_token()?,
+            (None, None) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidState,
+                    "no admin token: give --data DIR (the host's data directory, which holds admin.token) or --token-file FILE",
+                ));
+            }
+        };
+        let url = conn
+            .url
+            .clone()
+            .or_else(|| data.as_ref().and_then(|d| d.serving()).map(|s| s.url))
+            .unwrap_or_else(|| format!("http://127.0.0.1:{DEFAULT_PORT}"));
+        let url = url.trim().trim_end_matches('/').to_string();
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(ApiError::bad_request(
+                "url",
+                format!("`{url}` is not an http:// URL such as http://127.0.0.1:7688"),
+            ));
+        }
+        let serve_hint = match &conn.data {
+            Some(d) => format!("volact host serve --data {}", d.display()),
+            None => "volact host serve --data DIR".to_string(),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(internal)?;
+        Ok(AdminClient {
+            http,
+            url,
+            token,
+            serve_hint,
+        })
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> ApiError {
+        ApiError::with_details(
+            ErrorCode::HostUnreachable,
+            format!(
+                "no host answers at {}; start it with `{}` (or give --url)",
+                self.url, self.serve_hint
+            ),
+            serde_json::json!({ "url": self.url, "reason": e.to_string() }),
+        )
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ApiError> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| {
+                internal(format!(
+                    "the host at {} sent an answer this volact does not understand ({e}); are the host and this command the same version?",
+                    self.url
+                ))
+            });
+        }
+        match serde_json::from_slice::<ApiError>(&body) {
+            Ok(e) => Err(e),
+            Err(_) => Err(ApiError::new(
+                ErrorCode::HostUnreachable,
+                format!(
+                    "{} answered HTTP {status}, not a volact host's answer; check --url",
+                    self.url
+                ),
+            )),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ApiError> {
+        let mut url = reqwest::Url::parse(&format!("{}{path}", self.url)).map_err(|e| {
+            ApiError::bad_request("url", format!("`{}` is not a URL: {e}", self.url))
+        })?;
+        if !query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in query {
+                pairs.append_pair(k, v);
+            }
+        }
+        self.send(self.http.get(url)).await
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<T, ApiError> {
+        let request = self.http.post(format!("{}{path}", self.url)).json(&body);
+        self.send(request).await
+    }
+}
+
+fn params(pairs: &[(&'static str, Option<String>)]) -> Vec<(&'static str, String)> {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (*k, v)))
+        .collect()
+}
+
+fn when(t: Option<Timestamp>) -> String {
+    t.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// Runs `volact host clients`.
+pub async fn clients(args: ClientsArgs, out: Output) -> Result<(), ApiError> {
+    if args.csv && out.json {
+        return Err(ApiError::bad_request(
+            "csv",
+            "choose --csv or --json, not both",
+        ));
+    }
+    let admin = AdminClient::connect(&args.conn)?;
+    let query = params(&[
+        ("application", args.application),
+        ("product", args.product),
+        ("state", args.state.map(|p| p.display().to_string())),
+        ("search", args.search),
+        ("limit", Some(args.limit.to_string())),
+    ]);
+    let list: ClientList = admin.get("/v1/admin/clients", &query).await?;
+    if args.csv {
+        print!("{}", clients_csv(&list.clients));
+        return Ok(());
+    }
+    out.result(&list, || clients_text(&list));
+    Ok(())
+}
+
+const CLIENT_CSV_HEADERS: [&str; 16] = [
+    "client_id",
+    "machine_name",
+    "address",
+    "product",
+    "application",
+    "state",
+    "in_count_window",
+    "cloned",
+    "first_seen",
+    "last_seen",
+    "last_counted",
+    "last_result",
+    "last_count",
+    "requests",
+    "ticket_valid_until",
+    "revoked_reason",
+];
+
+fn clients_csv(clients: &[ClientRow]) -> String {
+    let rows: Vec<Vec<String>> = clients
+        .iter()
+        .map(|c| {
+            vec![
+                c.client_id.clone(),
+                c.machine_name.clone(),
+                c.address.clone(),
+                c.product.clone(),
+                c.application.clone(),
+                c.state.as_str().to_string(),
+                c.in_count_window.to_string(),
+                c.cloned.to_string(),
+                c.first_seen.to_string(),
+                c.last_seen.to_string(),
+                c.last_counted.map(|t| t.to_string()).unwrap_or_default(),
+                c.last_result.clone(),
+                c.last_count.to_string(),
+                c.requests.to_string(),
+                c.ticket_valid_until
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+                c.revoked_reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    csv(&CLIENT_CSV_HEADERS, &rows)
+}
+
+fn clients_text(list: &ClientList) -> String {
+    if list.clients.is_empty() {
+        return "No clients match.\n".into();
+    }
+    let headers = [
+        "CLIENT ID",
+        "MACHINE",
+        "ADDRESS",
+        "PRODUCT",
+        "STATE",
+        "IN WINDOW",
+        "FIRST SEEN",
+        "LAST SEEN",
+        "LAST RESULT",
+        "TICKET EXPIRES",
+        "CLONED",
+    ];
+    let rows: Vec<Vec<String>> = list
+        .clients
+        .iter()
+        .map(|c| {
+            vec![
+                c.client_id.clone(),
+                c.machine_name.clone(),
+                c.address.clone(),
+                c.product.clone(),
+                c.state.as_str().to_string(),
+                if c.in_count_window { "yes" } else { "no" }.to_string(),
+                c.first_seen.to_string(),
+                c.last_seen.to_string(),
+                c.last_result.clone(),
+                when(c.ticket_valid_until),
+                if c.cloned { "yes" } else { "" }.to_string(),
+            ]
+        })
+        .collect();
+    let count = |s: &str| {
+        list.clients
+            .iter()
+            .filter(|c| c.state.as_str() == s)
+            .count()
+    };
+    let mut text = table(&headers, &rows);
+    text.push_str(&format!(
+        "\n{} clients: {} active, {} stale, {} revoked{}\n",
+        list.clients.len(),
+        count("active"),
+        count("stale"),
+        count("revoked"),
+        if list.truncated {
+            " (more match: narrow the filters or raise --limit)"
+        } else {
+            ""
+        }
+    ));
+    text
+}
+
+const EVENT_HEADERS: [&str; 9] = [
+    "ID",
+    "TIME",
+    "CLIENT ID",
+    "MACHINE",
+    "ADDRESS",
+    "PRODUCT",
+    "MIN",
+    "COUNT",
+    "RESULT",
+];
+
+fn event_row(e: &EventRow) -> Vec<String> {
+    vec![
+        e.id.to_string(),
+        e.at.to_string(),
+        e.client_id.clone(),
+        e.machine_name.clone(),
+        e.address.clone(),
+        if e.product.is_empty() {
+            "-".into()
+        } else {
+            e.product.clone()
+        },
+        e.minimum_asked.to_string(),
+        e.count.to_string(),
+        e.result.clone(),
+    ]
+}
+
+/// Runs `volact host events`.
+pub async fn events(args: EventsArgs, out: Output) -> Result<(), ApiError> {
+    let admin = AdminClient::connect(&args.conn)?;
+    let filters = params(&[
+        ("since", args.since.clone()),
+        ("client", args.client.clone()),
+        ("result", args.result.clone()),
+    ]);
+    let mut query = filters.clone();
+    query.push(("limit", args.limit.to_string()));
+    let mut list: EventList = admin.get("/v1/admin/events", &query).await?;
+    if !args.follow {
+        // JSON keeps the API's order (newest first); people read a log oldest first.
+        out.result(&list, || {
+            let mut oldest_first = list.clone();
+            oldest_first.events.reverse();
+            events_text(&oldest_first)
+        });
+        return Ok(());
+    }
+    // Following: oldest first, one event per line (JSON lines with --json).
+    list.events.reverse();
+    let rows: Vec<Vec<String>> = list.events.iter().map(event_row).collect();
+    let widths = follow_widths(&rows);
+    let print = |events: &[EventRow]| {
+        for e in events {
+            if out.json {
+                println!("{}", serde_json::to_string(e).unwrap_or_default());
+            } else {
+                println!("{}", line(&event_row(e), &widths));
+            }
+        }
+    };
+    if !out.json {
+        println!("{}", line(&EVENT_HEADERS.map(String::from), &widths));
+    }
+    print(&list.events);
+    let mut last_id = list.last_id.unwrap_or(0);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+        }
+        let mut query = filters.clone();
+        query.push(("after_id", last_id.to_string()));
+        query.push(("limit", "10000".into()));
+        let page: EventList = admin.get("/v1/admin/events", &query).await?;
+        print(&page.events);
+        last_id = page.last_id.unwrap_or(last_id);
+    }
+}
+
+fn events_text(list: &EventList) -> String {
+    if list.events.is_empty() {
+        return "No events match.\n".into();
+    }
+    let rows: Vec<Vec<String>> = list.events.iter().map(event_row).collect();
+    let mut text = table(&EVENT_HEADERS, &rows);
+    if list.truncated {
+        text.push_str("\n(older events match too: narrow with --since or raise --limit)\n");
+    }
+    text
+}
+
+/// Column widths for following: at least what the first rows need, and room for the
+/// usual widths of later ones.
+fn follow_widths(rows: &[Vec<String>]) -> Vec<usize> {
+    let minimum = [6, 20, 36, 15, 15, 20, 3, 5, 0];
+    let mut widths = widths(&EVENT_HEADERS, rows);
+    for (w, m) in widths.iter_mut().zip(minimum) {
+        *w = (*w).max(m);
+    }
+    widths
+}
+
+/// Runs `volact host revoke`.
+pub async fn revoke(args: RevokeArgs, out: Output) -> Result<(), ApiError> {
+    let admin = AdminClient::connect(&args.conn)?;
+    let id = args.client_id.trim();
+    let answer: RevokeAnswer = admin
+        .post(
+            &format!("/v1/admin/clients/{id}/revoke"),
+            serde_json::json!({ "reason": args.reason }),
+        )
+        .await?;
+    out.result(&answer, || {
+        let c = &answer.client;
+        format!(
+            "Client {} ({}) revoked{}.\nIt no longer counts and its renewals are refused with client-revoked; {} now counts {}.\nUndo with: volact host unrevoke {}\n",
+            c.client_id,
+            c.machine_name,
+            c.revoked_reason
+                .as_deref()
+                .map(|r| format!(" (reason: {r})"))
+                .unwrap_or_default(),
+            c.application,
+            answer.application_count,
+            c.client_id
+        )
+    });
+    Ok(())
+}
+
+/// Runs `volact host unrevoke`.
+pub async fn unrevoke(args: UnrevokeArgs, out: Output) -> Result<(), ApiError> {
+    let admin = AdminClient::connect(&args.conn)?;
+    let id = args.client_id.trim();
+    let answer: RevokeAnswer = admin
+        .post(
+            &format!("/v1/admin/clients/{id}/unrevoke"),
+            serde_json::json!({}),
+        )
+        .await?;
+    out.result(&answer, || {
+        let c = &answer.client;
+        format!(
+            "Client {} ({}) is no longer revoked; it counts again from its next request.\n",
+            c.client_id, c.machine_name
+        )
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_widths_leave_room_for_later_rows() {
+        let w = follow_widths(&[]);
+        assert_eq!(w[2], 36, "a whole client id");
+        assert_eq!(w.len(), EVENT_HEADERS.len());
+    }
+}

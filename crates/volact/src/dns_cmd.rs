@@ -1,0 +1,235 @@
+//! DNS on both sides. Client: the discovery flags (`--dns-server`, `--no-host-cache`,
+//! `--connect-timeout`) and settings (`host-cache`, `set-dns-server`,
+//! `clear-dns-server`). Host: `host dns-record`, `host publish-dns`, `host
+//! unpublish-dns`, and publishing while `host serve` runs.
+
+use crate::cli::{Command, HostCommand};
+use crate::output::Output;
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+use volact_client::{ActivateOptions, ClientState, default_state_path};
+use volact_host::config::RawConfig;
+use volact_host::data::HostData;
+use volact_host::dns::{self, PublishRaw, PublishResult, Publisher};
+use volact_proto::{ApiError, ErrorCode};
+
+/// First retry after a failed publish; it doubles up to 15 minutes.
+const PUBLISH_RETRY_FIRST: Duration = Duration::from_secs(10);
+
+/// Discovery flags, accepted anywhere on the command line.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DiscoveryFlags {
+    /// DNS server for host discovery, ADDR[:PORT]; overrides `volact set-dns-server`.
+    #[arg(
+        long,
+        global = true,
+        env = "VOLACT_DNS_SERVER",
+        value_name = "ADDR:PORT"
+    )]
+    pub dns_server: Option<String>,
+    /// Do not ask the host that answered last time first (see `volact host-cache`).
+    #[arg(long, global = true)]
+    pub no_host_cache: bool,
+    /// How long to wait for a host's connection before trying the next, e.g. 2s.
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+}
+
+impl DiscoveryFlags {
+    /// The activation options these flags ask for.
+    pub fn options(&self) -> Result<ActivateOptions, ApiError> {
+        let mut options = ActivateOptions {
+            no_host_cache: self.no_host_cache,
+            ..ActivateOptions::default()
+        };
+        if let Some(text) = &self.dns_server {
+            options.dns_server = Some(volact_client::parse_dns_server(text)?);
+        }
+        if let Some(text) = &self.connect_timeout {
+            let d = volact_core::settings::parse_duration(text)?;
+            let ms = u64::try_from(d.as_millis()).unwrap_or(0);
+            if !(100..=120_000).contains(&ms) {
+                return Err(ApiError::bad_request(
+                    "connect-timeout",
+                    format!("`{text}` is outside 100ms–2m"),
+                ));
+            }
+            options.connect_timeout = Duration::from_millis(ms);
+        }
+        Ok(options)
+    }
+}
+
+/// `host dns-record` flags; each overrides `[dns.publish]` of `volact.toml`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DnsRecordFlags {
+    /// Discovery domain: clients look up _volact._tcp.DOMAIN.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// SRV priority (lower is preferred; default 0).
+    #[arg(long)]
+    pub priority: Option<u16>,
+    /// SRV weight among hosts of one priority (default 0).
+    #[arg(long)]
+    pub weight: Option<u16>,
+    /// The host name clients connect to (default: this machine's).
+    #[arg(long, value_name = "HOSTNAME")]
+    pub name: Option<String>,
+    /// The port clients connect to (default: the listen port).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// TTL in seconds (default 3600).
+    #[arg(long)]
+    pub ttl: Option<u32>,
+    /// Also print an A/AAAA record for the host name with this address.
+    #[arg(long, value_name = "IP")]
+    pub address: Option<String>,
+}
+
+/// Runs `host-cache`, `set-dns-server` or `clear-dns-server`.
+pub fn run_client(cmd: Command, state: Option<PathBuf>, out: Output) -> Result<(), ApiError> {
+    let path = match state {
+        Some(p) => p,
+        None => default_state_path()?,
+    };
+    let mut s = ClientState::load(&path)?;
+    match cmd {
+        Command::HostCache { switch } => {
+            let on = switch == "on";
+            volact_client::set_host_cache(&mut s, on);
+            s.save(&path)?;
+            out.result(&serde_json::json!({ "host_cache": on }), || {
+                if on {
+                    "Host cache on: the host that answered last is asked first.\n".into()
+                } else {
+                    "Host cache off: every activation follows DNS discovery's order.\n".into()
+                }
+            });
+        }
+        Command::SetDnsServer { server } => {
+            let addr = volact_client::set_dns_server(&mut s, &server)?;
+            s.save(&path)?;
+            out.result(&serde_json::json!({ "dns_server": addr }), || {
+                format!("Discovery asks the DNS server {addr}.\n")
+            });
+        }
+        Command::ClearDnsServer => {
+            volact_client::clear_dns_server(&mut s);
+            s.save(&path)?;
+            out.result(&serde_json::json!({ "dns_server": null }), || {
+                "Discovery asks the system's DNS servers.\n".into()
+            });
+        }
+        _ => return Err(ApiError::new(ErrorCode::Internal, "not a DNS command")),
+    }
+    Ok(())
+}
+
+/// The port clients reach this host on: the running host's, else the configured one.
+fn serving_port(host: &HostData) -> Result<u16, ApiError> {
+    if let Some(info) = host.serving()
+        && let Some(port) = info
+            .url
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.trim_end_matches('/').parse().ok())
+    {
+        return Ok(port);
+    }
+    Ok(host.config(RawConfig::default())?.listen.port())
+}
+
+fn no_section(host: &HostData) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidState,
+        format!(
+            "{} has no [dns.publish] section: add one with at least `server = \"ADDR:PORT\"` and `zone = \"ZONE\"` (and `key_file` for a TSIG key), or add the record by hand (`volact host dns-record --data {}`)",
+            host.config_path().display(),
+            host.dir().display()
+        ),
+    )
+}
+
+fn show(result: &PublishResult, out: Output) {
+    out.result(result, || format!("{}\n", result.message));
+}
+
+/// Runs `host dns-record`, `host publish-dns` or `host unpublish-dns`.
+pub async fn run_host(cmd: HostCommand, out: Output) -> Result<(), ApiError> {
+    match cmd {
+        HostCommand::DnsRecord { data, record } => {
+            let host = HostData::new(&data.data);
+            let section = dns::publish_section(&host)?.unwrap_or_default();
+            let over = PublishRaw {
+                domain: record.domain,
+                name: record.name,
+                port: record.port,
+                priority: record.priority,
+                weight: record.weight,
+                ttl: record.ttl,
+                address: record.address,
+                ..PublishRaw::default()
+            };
+            let srv = section.record(&over, serving_port(&host)?)?;
+            let lines = srv.zone_lines();
+            let report = serde_json::json!({
+                "owner": srv.owner(),
+                "target": srv.name,
+                "port": srv.port,
+                "priority": srv.priority,
+                "weight": srv.weight,
+                "ttl": srv.ttl,
+                "address": srv.address,
+                "records": lines,
+            });
+            out.result(&report, || {
+                format!(
+                    "; Add to the zone of {} so clients find this host (or configure [dns.publish] and run `volact host publish-dns`):\n{}\n",
+                    srv.domain,
+                    lines.join("\n")
+                )
+            });
+        }
+        HostCommand::PublishDns { data } => {
+            let host = HostData::new(&data.data);
+            let config = dns::publish_config(&host, serving_port(&host)?)?
+                .ok_or_else(|| no_section(&host))?;
+            show(&dns::publish(&host, &config).await?, out);
+        }
+        HostCommand::UnpublishDns { data } => {
+            let host = HostData::new(&data.data);
+            let config = dns::publish_config(&host, serving_port(&host)?)?
+                .ok_or_else(|| no_section(&host))?;
+            show(&dns::unpublish(&host, &config).await?, out);
+        }
+        _ => return Err(ApiError::new(ErrorCode::Internal, "not a DNS command")),
+    }
+    Ok(())
+}
+
+/// Starts publishing for `host serve` when `[dns.publish]` is configured and the host can
+/// activate (a host that refuses every client must not attract them).
+pub fn start_publishing(
+    host: &HostData,
+    port: u16,
+    ready: bool,
+) -> Result<Option<Publisher>, ApiError> {
+    let Some(config) = dns::publish_config(host, port)? else {
+        return Ok(None);
+    };
+    if !ready {
+        tracing::warn!(
+            "not publishing in DNS: this host cannot activate clients yet (see the warning above)"
+        );
+        return Ok(None);
+    }
+    Ok(Some(Publisher::start(host, config, PUBLISH_RETRY_FIRST)))
+}
+
+/// Stops publishing; removes the records unless `keep_on_shutdown`. Failures are logged
+/// (and recorded) by the publisher; shutting down goes on regardless.
+pub async fn stop_publishing(publisher: Option<Publisher>) {
+    if let Some(p) = publisher {
+        let _ = p.shutdown().await;
+    }
+}
