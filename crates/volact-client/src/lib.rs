@@ -28,8 +28,8 @@ pub use discovery::FoundBy;
 pub use failover::{ActivateOptions, activate_with, candidates};
 pub use http::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 pub use ops::{
-    InstallReport, clear_dns_server, clear_host, install_key, normalize_host, parse_dns_server,
-    set_dns_server, set_domain, set_host, set_host_cache,
+    InstallReport, RearmReport, clear_dns_server, clear_host, install_key, normalize_host,
+    parse_dns_server, rearm, set_dns_server, set_domain, set_host, set_host_cache,
 };
 pub use state::{
     Attempt, ClientState, Installed, RESULT_ACTIVATED, STATE_VERSION, StoredTicket,

@@ -95,6 +95,44 @@ pub fn install_key(
     })
 }
 
+/// What `rearm` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RearmReport {
+    /// The client id before.
+    pub old_client_id: String,
+    /// The new client id.
+    pub client_id: String,
+    /// When the new initial grace started.
+    pub installed_at: Timestamp,
+}
+
+/// Gives the machine a new client id, like `slmgr /rearm`: for a machine cloned from a
+/// disk image after its setup key was installed, whose copies all share one client id and
+/// so count as one machine. The held ticket is dropped (it names the old id) and the
+/// initial grace starts again; the machine is counted anew at its next activation.
+pub fn rearm(
+    state: &mut ClientState,
+    now: Timestamp,
+    new_id: impl FnOnce() -> String,
+) -> Result<RearmReport, ApiError> {
+    let installed = state.installed.as_mut().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidState,
+            "no setup key is installed, so there is no client id to renew; run `volact install-key KEY --vendor FILE`",
+        )
+    })?;
+    let old_client_id = std::mem::replace(&mut installed.client_id, new_id());
+    installed.installed_at = now;
+    let report = RearmReport {
+        old_client_id,
+        client_id: installed.client_id.clone(),
+        installed_at: now,
+    };
+    state.ticket = None;
+    state.last_attempt = None;
+    Ok(report)
+}
+
 /// Pins a host, like `slmgr /skms`: `HOST`, `HOST:PORT`, an IPv4 address, an IPv6
 /// address (bare, or `[ADDR]:PORT` with a port). Returns the normalised `host:port`.
 pub fn set_host(state: &mut ClientState, text: &str) -> Result<String, ApiError> {

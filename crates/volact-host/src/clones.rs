@@ -203,7 +203,7 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<CloneSighting>) {
             other_machine = sighting.other_machine_name.as_deref().unwrap_or("?"),
             address = %sighting.address,
             reason = %sighting.reason,
-            "cloned image suspected: one client id used by two machines within a day; give each machine its own client id (volact install-key again on the copies)"
+            "cloned image suspected: one client id used by two machines within a day; give each copy its own client id with `volact rearm`"
         );
         if let Err(e) = store.record_clone(&sighting).await {
             tracing::error!(error = %e, client_id = %sighting.client_id, "storing a cloned-image flag failed");

@@ -103,3 +103,36 @@ async fn a_client_moves_through_every_license_state() {
     assert!(renewed.renewed);
     assert_eq!(renewed.ticket.valid_until, day(187));
 }
+
+#[tokio::test]
+async fn a_cloned_client_counts_once_until_rearmed() {
+    let vendor = TestVendor::new(1).unwrap();
+    let host = TestHost::start(vendor.clone(), TestHostOptions::default())
+        .await
+        .unwrap();
+    let now = host.clock.now();
+    let mut original = new_client(&vendor, "demo-office", &host, 1);
+    // A disk image taken after the setup key was installed: the copy has the same id.
+    let mut copy = original.clone();
+    let e = activate(&mut original, now, "pc1", "nonce-clone-0001".into())
+        .await
+        .unwrap_err();
+    assert_eq!(e.details["count"], 1);
+    let e = activate(&mut copy, now, "pc1-copy", "nonce-clone-0002".into())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.details["count"], 1,
+        "two machines with one client id count once"
+    );
+    let report = volact_client::rearm(&mut copy, now, || client(2)).unwrap();
+    assert_eq!(report.old_client_id, client(1));
+    assert_eq!(status(&copy, now).license.state, LicenseState::InitialGrace);
+    let e = activate(&mut copy, now, "pc1-copy", "nonce-clone-0003".into())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.details["count"], 2,
+        "after rearm the copy counts on its own"
+    );
+}

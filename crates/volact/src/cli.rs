@@ -64,6 +64,9 @@ pub enum Command {
     /// When the activation ends (like slmgr /xpr).
     #[command(visible_alias = "xpr")]
     Expiry,
+    /// Give this machine a new client id (like slmgr /rearm): for copies of a disk image
+    /// cloned after the setup key was installed, which otherwise count as one machine.
+    Rearm,
     /// Stay running and renew on schedule.
     Agent,
     /// Turn the host cache on or off: whether the host that answered last is asked

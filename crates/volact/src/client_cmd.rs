@@ -116,6 +116,19 @@ pub async fn run(
             let e = volact_client::expiry(&s, now);
             out.result(&e, || format!("{}\n", e.text));
         }
+        Command::Rearm => {
+            let mut s = ClientState::load(&path)?;
+            let report = volact_client::rearm(&mut s, now, || {
+                uuid::Uuid::new_v4().hyphenated().to_string()
+            })?;
+            s.save(&path)?;
+            out.result(&report, || {
+                format!(
+                    "New client id {} (was {}); the initial grace starts again.\nNext: volact activate\n",
+                    report.client_id, report.old_client_id
+                )
+            });
+        }
         Command::Agent => {
             init_logging("text")?;
             tracing::info!(state = %path.display(), "agent running; renews on schedule until Ctrl-C");
