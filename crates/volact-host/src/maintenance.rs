@@ -95,7 +95,10 @@ async fn run(
     let (mut prune_tick, mut gauge_tick, mut upkeep_tick) =
         (every(PRUNE_EVERY), every(GAUGES_EVERY), every(UPKEEP_EVERY));
     loop {
+        // Biased so the ticks due at start run before any pass asked for: a caller of
+        // `run_now` then knows no earlier background pass can still overwrite its result.
         tokio::select! {
+            biased;
             _ = upkeep_tick.tick() => engine.metrics().upkeep(),
             _ = gauge_tick.tick() => {
                 if let Err(e) = refresh(&engine).await {
