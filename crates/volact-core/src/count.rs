@@ -106,6 +106,29 @@ impl CountIndex {
         app.by_time.insert((last_counted, client));
     }
 
+    /// Loads many stored clients of one application at once (start-up): much faster than
+    /// [`CountIndex::load`] one by one into an empty application, since the time order is
+    /// built from one sort instead of a million tree insertions. Same result as loading
+    /// each in turn.
+    pub fn load_many(&mut self, application: &str, clients: Vec<(ClientKey, i64)>) {
+        let app = self
+            .applications
+            .entry(application.to_string())
+            .or_default();
+        if !app.last.is_empty() {
+            for (client, at) in clients {
+                self.load(application, client, at);
+            }
+            return;
+        }
+        app.last.reserve(clients.len());
+        for (client, at) in clients {
+            let t = app.last.entry(client).or_insert(at);
+            *t = (*t).max(at);
+        }
+        app.by_time = app.last.iter().map(|(&c, &t)| (t, c)).collect();
+    }
+
     /// The count of `application` at `now`.
     pub fn count(&mut self, application: &str, now: i64) -> u32 {
         let oldest = self.oldest(now);
@@ -191,6 +214,24 @@ mod tests {
         assert_eq!(idx.count("os", 30 * DAY + 11), 1);
         assert_eq!(idx.count("os", 30 * DAY + 21), 0);
         assert_eq!(idx.total(30 * DAY + 21), 0);
+    }
+
+    #[test]
+    fn loading_many_equals_loading_each() {
+        let items: Vec<(ClientKey, i64)> = (0..500u128)
+            .map(|c| (c % 300, (c * 7919 % 1000) as i64))
+            .collect();
+        let mut one = CountIndex::new(DAY);
+        for &(c, t) in &items {
+            one.load("os", c, t);
+        }
+        let mut many = CountIndex::new(DAY);
+        many.load_many("os", items.clone());
+        for now in [0, 500, 999, DAY + 400] {
+            assert_eq!(one.clone().count("os", now), many.clone().count("os", now));
+        }
+        many.load_many("os", items);
+        assert_eq!(many.count("os", 0), 300);
     }
 
     #[test]

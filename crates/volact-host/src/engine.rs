@@ -118,10 +118,26 @@ impl Engine {
         let window = parts.settings.count_window.as_secs();
         let mut count = CountIndex::new(window);
         let since = now.as_second().saturating_sub(window);
-        for c in parts.store.counted_clients(since).await.map_err(storage)? {
-            if let Some(key) = client_key(&c.client_id) {
-                count.load(&c.application, key, c.last_counted);
-            }
+        // Streamed and bulk-loaded: a million stored clients must not become a million
+        // Strings, nor a million tree insertions, before the host serves.
+        let mut loaded: std::collections::HashMap<String, Vec<(ClientKey, i64)>> =
+            std::collections::HashMap::new();
+        parts
+            .store
+            .visit_counted_clients(since, &mut |id, application, last_counted| {
+                if let Some(key) = client_key(id) {
+                    match loaded.get_mut(application) {
+                        Some(v) => v.push((key, last_counted)),
+                        None => {
+                            loaded.insert(application.to_string(), vec![(key, last_counted)]);
+                        }
+                    }
+                }
+            })
+            .await
+            .map_err(storage)?;
+        for (application, clients) in loaded {
+            count.load_many(&application, clients);
         }
         let filter = ClientFilter {
             revoked: Some(true),

@@ -1,6 +1,9 @@
-//! Group commit: requests wait in a queue while one transaction is being made durable,
-//! then go to the store together, so an fsync is shared by every request that arrived
-//! meanwhile instead of paid by each. A request is answered only after its batch commits.
+//! Group commit: requests wait in a queue while one transaction is being committed,
+//! then go to the store together, so a commit is shared by every request that arrived
+//! meanwhile instead of paid by each. Committing and flushing to disk are two stages:
+//! while the disk flushes one batch, the next is already being committed, and one flush
+//! covers every batch committed before it. A request is answered only once its batch is
+//! durable.
 //!
 //! Queuing is synchronous so the engine can queue a record while it still holds the
 //! count lock: records then reach storage in the order their counts were decided, and no
@@ -73,14 +76,24 @@ impl Ack {
     }
 }
 
+/// A batch committed but perhaps not yet durable, and who waits for it.
+struct Committed {
+    token: Result<u64, String>,
+    waiting: Vec<oneshot::Sender<Result<(), String>>>,
+}
+
 async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     health: Arc<StorageHealth>,
 ) {
+    // Committing and flushing are two stages: while the disk flushes batch k, this loop
+    // already commits batch k+1 (see the store's `record_batch_deferred`).
+    let (committed, to_acknowledge) = mpsc::unbounded_channel();
+    tokio::spawn(acknowledge(store.clone(), to_acknowledge, health));
     let mut records: Vec<ActivationRecord> = Vec::with_capacity(MAX_BATCH);
-    let mut waiting: Vec<oneshot::Sender<Result<(), String>>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
+        let mut waiting = Vec::with_capacity(MAX_BATCH.min(64));
         let mut next = Some(first);
         while let Some(p) = next {
             records.push(p.record);
@@ -91,17 +104,53 @@ async fn run(
                 None
             };
         }
-        let result = store
-            .record_batch(&records)
+        let token = store
+            .record_batch_deferred(&records)
             .await
             .map_err(|e| e.to_string());
-        if let Err(e) = &result {
+        if let Err(e) = &token {
             tracing::error!(error = %e, requests = records.len(), "storing a batch of activation requests failed");
         }
-        health.record(result.as_ref().map(|_| ()).map_err(String::as_str));
         records.clear();
-        for done in waiting.drain(..) {
-            let _ = done.send(result.clone());
+        let _ = committed.send(Committed { token, waiting });
+    }
+}
+
+/// Waits until committed batches are durable, one flush for all that are waiting, and
+/// answers their requests in commit order.
+async fn acknowledge(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<Committed>,
+    health: Arc<StorageHealth>,
+) {
+    let mut batches: Vec<Committed> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batches.push(first);
+        while let Ok(more) = rx.try_recv() {
+            batches.push(more);
+        }
+        let through = batches
+            .iter()
+            .filter_map(|b| b.token.as_ref().ok())
+            .copied()
+            .max();
+        let synced = match through {
+            Some(token) => store.sync(token).await.map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, "flushing activation requests to disk failed");
+        }
+        for batch in batches.drain(..) {
+            let result = match (batch.token, &synced) {
+                (Err(e), _) => Err(e),
+                (Ok(_), Err(e)) => Err(e.clone()),
+                (Ok(_), Ok(())) => Ok(()),
+            };
+            health.record(result.as_ref().map(|_| ()).map_err(String::as_str));
+            for done in batch.waiting {
+                let _ = done.send(result.clone());
+            }
         }
     }
 }

@@ -17,6 +17,13 @@ const LINE_COLOURS: [&str; 6] = [
     "#1f77b4", "#9467bd", "#17becf", "#8c564b", "#e377c2", "#7f7f7f",
 ];
 
+/// A license state: its label, colour and how to read it from a day.
+type State = (
+    &'static str,
+    &'static str,
+    fn(&crate::report::DayRow) -> u32,
+);
+
 /// Colour of the minimum lines.
 const MINIMUM_COLOUR: &str = "#c62828";
 
@@ -175,7 +182,7 @@ pub fn svg(report: &Report) -> String {
     legend_box(&mut s, &p, &legend);
 
     // Panel 2: machines by license state, stacked.
-    let states: [(&str, &str, fn(&crate::report::DayRow) -> u32); 4] = [
+    let states: [State; 4] = [
         ("licensed", "#2e7d32", |r| r.licensed),
         ("initial grace", "#64b5f6", |r| r.initial_grace),
         ("out-of-tolerance grace", "#ffa726", |r| {

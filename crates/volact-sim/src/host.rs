@@ -175,15 +175,15 @@ impl SimHost {
         use std::pin::Pin;
         use std::task::{Context, Poll, Waker};
         type Answer = Result<ActivationResponse, ApiError>;
-        let mut started: Vec<Result<Answer, Pin<Box<dyn Future<Output = Answer> + Send>>>> =
-            Vec::with_capacity(batch.len());
+        type Waiting = Pin<Box<dyn Future<Output = Answer> + Send>>;
+        let mut started: Vec<Result<Answer, Waiting>> = Vec::with_capacity(batch.len());
         let mut cx = Context::from_waker(Waker::noop());
         for (at, req) in batch {
             let engine = self.engine.clone();
             // The engine reads its clock once, on the first poll, before its first await:
             // setting the clock just before that poll gives each request its own time.
             self.clock.set(at);
-            let mut fut: Pin<Box<dyn Future<Output = Answer> + Send>> =
+            let mut fut: Waiting =
                 Box::pin(async move { engine.activate(&req, "simulation").await });
             match fut.as_mut().poll(&mut cx) {
                 Poll::Ready(answer) => started.push(Ok(answer)),

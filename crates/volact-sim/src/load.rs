@@ -364,7 +364,7 @@ async fn connection(shared: Arc<Shared>, task: u32) -> Result<TaskResult, ApiErr
         let key = match outcome {
             Ok((status, bytes)) => {
                 let _ = out.histogram.record(micros.max(1));
-                let check = shared.verify_every > 0 && n % shared.verify_every == 0;
+                let check = shared.verify_every > 0 && n.is_multiple_of(shared.verify_every);
                 classify(&shared, &mut out, status, &bytes, &request, check)
             }
             Err(_) => {

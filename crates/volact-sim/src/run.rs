@@ -304,7 +304,9 @@ impl Sim {
                 }
                 let check = match self.verify {
                     Verify::All => true,
-                    Verify::Sample => m.first_ticket.is_none() || m.answers % SAMPLE_EVERY == 0,
+                    Verify::Sample => {
+                        m.first_ticket.is_none() || m.answers.is_multiple_of(SAMPLE_EVERY)
+                    }
                     Verify::None => false,
                 };
                 judge(&self.host.root, &resp, m, &product, nonce, check)

@@ -38,9 +38,42 @@ pub trait Store: Send + Sync + 'static {
     /// per-result totals. Requests of one batch are applied in order.
     async fn record_batch(&self, batch: &[ActivationRecord]) -> Result<(), StoreError>;
 
+    /// Like [`Store::record_batch`], but may return before the batch is durable: it is
+    /// committed, after every batch committed before it, and is durable once
+    /// [`Store::sync`] with the returned token returns. A writer uses it to commit the
+    /// next batch while the disk flushes this one; nothing may be acknowledged before
+    /// its sync. The default is durable at once.
+    async fn record_batch_deferred(&self, batch: &[ActivationRecord]) -> Result<u64, StoreError> {
+        self.record_batch(batch).await?;
+        Ok(0)
+    }
+
+    /// Returns once every batch up to `token` (from [`Store::record_batch_deferred`]) is
+    /// durable.
+    async fn sync(&self, token: u64) -> Result<(), StoreError> {
+        let _ = token;
+        Ok(())
+    }
+
     /// Every non-revoked client whose last counted request is at or after `since`, for
     /// rebuilding the in-memory count at start-up. Order is unspecified.
     async fn counted_clients(&self, since: i64) -> Result<Vec<CountedClient>, StoreError>;
+
+    /// Calls `visit(client_id, application, last_counted)` for every client
+    /// [`Store::counted_clients`] would return, without collecting them, so a host with
+    /// a million clients starts without a million rows in memory. Returns how many were
+    /// visited. Backends should override this default, which collects first.
+    async fn visit_counted_clients(
+        &self,
+        since: i64,
+        visit: &mut (dyn for<'a, 'b> FnMut(&'a str, &'b str, i64) + Send),
+    ) -> Result<u64, StoreError> {
+        let clients = self.counted_clients(since).await?;
+        for c in &clients {
+            visit(&c.client_id, &c.application, c.last_counted);
+        }
+        Ok(clients.len() as u64)
+    }
 
     /// One client's inventory row.
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;

@@ -5,6 +5,7 @@
 //! read-only connections serves queries, so in WAL mode an administrator listing the
 //! inventory never delays an activation.
 
+mod durable;
 mod history;
 mod ops;
 mod read;
@@ -12,6 +13,7 @@ mod schema;
 mod write;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,13 +39,16 @@ const STATEMENT_CACHE: usize = 200;
 
 /// The embedded backend: one SQLite file in WAL mode.
 ///
-/// Writes are synchronous=FULL: when [`Store::record_batch`] returns, the batch is in the
+/// When [`Store::record_batch`] (or any other write) returns, the data is in the
 /// write-ahead log on disk and survives the process being killed or the power failing.
+/// The log is flushed by [`durable`] rather than inside each commit, so a writer can
+/// commit its next batch while the disk flushes the last ([`Store::record_batch_deferred`]).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     statements: write::Statements,
+    durability: Arc<durable::Durability>,
 }
 
 impl SqliteStore {
@@ -59,11 +64,9 @@ impl SqliteStore {
             .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
-        // EXPERIMENT
-        let mut write_options = write_options;
-        if let Some(ps) = std::env::var("XPS").ok().and_then(|v| v.parse::<u32>().ok()) { write_options = write_options.page_size(ps); }
-        if let Some(cs) = std::env::var("XCS").ok() { write_options = write_options.pragma("cache_size", cs); }
+            // NORMAL commits without flushing the log; `durable` flushes it before any
+            // write is reported done, which makes every write as durable as FULL would.
+            .synchronous(SqliteSynchronous::Normal);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -80,6 +83,8 @@ impl SqliteStore {
             .await?;
 
         schema::migrate(&writer).await?;
+        let durability = Arc::new(durable::Durability::new(path));
+        durability.sync(durability.committed()).await?;
 
         // The reader is opened only now, so the file exists and is already in WAL mode.
         let reader = Self::read_pool(base.read_only(true)).await?;
@@ -87,6 +92,7 @@ impl SqliteStore {
             writer,
             reader,
             statements: write::Statements::new(),
+            durability,
         })
     }
 
@@ -116,6 +122,7 @@ impl SqliteStore {
             writer: reader.clone(),
             reader,
             statements: write::Statements::new(),
+            durability: Arc::new(durable::Durability::new(path)),
         })
     }
 
@@ -134,16 +141,39 @@ impl SqliteStore {
         self.reader.close().await;
         self.writer.close().await;
     }
+
+    /// Makes every write committed so far durable.
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.durability.sync(self.durability.committed()).await
+    }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn record_batch(&self, batch: &[ActivationRecord]) -> Result<(), StoreError> {
-        write::record_batch(&self.writer, &self.statements, batch).await
+        let token = self.record_batch_deferred(batch).await?;
+        self.sync(token).await
+    }
+
+    async fn record_batch_deferred(&self, batch: &[ActivationRecord]) -> Result<u64, StoreError> {
+        write::record_batch(&self.writer, &self.statements, batch).await?;
+        Ok(self.durability.committed())
+    }
+
+    async fn sync(&self, token: u64) -> Result<(), StoreError> {
+        self.durability.sync(token).await
     }
 
     async fn counted_clients(&self, since: i64) -> Result<Vec<CountedClient>, StoreError> {
         read::counted_clients(&self.reader, since).await
+    }
+
+    async fn visit_counted_clients(
+        &self,
+        since: i64,
+        visit: &mut (dyn for<'a, 'b> FnMut(&'a str, &'b str, i64) + Send),
+    ) -> Result<u64, StoreError> {
+        read::visit_counted_clients(&self.reader, since, visit).await
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
@@ -173,11 +203,15 @@ impl Store for SqliteStore {
         reason: Option<&str>,
         at: i64,
     ) -> Result<bool, StoreError> {
-        write::set_revoked(&self.writer, client_id, revoked, reason, at).await
+        let known = write::set_revoked(&self.writer, client_id, revoked, reason, at).await?;
+        self.flush().await?;
+        Ok(known)
     }
 
     async fn prune_events(&self, before: i64) -> Result<u64, StoreError> {
-        write::prune_events(&self.writer, before).await
+        let pruned = write::prune_events(&self.writer, before).await?;
+        self.flush().await?;
+        Ok(pruned)
     }
 
     async fn client_total(&self) -> Result<u64, StoreError> {
@@ -207,7 +241,8 @@ impl Store for SqliteStore {
     }
 
     async fn record_clone(&self, sighting: &crate::CloneSighting) -> Result<(), StoreError> {
-        ops::record_clone(&self.writer, sighting).await
+        ops::record_clone(&self.writer, sighting).await?;
+        self.flush().await
     }
 
     async fn clones(&self, since: i64) -> Result<Vec<crate::CloneRecord>, StoreError> {
@@ -219,6 +254,7 @@ impl Store for SqliteStore {
     }
 
     async fn probe_write(&self, at: i64) -> Result<(), StoreError> {
-        ops::probe_write(&self.writer, at).await
+        ops::probe_write(&self.writer, at).await?;
+        self.flush().await
     }
 }

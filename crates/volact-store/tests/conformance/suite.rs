@@ -325,6 +325,20 @@ pub async fn count_window_boundaries(store: &dyn Store) -> TestResult {
     assert_eq!(counted[1].client_id, "s1");
     assert_eq!(counted[1].last_counted, 300);
     assert!(store.counted_clients(301).await?.is_empty());
+    // Visiting sees exactly what listing returns.
+    let mut visited = Vec::new();
+    let n = store
+        .visit_counted_clients(200, &mut |id, app, at| {
+            visited.push((id.to_owned(), app.to_owned(), at));
+        })
+        .await?;
+    visited.sort();
+    let listed: Vec<(String, String, i64)> = counted
+        .iter()
+        .map(|c| (c.client_id.clone(), c.application.clone(), c.last_counted))
+        .collect();
+    assert_eq!(visited, listed);
+    assert_eq!(n, 2);
     Ok(())
 }
 
