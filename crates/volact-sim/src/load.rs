@@ -129,12 +129,20 @@ pub async fn resolve_target(
     let port = parsed
         .port_or_known_default()
         .unwrap_or(volact_proto::DEFAULT_PORT);
+    let allowed =
+        allow_host.is_some_and(|a| a.trim_start_matches('[').trim_end_matches(']') == host);
+    // A name other than localhost is refused before it is even looked up, so a mistyped
+    // target causes no traffic at all, not even a DNS query.
+    if !allowed && host.parse::<IpAddr>().is_err() && !host.eq_ignore_ascii_case("localhost") {
+        return Err(refuse(format!(
+            "refusing to load {host}: only loopback targets (127.0.0.0/8, ::1, localhost) are allowed; \
+             name it with --allow-host {host} to go ahead"
+        )));
+    }
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
         .await
         .map_err(|e| refuse(format!("cannot resolve {host}: {e}")))?
         .collect();
-    let allowed =
-        allow_host.is_some_and(|a| a.trim_start_matches('[').trim_end_matches(']') == host);
     let loopback = |ip: IpAddr| ip.is_loopback();
     let addr = addrs
         .iter()
@@ -496,6 +504,10 @@ mod tests {
                 .is_err()
         );
         assert!(resolve_target("https://127.0.0.1", None).await.is_err());
+        let e = resolve_target("http://example.invalid:7688", None)
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("--allow-host"), "{}", e.message);
     }
 
     #[test]

@@ -33,9 +33,10 @@ pub(super) struct Durability {
 struct Flushed {
     /// Every commit with a token up to this is on disk.
     through: u64,
-    /// The log file last flushed; a new one (SQLite recreates it after the last
-    /// connection closes) needs its directory entry flushed too.
-    file: Option<u64>,
+    /// The log file last flushed, kept open, and its identity: a new file (SQLite
+    /// recreates it after the last connection closes) is opened again and needs its
+    /// directory entry flushed too.
+    file: Option<(u64, std::fs::File)>,
 }
 
 fn io(e: std::io::Error) -> StoreError {
@@ -73,7 +74,7 @@ impl Durability {
         // Every commit counted now has returned, so its frames are in the log file and
         // this flush covers it.
         let target = self.committed.load(Ordering::SeqCst);
-        let known = flushed.file;
+        let known = flushed.file.take();
         let single_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
         let file = if single_thread {
@@ -88,37 +89,52 @@ impl Durability {
                 .map_err(io)?
         };
         flushed.through = target;
-        flushed.file = file.or(known);
+        flushed.file = file;
         Ok(())
     }
 }
 
 /// Flushes the log file (and, the first time a file is seen, its directory entry).
-/// Returns the file's identity, or `None` when there is no log: SQLite removes it only
-/// after checkpointing everything into the database file, which it flushes itself.
-fn flush(wal: &Path, dir: &Path, known: Option<u64>) -> std::io::Result<Option<u64>> {
-    let file = match std::fs::File::open(wal) {
-        Ok(f) => f,
+/// Returns the file flushed, or `None` when there is no log: SQLite removes it only after
+/// checkpointing everything into the database file, which it flushes itself.
+fn flush(
+    wal: &Path,
+    dir: &Path,
+    known: Option<(u64, std::fs::File)>,
+) -> std::io::Result<Option<(u64, std::fs::File)>> {
+    let id = match std::fs::metadata(wal) {
+        Ok(m) => meta_id(&m),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    let (id, file) = match known {
+        // Still the same file: flush through the handle kept open.
+        Some((k, file)) if Some(k) == id => (k, file),
+        _ => {
+            let file = match std::fs::File::open(wal) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let id = meta_id(&file.metadata()?).unwrap_or(0);
+            sync_dir(dir)?;
+            (id, file)
+        }
+    };
     file.sync_data()?;
-    let id = file_id(&file)?;
-    if Some(id) != known {
-        sync_dir(dir)?;
-    }
-    Ok(Some(id))
+    Ok(Some((id, file)))
 }
 
+/// The identity of a file (its inode), where the platform has one.
 #[cfg(unix)]
-fn file_id(file: &std::fs::File) -> std::io::Result<u64> {
+fn meta_id(m: &std::fs::Metadata) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    Ok(file.metadata()?.ino())
+    Some(m.ino())
 }
 
 #[cfg(not(unix))]
-fn file_id(_file: &std::fs::File) -> std::io::Result<u64> {
-    Ok(0)
+fn meta_id(_m: &std::fs::Metadata) -> Option<u64> {
+    None
 }
 
 #[cfg(unix)]
