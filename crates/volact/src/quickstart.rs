@@ -82,6 +82,7 @@ pub async fn run(dir: &Path, listen: &str, out: Output, log_format: &str) -> Res
         "host_data": host.dir(),
         "vendor": bundle_path,
         "host_id": running.engine.host_id(),
+        "admin_token_file": host.admin_token_path(),
         "setup_keys": setup_keys,
     });
     if out.json {
@@ -101,8 +102,13 @@ pub async fn run(dir: &Path, listen: &str, out: Output, log_format: &str) -> Res
         let _ = writeln!(t, "  Files    {}", dir.display());
         let _ = writeln!(
             t,
-            "  Vendor   {}   (the public bundle clients trust)\n",
+            "  Vendor   {}   (the public bundle clients trust)",
             bundle_path.display()
+        );
+        let _ = writeln!(
+            t,
+            "  Dashboard {url}/   (log in with the token in {}; metrics at {url}/metrics)\n",
+            host.admin_token_path().display()
         );
         let _ = writeln!(t, "Setup keys:");
         for p in &catalog.products {
