@@ -110,6 +110,22 @@ async fn hosts_publish_and_clients_fail_over_by_priority() {
     let done = dns::publish(&second.data, &p2).await.unwrap();
     assert!(done.ok && done.event == "dns-publish-succeeded", "{done:?}");
     assert_eq!(bind.srv_records(ZONE).await.unwrap().len(), 2);
+    let published = volact_store::EventFilter {
+        result: Some("dns-publish-succeeded".into()),
+        ..Default::default()
+    };
+    let events = second
+        .running
+        .engine
+        .store()
+        .events(&published)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.len(),
+        1,
+        "a publish success is an audit event: {events:?}"
+    );
     let log = dns::read_log(&second.data).unwrap();
     assert_eq!(log.last, Some(done));
 
@@ -198,6 +214,14 @@ async fn a_wrong_tsig_key_is_refused_and_recorded() {
     assert_eq!(last.event, "dns-publish-failed");
     assert!(dns::publish::status_line(&last).contains("FAILED"));
     assert!(bind.srv_records(ZONE).await.unwrap().is_empty());
+    // The failure is also an audit event, as `volact host events` lists them.
+    let filter = volact_store::EventFilter {
+        result: Some("dns-publish-failed".into()),
+        ..Default::default()
+    };
+    let events = h.running.engine.store().events(&filter).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].machine_name.contains("NOTAUTH"), "{events:?}");
 
     // Without a key the zone refuses the update too, and the message says to add one.
     config.key_file = None;

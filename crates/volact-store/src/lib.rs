@@ -144,4 +144,17 @@ pub trait Store: Send + Sync + 'static {
     /// A tiny durable write proving the storage accepts writes, for health checks when
     /// no activation has been stored for a while.
     async fn probe_write(&self, at: i64) -> Result<(), StoreError>;
+
+    /// Appends an audit event about the host itself rather than a client's request (such
+    /// as a DNS publishing result, the counterpart of KMS events 12293/12294). Its client
+    /// id is empty, `address` names the peer involved and `detail` is kept where a
+    /// request's machine name would be. Result totals, which count requests, are not
+    /// touched.
+    async fn record_host_event(
+        &self,
+        at: i64,
+        result: &str,
+        address: &str,
+        detail: &str,
+    ) -> Result<(), StoreError>;
 }

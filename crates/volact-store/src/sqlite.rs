@@ -240,6 +240,17 @@ impl Store for SqliteStore {
         history::expiring_tickets(&self.reader, from, to, limit).await
     }
 
+    async fn record_host_event(
+        &self,
+        at: i64,
+        result: &str,
+        address: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        ops::record_host_event(&self.writer, at, result, address, detail).await?;
+        self.flush().await
+    }
+
     async fn record_clone(&self, sighting: &crate::CloneSighting) -> Result<(), StoreError> {
         ops::record_clone(&self.writer, sighting).await?;
         self.flush().await

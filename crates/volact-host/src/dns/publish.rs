@@ -3,9 +3,9 @@
 //! which registers at start, again every refresh interval, retries with back-off after a
 //! failure, and removes the records on a clean shutdown unless told to keep them.
 //!
-//! Every result is a log line and is recorded in `D/dns-publish.json`, which `host
-//! status` shows: `dns-publish-succeeded` and `dns-publish-failed` play the part of KMS
-//! events 12294 and 12293.
+//! Every result is a log line, an audit event (`volact host events`, the dashboard) and
+//! an entry in `D/dns-publish.json`, which `host status` shows: `dns-publish-succeeded`
+//! and `dns-publish-failed` play the part of KMS events 12294 and 12293.
 
 use super::config::PublishConfig;
 use super::tsig::TsigKey;
@@ -89,6 +89,27 @@ fn record(data: &HostData, result: &PublishResult) {
         .and_then(|json| write_atomic(&data.dir().join(LOG_FILE), &json, false));
     if let Err(e) = written {
         tracing::warn!("cannot record the DNS publishing result: {}", e.message);
+    }
+}
+
+/// Appends the result to the host's audit log, so `volact host events` and the dashboard
+/// show it beside the activation requests. Publishing is rare (at start, on refresh and on
+/// retries), so the store is opened for the occasion rather than threaded through.
+async fn record_event(data: &HostData, result: &PublishResult) {
+    let stored = match crate::server::open_store(data).await {
+        Ok(store) => store
+            .record_host_event(
+                result.at.as_second(),
+                &result.event,
+                &result.server,
+                &result.message,
+            )
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.message),
+    };
+    if let Err(e) = stored {
+        tracing::warn!("cannot add the DNS publishing result to the audit log: {e}");
     }
 }
 
@@ -263,6 +284,7 @@ pub async fn publish(data: &HostData, config: &PublishConfig) -> Result<PublishR
     let outcome = try_publish(config).await;
     let result = result_of(config, "publish", &outcome);
     record(data, &result);
+    record_event(data, &result).await;
     outcome.map(|_| result)
 }
 
@@ -271,6 +293,7 @@ pub async fn unpublish(data: &HostData, config: &PublishConfig) -> Result<Publis
     let outcome = try_unpublish(config).await;
     let result = result_of(config, "unpublish", &outcome);
     record(data, &result);
+    record_event(data, &result).await;
     outcome.map(|_| result)
 }
 

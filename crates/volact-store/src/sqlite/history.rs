@@ -84,7 +84,7 @@ pub(super) async fn requests_by_hour(
 ) -> Result<Vec<HourlyRequests>, StoreError> {
     let rows = sqlx::query(
         "SELECT (at / 3600) * 3600 AS hour, result, COUNT(*) AS n FROM events \
-         WHERE at >= ? GROUP BY hour, result ORDER BY hour, result",
+         WHERE at >= ? AND client_id <> '' GROUP BY hour, result ORDER BY hour, result",
     )
     .bind(since)
     .fetch_all(pool)

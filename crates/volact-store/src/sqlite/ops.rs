@@ -7,6 +7,26 @@ use sqlx::sqlite::SqlitePool;
 use super::read::int;
 use crate::{CloneRecord, CloneSighting, StoreError};
 
+pub(super) async fn record_host_event(
+    pool: &SqlitePool,
+    at: i64,
+    result: &str,
+    address: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO events (at, client_id, machine_name, address, product, minimum_asked, \
+         count, result) VALUES (?, '', ?, ?, '', 0, 0, ?)",
+    )
+    .bind(at)
+    .bind(detail)
+    .bind(address)
+    .bind(result)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 pub(super) async fn record_clone(
     pool: &SqlitePool,
     sighting: &CloneSighting,

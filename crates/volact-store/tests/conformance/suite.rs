@@ -29,6 +29,7 @@ macro_rules! conformance_tests {
             clone_flags,
             expiring_tickets_are_counted,
             write_probe,
+            host_events,
         );
     };
     (@each $open:path; $($name:ident,)*) => {
@@ -853,5 +854,28 @@ pub async fn write_probe(store: &dyn Store) -> TestResult {
     store.probe_write(2).await?;
     assert_eq!(store.client_total().await?, 0);
     assert!(store.events(&EventFilter::default()).await?.is_empty());
+    Ok(())
+}
+
+/// A host event lands in the audit log, filterable by its result, without a client or
+/// a change to the request totals.
+pub async fn host_events(store: &dyn Store) -> TestResult {
+    store.record_batch(&[rec(10, "c1")]).await?;
+    store
+        .record_host_event(20, "dns-publish-failed", "127.0.0.1:53", "NOTAUTH")
+        .await?;
+    let filter = EventFilter {
+        result: Some("dns-publish-failed".into()),
+        ..EventFilter::default()
+    };
+    let events = store.events(&filter).await?;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].client_id, "");
+    assert_eq!(events[0].machine_name, "NOTAUTH");
+    assert_eq!(events[0].address, "127.0.0.1:53");
+    assert_eq!(store.events(&EventFilter::default()).await?.len(), 2);
+    assert_eq!(store.client_total().await?, 1);
+    let totals: u64 = store.result_totals().await?.iter().map(|(_, n)| n).sum();
+    assert_eq!(totals, 1, "host events are not requests");
     Ok(())
 }
