@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod certificate;
+pub mod clones;
 pub mod count;
 pub mod decide;
 pub mod host_key;

@@ -13,48 +13,16 @@ use std::collections::hash_map::{Entry, RandomState};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+pub use volact_core::clones::{CLONE_WINDOW_SECS, CloneReason};
+use volact_core::clones::{Sighting, judge};
 use volact_core::count::ClientKey;
 use volact_store::{CloneSighting, EventFilter, Store};
-
-/// Two machines using one client id within this long are flagged.
-pub const CLONE_WINDOW_SECS: i64 = 86_400;
 
 /// Independent locks, so concurrent requests of different clients rarely wait.
 const SHARDS: usize = 16;
 
 /// Flags waiting to be stored; past this, flags are dropped (and raised again later).
 const FLAG_QUEUE: usize = 1024;
-
-/// What differed between the two requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloneReason {
-    /// The machine names differ.
-    MachineName,
-    /// The names match but the machine fingerprints differ.
-    MachineFingerprint,
-}
-
-impl CloneReason {
-    /// The stable form stored with the flag.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloneReason::MachineName => "machine-name",
-            CloneReason::MachineFingerprint => "machine-fingerprint",
-        }
-    }
-}
-
-/// The latest request of a client, hashed.
-#[derive(Debug, Clone, Copy)]
-struct Sighting {
-    at: i64,
-    name: u64,
-    /// 0 when the client sent no fingerprint.
-    fingerprint: u64,
-    /// When a flag was last raised for this client (`i64::MIN`: never), so a pair of
-    /// clones asking in turn raises one flag a day, not one per request.
-    reported: i64,
-}
 
 /// Per-client memory of the latest machine, for the last day.
 #[derive(Debug)]
@@ -105,42 +73,12 @@ impl CloneTracker {
         let name = self.hash_name(machine_name);
         let fingerprint = fingerprint.map_or(0, |f| self.hasher.hash_one(f.as_bytes()) | 1);
         let mut map = self.shard(client).lock().unwrap_or_else(|p| p.into_inner());
-        let seen = match map.entry(client) {
+        match map.entry(client) {
             Entry::Vacant(v) => {
-                v.insert(Sighting {
-                    at,
-                    name,
-                    fingerprint,
-                    reported: i64::MIN,
-                });
-                return None;
+                v.insert(Sighting::first(at, name, fingerprint));
+                None
             }
-            Entry::Occupied(o) => o.into_mut(),
-        };
-        let recent = at.abs_diff(seen.at) < CLONE_WINDOW_SECS.unsigned_abs();
-        let reason = if seen.name != name {
-            Some(CloneReason::MachineName)
-        } else if seen.fingerprint != 0 && fingerprint != 0 && seen.fingerprint != fingerprint {
-            Some(CloneReason::MachineFingerprint)
-        } else {
-            None
-        };
-        // A late request (older than the latest) does not replace it.
-        if at >= seen.at {
-            seen.at = at;
-            seen.name = name;
-            if fingerprint != 0 {
-                seen.fingerprint = fingerprint;
-            }
-        }
-        let quiet = seen.reported != i64::MIN
-            && at.abs_diff(seen.reported) < CLONE_WINDOW_SECS.unsigned_abs();
-        match reason {
-            Some(r) if recent && !quiet => {
-                seen.reported = at;
-                Some(r)
-            }
-            _ => None,
+            Entry::Occupied(o) => judge(o.into_mut(), name, fingerprint, at),
         }
     }
 

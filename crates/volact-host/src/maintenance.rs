@@ -82,7 +82,8 @@ impl Drop for Maintenance {
 }
 
 fn every(period: Duration) -> tokio::time::Interval {
-    let mut i = tokio::time::interval(period);
+    // The first tick is one period away: the start-up pass below has just done the work.
+    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     i.set_missed_tick_behavior(MissedTickBehavior::Delay);
     i
 }
@@ -92,13 +93,16 @@ async fn run(
     retention: SignedDuration,
     mut trigger: mpsc::Receiver<oneshot::Sender<Result<Pass, ApiError>>>,
 ) {
+    // One full pass at start, before any pass asked for is served: a caller of `run_now`
+    // then knows no earlier background pass can still overwrite its result (a timer's
+    // first tick is not ready on its first poll, so "immediate" ticks would race it).
+    if let Err(e) = pass(&engine, retention).await {
+        tracing::warn!(error = %e.message, "the start-up maintenance pass failed");
+    }
     let (mut prune_tick, mut gauge_tick, mut upkeep_tick) =
         (every(PRUNE_EVERY), every(GAUGES_EVERY), every(UPKEEP_EVERY));
     loop {
-        // Biased so the ticks due at start run before any pass asked for: a caller of
-        // `run_now` then knows no earlier background pass can still overwrite its result.
         tokio::select! {
-            biased;
             _ = upkeep_tick.tick() => engine.metrics().upkeep(),
             _ = gauge_tick.tick() => {
                 if let Err(e) = refresh(&engine).await {
