@@ -5,7 +5,6 @@ use crate::clock::Clock;
 use crate::writer::{Ack, Writer};
 use jiff::Timestamp;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use volact_core::catalog::{Catalog, Product};
 use volact_core::certificate::HostCertificate;
@@ -35,41 +34,6 @@ pub struct EngineParts {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Requests answered since start, by result, including those never stored (malformed).
-#[derive(Debug, Default)]
-pub struct Counters {
-    activated: AtomicU64,
-    refused: [AtomicU64; ErrorCode::ALL.len()],
-}
-
-impl Counters {
-    fn add(&self, result: Result<(), ErrorCode>) {
-        match result {
-            Ok(()) => self.activated.fetch_add(1, Ordering::Relaxed),
-            Err(code) => {
-                let i = ErrorCode::ALL.iter().position(|c| *c == code).unwrap_or(0);
-                self.refused
-                    .get(i)
-                    .map(|c| c.fetch_add(1, Ordering::Relaxed))
-                    .unwrap_or(0)
-            }
-        };
-    }
-
-    /// `(result, n)` for every result seen at least once.
-    pub fn snapshot(&self) -> Vec<(String, u64)> {
-        let mut out = vec![(
-            "activated".to_string(),
-            self.activated.load(Ordering::Relaxed),
-        )];
-        for (code, n) in ErrorCode::ALL.iter().zip(self.refused.iter()) {
-            out.push((code.as_str().to_string(), n.load(Ordering::Relaxed)));
-        }
-        out.retain(|(_, n)| *n > 0);
-        out
-    }
-}
-
 /// A refusal, and the record to store for it when the client can be identified.
 type Refusal = (ApiError, Option<ActivationRecord>);
 
@@ -85,7 +49,6 @@ pub struct Engine {
     count: Mutex<CountIndex>,
     revoked: RwLock<HashSet<ClientKey>>,
     writer: Writer,
-    counters: Counters,
     clones: crate::clones::CloneTracker,
     clone_flags: crate::clones::CloneFlags,
     metrics: crate::metrics::Metrics,
@@ -168,7 +131,6 @@ impl Engine {
             clock: parts.clock,
             count: Mutex::new(count),
             revoked: RwLock::new(revoked),
-            counters: Counters::default(),
         }))
     }
 
@@ -214,16 +176,6 @@ impl Engine {
     /// The current time by the engine's clock.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
-    }
-
-    /// Requests answered since start.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    /// Counts a request refused before it reached the engine (malformed body).
-    pub fn counters_refused(&self, code: ErrorCode) {
-        self.counters.add(Err(code));
     }
 
     /// The certificate, if the host is activated.
@@ -330,7 +282,6 @@ impl Engine {
             Ok(_) => Err(ErrorCode::CountInsufficient),
             Err(e) => Err(e.code),
         };
-        self.counters.add(outcome);
         self.metrics.request(product, outcome);
         if let Err(e) = &result {
             tracing::debug!(code = %e.code, client_id = %req.client_id, address, "activation request refused: {}", e.message);

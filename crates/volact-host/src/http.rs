@@ -104,7 +104,6 @@ async fn activations(
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(code = %e.code, address = %peer.ip(), "activation request refused: {}", e.message);
-            engine.counters_refused(e.code);
             engine.metrics().request(None, Err(e.code));
             engine.metrics().latency(started);
             return Err(e.into());
