@@ -4,39 +4,17 @@
 use crate::state::ClientState;
 use jiff::{SignedDuration, Timestamp};
 use volact_core::certificate::HostCertificate;
-use volact_core::settings::{RANGES, Settings};
+use volact_core::settings::Settings;
 use volact_core::ticket::{Ticket, verify_stored};
 use volact_proto::HostIntervals;
 
-/// The intervals in force: the host's once heard from, else the built-in defaults. Each
-/// is held to the design's range, since the intervals in an answer are not signed and a
-/// broken host must not make a client retry every second or never.
+/// The intervals in force: the host's once heard from (held to the design's ranges),
+/// else the built-in defaults.
 pub(crate) fn settings(intervals: Option<&HostIntervals>) -> Settings {
-    let Some(i) = intervals else {
-        return Settings::default();
-    };
-    let s = Settings::from_intervals(i);
-    let clamp = |d: SignedDuration, k: usize| match RANGES.get(k) {
-        Some(r) => SignedDuration::from_secs(d.as_secs().clamp(r.min, r.max)),
-        None => d,
-    };
-    Settings {
-        renew_interval: clamp(s.renew_interval, 0),
-        retry_interval: clamp(s.retry_interval, 1),
-        ticket_validity: clamp(s.ticket_validity, 2),
-        count_window: clamp(s.count_window, 3),
-        max_clock_skew: clamp(s.max_clock_skew, 4),
-    }
+    intervals.map_or_else(Settings::default, Settings::from_intervals_clamped)
 }
 
-/// `t + d`, saturating instead of failing at the ends of time.
-pub(crate) fn add(t: Timestamp, d: SignedDuration) -> Timestamp {
-    t.checked_add(d).unwrap_or(if d.is_negative() {
-        Timestamp::MIN
-    } else {
-        Timestamp::MAX
-    })
-}
+pub(crate) use volact_core::util::add;
 
 /// The held ticket, re-verified against the vendor root and checked to be this client's
 /// for its installed product. `Err` says why a stored ticket is not accepted (a tampered

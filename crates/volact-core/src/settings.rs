@@ -129,6 +129,24 @@ impl Settings {
         }
     }
 
+    /// Settings from the wire form, each held to its range: the intervals in an answer
+    /// are not signed, and a broken host must not make a client retry every second or
+    /// never.
+    pub fn from_intervals_clamped(i: &HostIntervals) -> Settings {
+        let s = Settings::from_intervals(i);
+        let clamp = |d: SignedDuration, r: &Range| {
+            SignedDuration::from_secs(d.as_secs().clamp(r.min, r.max))
+        };
+        let [renew, retry, validity, window, skew] = &RANGES;
+        Settings {
+            renew_interval: clamp(s.renew_interval, renew),
+            retry_interval: clamp(s.retry_interval, retry),
+            ticket_validity: clamp(s.ticket_validity, validity),
+            count_window: clamp(s.count_window, window),
+            max_clock_skew: clamp(s.max_clock_skew, skew),
+        }
+    }
+
     /// Settings from the wire form (a client's view of its host).
     pub fn from_intervals(i: &HostIntervals) -> Settings {
         let d = |s: u64| SignedDuration::from_secs(i64::try_from(s).unwrap_or(i64::MAX));

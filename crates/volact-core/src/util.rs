@@ -4,7 +4,7 @@ use jiff::{SignedDuration, Timestamp};
 
 /// `t + d`, saturating at the ends of jiff's range instead of failing: a far-future
 /// deadline is as good as the largest one.
-pub(crate) fn add(t: Timestamp, d: SignedDuration) -> Timestamp {
+pub fn add(t: Timestamp, d: SignedDuration) -> Timestamp {
     t.checked_add(d).unwrap_or(if d.is_negative() {
         Timestamp::MIN
     } else {
