@@ -37,7 +37,11 @@ impl Running {
         }
         self.maintenance.stop();
         let _ = self.data.set_serving(None);
-        match (&mut self.task).await {
+        let served = (&mut self.task).await;
+        // Applies what waits in the store's journal and releases it, so a host started
+        // next on the same directory (in this process or another) owns it at once.
+        self.engine.store().close().await;
+        match served {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ApiError::new(
                 ErrorCode::Internal,
@@ -51,7 +55,7 @@ impl Running {
     }
 }
 
-/// Opens the host's store.
+/// Opens the host's store for a host that serves.
 pub async fn open_store(data: &HostData) -> Result<Arc<dyn Store>, ApiError> {
     let path = data.db_path();
     let store = SqliteStore::open(&path).await.map_err(|e| {

@@ -1,5 +1,7 @@
-//! Criterion benchmark of the store's write path: one group-commit batch of activation
-//! records, durably committed (synchronous=FULL), as the host's writer sends it.
+//! Criterion benchmarks of the store's write path: one group-commit batch of activation
+//! records made durable in the journal, as the host's writer sends it and a request
+//! waits for it (`store/record_batch`), and the same batch applied straight to the
+//! inventory and audit log, as the journal is applied in the background (`store/apply`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -33,27 +35,35 @@ fn write_path(c: &mut Criterion) {
         Some(base) => tempfile::tempdir_in(base).unwrap(),
         None => tempfile::tempdir().unwrap(),
     };
-    let store = rt
-        .block_on(SqliteStore::open(&dir.path().join("bench.db")))
+    let journaled = rt
+        .block_on(SqliteStore::open(&dir.path().join("journaled.db")))
         .unwrap();
-    let mut group = c.benchmark_group("store/record_batch");
-    for size in [1usize, 64, 512] {
-        let mut n = 0u64;
-        let mut at = 1_800_000_000i64;
-        group.throughput(Throughput::Elements(size as u64));
-        group.bench_function(format!("{size}-records"), |b| {
-            b.iter(|| {
-                // Clients recur over 100,000 ids, so most records update an existing row.
-                let batch: Vec<ActivationRecord> = (0..size as u64)
-                    .map(|k| record((n + k) % 100_000, at))
-                    .collect();
-                n += size as u64;
-                at += 1;
-                rt.block_on(store.record_batch(&batch)).unwrap();
-            })
-        });
+    let direct = rt
+        .block_on(SqliteStore::open_direct(&dir.path().join("direct.db")))
+        .unwrap();
+    for (name, store, sizes) in [
+        ("store/record_batch", &journaled, &[1usize, 64, 512][..]),
+        ("store/apply", &direct, &[512, 8192][..]),
+    ] {
+        let mut group = c.benchmark_group(name);
+        for &size in sizes {
+            let mut n = 0u64;
+            let mut at = 1_800_000_000i64;
+            group.throughput(Throughput::Elements(size as u64));
+            group.bench_function(format!("{size}-records"), |b| {
+                b.iter(|| {
+                    // Clients recur over 100,000 ids, so most records update an existing row.
+                    let batch: Vec<ActivationRecord> = (0..size as u64)
+                        .map(|k| record((n + k) % 100_000, at))
+                        .collect();
+                    n += size as u64;
+                    at += 1;
+                    rt.block_on(store.record_batch(&batch)).unwrap();
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(benches, write_path);

@@ -21,6 +21,10 @@ pub enum StoreError {
     /// The database refused or failed an operation.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database refused or failed an activation write (these run on connections
+    /// of their own, through rusqlite).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Migrations failed.
     #[error("could not prepare the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -47,6 +51,10 @@ pub trait Store: Send + Sync + 'static {
         self.record_batch(batch).await?;
         Ok(0)
     }
+
+    /// Finishes pending work and releases what the store holds (connections, locks),
+    /// when the host stops. Writes are durable without it. The default does nothing.
+    async fn close(&self) {}
 
     /// Returns once every batch up to `token` (from [`Store::record_batch_deferred`]) is
     /// durable.

@@ -1,15 +1,19 @@
 //! The embedded SQLite backend.
 //!
-//! One dedicated write connection serialises every write, which is what SQLite allows
-//! anyway, and keeps its prepared statements warm for the hot path; a small pool of
+//! Activations are appended to a journal and applied to the database in large batches,
+//! each on a connection with a thread of its own ([`worker`]); other writes
+//! (revocations, pruning, flags) share one sqlx write connection; a small pool of
 //! read-only connections serves queries, so in WAL mode an administrator listing the
 //! inventory never delays an activation.
 
 mod durable;
+mod fold;
 mod history;
+mod journal;
 mod ops;
 mod read;
 mod schema;
+mod worker;
 mod write;
 
 use std::path::Path;
@@ -30,6 +34,11 @@ use crate::{
 /// the write lock, short enough that a stuck lock surfaces as an error, not a hang.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Page cache of the connection that applies activations, in KiB: room for the pages
+/// one fold changes (the clients of thousands of activations and their audit rows), so
+/// each is written once, at commit, rather than spilled to the log midway.
+const APPLY_CACHE_KIB: i64 = 16_384;
+
 /// Read connections: queries are short, and the machine may have few cores.
 const READ_CONNECTIONS: u32 = 4;
 
@@ -37,24 +46,75 @@ const READ_CONNECTIONS: u32 = 4;
 /// listing queries, so none of them is re-prepared.
 const STATEMENT_CACHE: usize = 200;
 
-/// The embedded backend: one SQLite file in WAL mode.
+/// The embedded backend: one SQLite file in WAL mode, and beside it a journal that
+/// takes activation batches as pure appends (`NAME-journal.db`, see [`journal`]).
 ///
-/// When [`Store::record_batch`] (or any other write) returns, the data is in the
-/// write-ahead log on disk and survives the process being killed or the power failing.
-/// The log is flushed by [`durable`] rather than inside each commit, so a writer can
-/// commit its next batch while the disk flushes the last ([`Store::record_batch_deferred`]).
+/// When [`Store::record_batch`] (or any other write) returns, the data is on disk and
+/// survives the process being killed or the power failing: activation batches in the
+/// journal, which is applied to the database in the background and before every read
+/// ([`fold`]), everything else in the database. Logs are flushed by [`durable`] rather
+/// than inside each commit, so a writer can commit its next batch while the disk
+/// flushes the last ([`Store::record_batch_deferred`]).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    statements: write::Statements,
     durability: Arc<durable::Durability>,
+    /// The connection activations are applied to the database through.
+    database: fold::Database,
+    /// `None` when writing straight to the database.
+    journal: Option<Arc<fold::Journaled>>,
 }
 
 impl SqliteStore {
     /// Opens the database at `path`, creating the file if it is missing (its directory
-    /// must exist) and bringing its schema up to date.
+    /// must exist) and bringing its schema up to date, and its activation journal,
+    /// applying whatever the journal holds that the database does not (after a crash).
+    ///
+    /// One store at a time owns the journal. If another (another process serving the
+    /// same directory) holds it, this store writes straight to the database, which is
+    /// slower but just as durable, and says so in the log.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, true).await
+    }
+
+    /// Like [`SqliteStore::open`], but every write goes straight to the database, for
+    /// short-lived tools that write in bulk or once (seeding a benchmark, a status
+    /// command, an event recorded beside a running host). A journal left by a crash is
+    /// still applied first when no other store owns it.
+    pub async fn open_direct(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut store = Self::open_with(path, false).await?;
+        if let Some(journal) = store.journal.take() {
+            journal.close().await?;
+        }
+        Ok(store)
+    }
+
+    async fn open_with(path: &Path, want_journal: bool) -> Result<SqliteStore, StoreError> {
+        let mut store = Self::open_database(path).await?;
+        let (journal_path, lock_path) = journal::paths(path);
+        match journal::lock(&lock_path)? {
+            Some(lock) => {
+                store.journal = Some(
+                    fold::Journaled::open(
+                        &journal_path,
+                        lock,
+                        store.database.clone(),
+                        BUSY_TIMEOUT,
+                    )
+                    .await?,
+                );
+            }
+            None if !want_journal => {}
+            None => tracing::warn!(
+                lock = %lock_path.display(),
+                "another volact process owns this database's activation journal; this one writes to the database directly"
+            ),
+        }
+        Ok(store)
+    }
+
+    async fn open_database(path: &Path) -> Result<SqliteStore, StoreError> {
         let base = SqliteConnectOptions::new()
             .filename(path)
             .busy_timeout(BUSY_TIMEOUT)
@@ -85,14 +145,22 @@ impl SqliteStore {
         schema::migrate(&writer).await?;
         let durability = Arc::new(durable::Durability::new(path));
         durability.sync(durability.committed()).await?;
+        let database = fold::Database {
+            worker: worker::Worker::open("volact-apply", path, false, BUSY_TIMEOUT, |c| {
+                worker::write_pragmas(c, APPLY_CACHE_KIB)
+            })
+            .await?,
+            durability: durability.clone(),
+        };
 
         // The reader is opened only now, so the file exists and is already in WAL mode.
         let reader = Self::read_pool(base.read_only(true)).await?;
         Ok(SqliteStore {
             writer,
             reader,
-            statements: write::Statements::new(),
             durability,
+            database,
+            journal: None,
         })
     }
 
@@ -116,13 +184,19 @@ impl SqliteStore {
             .read_only(true);
         let reader = Self::read_pool(options).await?;
         schema::check_current(&reader).await?;
+        let durability = Arc::new(durable::Durability::new(path));
         Ok(SqliteStore {
-            // Writes go to a read-only connection and fail with SQLite's own "readonly
+            // Writes go to read-only connections and fail with SQLite's own "readonly
             // database" error, rather than through a second code path.
             writer: reader.clone(),
             reader,
-            statements: write::Statements::new(),
-            durability: Arc::new(durable::Durability::new(path)),
+            database: fold::Database {
+                worker: worker::Worker::open("volact-apply", path, true, BUSY_TIMEOUT, |_| Ok(()))
+                    .await?,
+                durability: durability.clone(),
+            },
+            durability,
+            journal: None,
         })
     }
 
@@ -138,6 +212,12 @@ impl SqliteStore {
     /// to close checkpoints the write-ahead log into the database file, so a copy of the
     /// file alone is complete afterwards. Data is durable without calling this.
     pub async fn close(&self) {
+        if let Some(journal) = &self.journal
+            && let Err(e) = journal.close().await
+        {
+            tracing::error!(error = %e, "applying the activation journal before closing failed; it will be applied at the next start");
+        }
+        self.database.worker.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -145,6 +225,15 @@ impl SqliteStore {
     /// Makes every write committed so far durable.
     async fn flush(&self) -> Result<(), StoreError> {
         self.durability.sync(self.durability.committed()).await
+    }
+
+    /// Applies every activation batch stored so far to the database, so a read sees
+    /// them, and a write that is not an activation lands after them.
+    async fn catch_up(&self) -> Result<(), StoreError> {
+        match &self.journal {
+            Some(journal) => journal.fold().await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -156,15 +245,25 @@ impl Store for SqliteStore {
     }
 
     async fn record_batch_deferred(&self, batch: &[ActivationRecord]) -> Result<u64, StoreError> {
-        write::record_batch(&self.writer, &self.statements, batch).await?;
-        Ok(self.durability.committed())
+        if let Some(journal) = &self.journal {
+            return journal.append(batch).await;
+        }
+        self.database.apply_deferred(Arc::from(batch)).await
     }
 
     async fn sync(&self, token: u64) -> Result<(), StoreError> {
-        self.durability.sync(token).await
+        match &self.journal {
+            Some(journal) => journal.sync(token).await,
+            None => self.durability.sync(token).await,
+        }
+    }
+
+    async fn close(&self) {
+        SqliteStore::close(self).await;
     }
 
     async fn counted_clients(&self, since: i64) -> Result<Vec<CountedClient>, StoreError> {
+        self.catch_up().await?;
         read::counted_clients(&self.reader, since).await
     }
 
@@ -173,26 +272,32 @@ impl Store for SqliteStore {
         since: i64,
         visit: &mut (dyn for<'a, 'b> FnMut(&'a str, &'b str, i64) + Send),
     ) -> Result<u64, StoreError> {
+        self.catch_up().await?;
         read::visit_counted_clients(&self.reader, since, visit).await
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        self.catch_up().await?;
         read::client(&self.reader, client_id).await
     }
 
     async fn clients(&self, filter: &ClientFilter) -> Result<Vec<ClientRecord>, StoreError> {
+        self.catch_up().await?;
         read::clients(&self.reader, filter).await
     }
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
+        self.catch_up().await?;
         read::events(&self.reader, filter).await
     }
 
     async fn count_by_application(&self, since: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.catch_up().await?;
         read::count_by_application(&self.reader, since).await
     }
 
     async fn result_totals(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.catch_up().await?;
         read::result_totals(&self.reader).await
     }
 
@@ -203,18 +308,21 @@ impl Store for SqliteStore {
         reason: Option<&str>,
         at: i64,
     ) -> Result<bool, StoreError> {
+        self.catch_up().await?;
         let known = write::set_revoked(&self.writer, client_id, revoked, reason, at).await?;
         self.flush().await?;
         Ok(known)
     }
 
     async fn prune_events(&self, before: i64) -> Result<u64, StoreError> {
+        self.catch_up().await?;
         let pruned = write::prune_events(&self.writer, before).await?;
         self.flush().await?;
         Ok(pruned)
     }
 
     async fn client_total(&self) -> Result<u64, StoreError> {
+        self.catch_up().await?;
         read::client_total(&self.reader).await
     }
 
@@ -224,10 +332,12 @@ impl Store for SqliteStore {
         days: u32,
         window_secs: i64,
     ) -> Result<crate::CountHistory, StoreError> {
+        self.catch_up().await?;
         history::count_history(&self.reader, until, days, window_secs).await
     }
 
     async fn requests_by_hour(&self, since: i64) -> Result<Vec<crate::HourlyRequests>, StoreError> {
+        self.catch_up().await?;
         history::requests_by_hour(&self.reader, since).await
     }
 
@@ -237,6 +347,7 @@ impl Store for SqliteStore {
         to: i64,
         limit: u32,
     ) -> Result<Vec<ClientRecord>, StoreError> {
+        self.catch_up().await?;
         history::expiring_tickets(&self.reader, from, to, limit).await
     }
 
@@ -247,11 +358,13 @@ impl Store for SqliteStore {
         address: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
+        self.catch_up().await?;
         ops::record_host_event(&self.writer, at, result, address, detail).await?;
         self.flush().await
     }
 
     async fn record_clone(&self, sighting: &crate::CloneSighting) -> Result<(), StoreError> {
+        self.catch_up().await?;
         ops::record_clone(&self.writer, sighting).await?;
         self.flush().await
     }
@@ -261,6 +374,7 @@ impl Store for SqliteStore {
     }
 
     async fn count_expiring_tickets(&self, from: i64, to: i64) -> Result<u64, StoreError> {
+        self.catch_up().await?;
         ops::count_expiring_tickets(&self.reader, from, to).await
     }
 

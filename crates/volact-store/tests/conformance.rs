@@ -41,11 +41,122 @@ async fn open_creates_the_file_in_wal_mode_and_is_repeatable() -> TestResult {
     // Committed data waits in the write-ahead log until a checkpoint.
     assert!(wal_of(&path).is_file());
 
-    // A second opener (say, a CLI command while the host runs) finds the schema in place.
+    // A second opener (say, a CLI command while the host runs) finds the schema in place
+    // and, the journal being owned by the first, writes straight to the database. It
+    // sees what the first has applied from its journal, which a read on the first does.
     let second = SqliteStore::open(&path).await?;
+    assert_eq!(store.client_total().await?, 1);
     assert_eq!(second.client_total().await?, 1);
+    second.record_batch(&[rec(2, "b")]).await?;
+    assert_eq!(store.client_total().await?, 2);
     second.close().await;
     store.close().await;
+    Ok(())
+}
+
+/// The rows of the activation journal beside `path`, read without the store.
+async fn journal_rows(path: &Path) -> TestResult<i64> {
+    let journal = path.with_file_name("volact-journal.db");
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&journal)
+                .read_only(true),
+        )
+        .await?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal")
+        .fetch_one(&pool)
+        .await?;
+    pool.close().await;
+    Ok(n)
+}
+
+#[tokio::test]
+async fn acknowledged_activations_still_in_the_journal_are_applied_at_the_next_open() -> TestResult
+{
+    let dir = tempfile::tempdir()?;
+    let path = db_path(&dir);
+    {
+        let store = SqliteStore::open(&path).await?;
+        store.record_batch(&[rec(10, "a"), rec(11, "b")]).await?;
+        store.record_batch(&[rec(12, "a")]).await?;
+        // Dropped at once, as by a crash: durable in the journal, not yet applied.
+    }
+    assert_eq!(journal_rows(&path).await?, 3);
+    let before = SqliteStore::open_read_only(&path).await?;
+    assert_eq!(before.client_total().await?, 0);
+    before.close().await;
+
+    let store = SqliteStore::open(&path).await?;
+    assert_eq!(
+        journal_rows(&path).await?,
+        0,
+        "applied rows leave the journal"
+    );
+    assert_eq!(store.client_total().await?, 2);
+    let a = store.client("a").await?.ok_or("client a is missing")?;
+    assert_eq!((a.requests, a.last_seen), (2, 12));
+    assert_eq!(store.events(&EventFilter::default()).await?.len(), 3);
+    // New activations continue the journal's numbering: nothing is applied twice.
+    store.record_batch(&[rec(13, "c")]).await?;
+    assert_eq!(store.events(&EventFilter::default()).await?.len(), 4);
+    store.close().await;
+    let store = SqliteStore::open(&path).await?;
+    assert_eq!(store.events(&EventFilter::default()).await?.len(), 4);
+    assert_eq!(store.result_totals().await?, vec![("activated".into(), 4)]);
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_direct_store_applies_a_left_journal_and_writes_straight_through() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = db_path(&dir);
+    {
+        let store = SqliteStore::open(&path).await?;
+        store.record_batch(&[rec(10, "a")]).await?;
+    }
+    let direct = SqliteStore::open_direct(&path).await?;
+    direct.record_batch(&[rec(20, "b")]).await?;
+    assert_eq!(journal_rows(&path).await?, 0);
+    let reader = SqliteStore::open_read_only(&path).await?;
+    assert_eq!(reader.client_total().await?, 2);
+    reader.close().await;
+    direct.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_are_applied_in_order_and_once() -> TestResult {
+    let (store, dir) = open_sqlite().await?;
+    let mut tasks = Vec::new();
+    for t in 0..4_i64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50_i64 {
+                let id = format!("client-{t}-{}", i % 7);
+                store.record_batch(&[rec(1_000 + i, &id)]).await?;
+            }
+            Ok::<(), StoreError>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    assert_eq!(store.client_total().await?, 28);
+    let events = store.events(&EventFilter::default()).await?;
+    assert_eq!(events.len(), 200);
+    let total: u64 = store
+        .clients(&ClientFilter::default())
+        .await?
+        .iter()
+        .map(|c| c.requests)
+        .sum();
+    assert_eq!(total, 200);
+    store.close().await;
+    let reopened = SqliteStore::open(&db_path(&dir)).await?;
+    assert_eq!(reopened.events(&EventFilter::default()).await?.len(), 200);
+    reopened.close().await;
     Ok(())
 }
 
@@ -106,6 +217,7 @@ async fn read_only_opens_only_an_existing_volact_database() -> TestResult {
 
     let writer = SqliteStore::open(&path).await?;
     writer.record_batch(&[rec(5, "a")]).await?;
+    assert_eq!(writer.client_total().await?, 1);
 
     // Reads see the writer's data while it runs; writes are refused.
     let reader = SqliteStore::open_read_only(&path).await?;
@@ -114,9 +226,11 @@ async fn read_only_opens_only_an_existing_volact_database() -> TestResult {
     assert!(reader.set_revoked("a", true, None, 7).await.is_err());
     assert!(reader.prune_events(i64::MAX).await.is_err());
 
+    // A reader sees what the writer has applied from its journal: at once after a read
+    // on the writer, else within about a second.
     writer.record_batch(&[rec(8, "c")]).await?;
-    assert_eq!(reader.client_total().await?, 2);
     assert_eq!(writer.client_total().await?, 2);
+    assert_eq!(reader.client_total().await?, 2);
     reader.close().await;
     writer.close().await;
     Ok(())

@@ -254,6 +254,21 @@ fn when(t: Option<Timestamp>) -> String {
 }
 
 /// Runs `volact host clients`.
+/// The status of the host serving from `data`, asked of the host itself, or `None` when
+/// no host serves there (or it does not answer). A serving host applies activations to
+/// its database in the background, so only it knows the last fraction of a second.
+pub async fn live_status(data: &std::path::Path) -> Option<volact_host::status::HostStatus> {
+    let host = HostData::new(data);
+    host.serving()?;
+    let conn = Connection {
+        data: Some(data.to_path_buf()),
+        url: None,
+        token_file: None,
+    };
+    let client = AdminClient::connect(&conn).ok()?;
+    client.get("/v1/admin/status", &[]).await.ok()
+}
+
 pub async fn clients(args: ClientsArgs, out: Output) -> Result<(), ApiError> {
     if args.csv && out.json {
         return Err(ApiError::bad_request(

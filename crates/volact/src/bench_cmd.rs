@@ -179,12 +179,14 @@ pub async fn seed_clients(data: &Path, count: u64, seed: u64, out: Output) -> Re
         .products
         .first()
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidState, "the catalog lists no product"))?;
-    let store = SqliteStore::open(&host.db_path()).await.map_err(|e| {
-        ApiError::new(
-            ErrorCode::StorageFailure,
-            format!("cannot open the database: {e}"),
-        )
-    })?;
+    let store = SqliteStore::open_direct(&host.db_path())
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::StorageFailure,
+                format!("cannot open the database: {e}"),
+            )
+        })?;
     let now = volact_host::whole_seconds(jiff::Timestamp::now()).as_second();
     let started = std::time::Instant::now();
     let mut batch = Vec::with_capacity(SEED_BATCH);

@@ -146,13 +146,24 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
             let host = HostData::new(&data.data);
             let config = host.config(RawConfig::default())?;
             host.identity()?;
-            let store = SqliteStore::open(&host.db_path()).await.map_err(|e| {
-                ApiError::new(
-                    ErrorCode::StorageFailure,
-                    format!("cannot open {}: {e}", host.db_path().display()),
-                )
-            })?;
-            let report = status::collect(&host, &store, &config, now).await?;
+            // A serving host knows activations it has not applied to its database yet;
+            // otherwise the database (with any journal a crash left applied) is complete.
+            let report = match crate::admin_cmd::live_status(&data.data).await {
+                Some(report) => report,
+                None => {
+                    let store = SqliteStore::open_direct(&host.db_path())
+                        .await
+                        .map_err(|e| {
+                            ApiError::new(
+                                ErrorCode::StorageFailure,
+                                format!("cannot open {}: {e}", host.db_path().display()),
+                            )
+                        })?;
+                    let report = status::collect(&host, &store, &config, now).await;
+                    store.close().await;
+                    report?
+                }
+            };
             out.result(&report, || report.render_text());
         }
         HostCommand::Clients(args) => crate::admin_cmd::clients(args, out).await?,
@@ -169,6 +180,7 @@ pub async fn serve(
     host: &HostData,
     config: &volact_host::config::HostConfig,
 ) -> Result<(), ApiError> {
+    let signal = ShutdownSignal::listen();
     let running = server::start(host, config, Arc::new(SystemClock)).await?;
     let ready = running.engine.not_ready(Timestamp::now()).is_none();
     match running.engine.not_ready(Timestamp::now()) {
@@ -180,7 +192,7 @@ pub async fn serve(
         }
     }
     let publisher = crate::dns_cmd::start_publishing(host, running.addr.port(), ready)?;
-    wait_for_shutdown().await;
+    signal.wait().await;
     tracing::info!("shutting down");
     // Out of DNS first, so no client is sent to a host that is going away.
     crate::dns_cmd::stop_publishing(publisher).await;
@@ -189,23 +201,46 @@ pub async fn serve(
 
 /// Returns on Ctrl-C or SIGTERM.
 pub async fn wait_for_shutdown() {
+    ShutdownSignal::listen().wait().await;
+}
+
+/// Ctrl-C and SIGTERM, listened for from the moment this is made. Made before a host
+/// starts, a signal that arrives while it is still starting (opening a large database,
+/// applying its journal) stops it as soon as it has started, instead of being lost.
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl ShutdownSignal {
+    /// Starts listening.
+    pub fn listen() -> ShutdownSignal {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signals = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Some((int, term)),
+                _ => None,
             };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            ShutdownSignal { signals }
         }
+        #[cfg(not(unix))]
+        ShutdownSignal {}
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Returns once either signal has arrived (at once if one already has).
+    pub async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut int, mut term)) = self.signals {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -68,6 +68,7 @@ pub async fn run(dir: &Path, listen: &str, out: Output, log_format: &str) -> Res
         ..RawConfig::default()
     })?;
     init_logging(log_format)?;
+    let signal = host_cmd::ShutdownSignal::listen();
     let running = server::start(&host, &config, Arc::new(SystemClock)).await?;
     let (_, catalog) = host.vendor()?;
     let setup_keys: BTreeMap<String, String> = catalog
@@ -154,7 +155,7 @@ pub async fn run(dir: &Path, listen: &str, out: Output, log_format: &str) -> Res
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     tracing::info!(url = %url, "serving activations");
-    host_cmd::wait_for_shutdown().await;
+    signal.wait().await;
     tracing::info!("shutting down");
     running.stop().await
 }

@@ -96,17 +96,23 @@ fn record(data: &HostData, result: &PublishResult) {
 /// show it beside the activation requests. Publishing is rare (at start, on refresh and on
 /// retries), so the store is opened for the occasion rather than threaded through.
 async fn record_event(data: &HostData, result: &PublishResult) {
-    let stored = match crate::server::open_store(data).await {
-        Ok(store) => store
-            .record_host_event(
-                result.at.as_second(),
-                &result.event,
-                &result.server,
-                &result.message,
-            )
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.message),
+    use volact_store::Store as _;
+    // Straight to the database: the serving host owns the store's journal.
+    let stored = match volact_store::SqliteStore::open_direct(&data.db_path()).await {
+        Ok(store) => {
+            let recorded = store
+                .record_host_event(
+                    result.at.as_second(),
+                    &result.event,
+                    &result.server,
+                    &result.message,
+                )
+                .await
+                .map_err(|e| e.to_string());
+            store.close().await;
+            recorded
+        }
+        Err(e) => Err(e.to_string()),
     };
     if let Err(e) = stored {
         tracing::warn!("cannot add the DNS publishing result to the audit log: {e}");

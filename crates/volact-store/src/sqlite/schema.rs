@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "clone flags and health probe",
         include_str!("../../migrations/0002_clone_flags.sql"),
     ),
+    (
+        3,
+        "write-behind: no index moved by each activation",
+        include_str!("../../migrations/0003_write_behind.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -1,30 +1,26 @@
-//! The write path: activation batches, revocations, pruning.
+//! The write path: activation batches (on a rusqlite connection of their own, see
+//! `worker`), revocations and pruning (through sqlx, as the reads).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlx::AssertSqlSafe;
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use rusqlite::{Connection, params};
+use sqlx::sqlite::SqlitePool;
 
 use crate::{ActivationRecord, StoreError};
-
-/// Rows per multi-row statement. Each statement costs a round trip to the connection's
-/// worker thread, which dominates the cost of a row, so rows are sent many at a time.
-/// Batches are cut into pieces of these sizes (largest first), so a batch of any length
-/// needs few statements and only these few shapes are ever prepared.
-const PIECE_SIZES: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 
 /// Deleting this many events per statement keeps each pruning step to a few tens of
 /// milliseconds, so activation batches queued behind it wait little.
 const PRUNE_CHUNK: i64 = 10_000;
 
-const CLIENT_COLUMNS: &str = "INSERT INTO clients (client_id, machine_name, address, product, \
-    application, first_seen, last_seen, last_counted, last_result, last_count, ticket_id, \
-    ticket_valid_until, revoked, revoked_reason, requests) VALUES ";
-const CLIENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, 1)";
 // An empty product means the setup key was unknown: the request says nothing about what
-// the client runs, so what is known is kept. SQLite applies the rows of one statement in
-// order, so a client appearing twice in a batch conflicts with its own earlier row.
-const CLIENT_CONFLICT: &str = " ON CONFLICT (client_id) DO UPDATE SET \
+// the client runs, so what is known is kept. Each row is a client's requests of one batch
+// merged (see `ClientUpdate`), so a client is written once per batch.
+const UPSERT_CLIENT: &str = "INSERT INTO clients (client_id, machine_name, address, product, \
+    application, first_seen, last_seen, last_counted, last_result, last_count, ticket_id, \
+    ticket_valid_until, revoked, revoked_reason, requests) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 0, NULL, ?13) \
+    ON CONFLICT (client_id) DO UPDATE SET \
     machine_name = excluded.machine_name, \
     address = excluded.address, \
     product = CASE WHEN excluded.product = '' THEN clients.product ELSE excluded.product END, \
@@ -36,79 +32,34 @@ const CLIENT_CONFLICT: &str = " ON CONFLICT (client_id) DO UPDATE SET \
     last_count = excluded.last_count, \
     ticket_id = COALESCE(excluded.ticket_id, clients.ticket_id), \
     ticket_valid_until = COALESCE(excluded.ticket_valid_until, clients.ticket_valid_until), \
-    requests = clients.requests + 1";
+    requests = clients.requests + excluded.requests";
 
-const EVENT_COLUMNS: &str = "INSERT INTO events (at, client_id, machine_name, address, product, \
-    minimum_asked, count, result) VALUES ";
-const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_EVENT: &str = "INSERT INTO events (at, client_id, machine_name, address, product, \
+    minimum_asked, count, result) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
-const ADD_TOTAL: &str = "INSERT INTO result_totals (result, n) VALUES (?, ?) \
+const ADD_TOTAL: &str = "INSERT INTO result_totals (result, n) VALUES (?1, ?2) \
     ON CONFLICT (result) DO UPDATE SET n = n + excluded.n";
 
-/// The multi-row statements, built once. `Arc<str>` so handing one to sqlx per execution
-/// is a reference-count increment, and the text, which is the statement cache's key,
-/// stays identical.
-#[derive(Debug, Clone)]
-pub(super) struct Statements {
-    /// Client upserts, one per entry of [`PIECE_SIZES`].
-    clients: Vec<Arc<str>>,
-    /// Event inserts, one per entry of [`PIECE_SIZES`].
-    events: Vec<Arc<str>>,
-}
+/// The journal's rows up to this sequence number are in the database.
+const SET_JOURNAL_THROUGH: &str = "INSERT INTO host_meta (key, value) \
+    VALUES ('journal_through', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
-impl Statements {
-    pub(super) fn new() -> Self {
-        Statements {
-            clients: PIECE_SIZES
-                .iter()
-                .map(|&n| multi_row(CLIENT_COLUMNS, CLIENT_ROW, n, CLIENT_CONFLICT))
-                .collect(),
-            events: PIECE_SIZES
-                .iter()
-                .map(|&n| multi_row(EVENT_COLUMNS, EVENT_ROW, n, ""))
-                .collect(),
-        }
-    }
-}
+/// Activation batches, oldest first, as the journal hands them over.
+pub(super) type Batches = [Arc<[ActivationRecord]>];
 
-fn multi_row(head: &str, row: &str, rows: usize, tail: &str) -> Arc<str> {
-    let mut sql = String::with_capacity(head.len() + (row.len() + 2) * rows + tail.len());
-    sql.push_str(head);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(row);
-    }
-    sql.push_str(tail);
-    Arc::from(sql)
-}
-
-/// Cuts `len` rows into consecutive pieces, yielding (index into [`PIECE_SIZES`], start).
-fn pieces(len: usize) -> impl Iterator<Item = (usize, usize)> {
-    let mut start = 0;
-    PIECE_SIZES
-        .iter()
-        .enumerate()
-        .flat_map(move |(index, &size)| {
-            let count = (len - start) / size;
-            let first = start;
-            start += count * size;
-            (0..count).map(move |k| (index, first + k * size))
-        })
-}
-
-pub(super) async fn record_batch(
-    pool: &SqlitePool,
-    statements: &Statements,
-    batch: &[ActivationRecord],
+/// Stores the batches' requests in one transaction: each client's inventory row
+/// (created or updated), one audit event per request, the per-result totals. With
+/// `journal_through`, the same transaction notes that the journal's rows up to that
+/// sequence number are now in the database.
+pub(super) fn apply(
+    c: &mut Connection,
+    batches: &Batches,
+    journal_through: Option<i64>,
 ) -> Result<(), StoreError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
+    let records = || batches.iter().flat_map(|b| b.iter());
     // A batch holds a handful of distinct result codes: a linear scan beats hashing.
     let mut totals: Vec<(&str, i64)> = Vec::new();
-    for record in batch {
+    for record in records() {
         match totals
             .iter_mut()
             .find(|(result, _)| *result == record.result)
@@ -117,68 +68,126 @@ pub(super) async fn record_batch(
             None => totals.push((&record.result, 1)),
         }
     }
-
-    let mut tx = pool.begin().await?;
-    for (index, start) in pieces(batch.len()) {
-        let rows = &batch[start..start + PIECE_SIZES[index]];
-        upsert_clients(&mut tx, &statements.clients[index], rows).await?;
-        insert_events(&mut tx, &statements.events[index], rows).await?;
+    let updates = ClientUpdate::merge(records());
+    let tx = c.transaction()?;
+    {
+        let mut upsert = tx.prepare_cached(UPSERT_CLIENT)?;
+        for u in &updates {
+            let (product, application) = match u.product {
+                Some(p) => (p.product.as_str(), p.application.as_str()),
+                None => ("", ""),
+            };
+            upsert.execute(params![
+                u.last.client_id,
+                u.last.machine_name,
+                u.last.address,
+                product,
+                application,
+                u.first.at,
+                u.last.at,
+                u.counted,
+                u.last.result,
+                i64::from(u.last.count),
+                u.ticket_id,
+                u.ticket_valid_until,
+                u.requests,
+            ])?;
+        }
+        let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+        for r in records() {
+            insert.execute(params![
+                r.at,
+                r.client_id,
+                r.machine_name,
+                r.address,
+                r.product,
+                i64::from(r.minimum_asked),
+                i64::from(r.count),
+                r.result,
+            ])?;
+        }
+        let mut add = tx.prepare_cached(ADD_TOTAL)?;
+        for (result, n) in totals {
+            add.execute(params![result, n])?;
+        }
+        if let Some(seq) = journal_through {
+            tx.prepare_cached(SET_JOURNAL_THROUGH)?
+                .execute(params![seq])?;
+        }
     }
-    for (result, n) in totals {
-        sqlx::query(ADD_TOTAL)
-            .bind(result)
-            .bind(n)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
+    tx.commit()?;
     Ok(())
 }
 
-async fn upsert_clients(
-    conn: &mut SqliteConnection,
-    sql: &Arc<str>,
-    rows: &[ActivationRecord],
-) -> Result<(), StoreError> {
-    let mut query = sqlx::query(AssertSqlSafe(Arc::clone(sql)));
-    for r in rows {
-        query = query
-            .bind(r.client_id.as_str())
-            .bind(r.machine_name.as_str())
-            .bind(r.address.as_str())
-            .bind(r.product.as_str())
-            .bind(r.application.as_str())
-            .bind(r.at)
-            .bind(r.at)
-            .bind(r.counted.then_some(r.at))
-            .bind(r.result.as_str())
-            .bind(i64::from(r.count))
-            .bind(r.ticket_id.as_deref())
-            .bind(r.ticket_valid_until);
-    }
-    query.execute(conn).await?;
-    Ok(())
+/// The journal sequence number the database holds everything up to (0 for none).
+pub(super) fn journal_through(c: &Connection) -> Result<i64, StoreError> {
+    let value: Option<i64> = c
+        .query_row(
+            "SELECT value FROM host_meta WHERE key = 'journal_through'",
+            [],
+            |row| row.get(0),
+        )
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    Ok(value.unwrap_or(0))
 }
 
-async fn insert_events(
-    conn: &mut SqliteConnection,
-    sql: &Arc<str>,
-    rows: &[ActivationRecord],
-) -> Result<(), StoreError> {
-    let mut query = sqlx::query(AssertSqlSafe(Arc::clone(sql)));
-    for r in rows {
-        query = query
-            .bind(r.at)
-            .bind(r.client_id.as_str())
-            .bind(r.machine_name.as_str())
-            .bind(r.address.as_str())
-            .bind(r.product.as_str())
-            .bind(i64::from(r.minimum_asked))
-            .bind(i64::from(r.count))
-            .bind(r.result.as_str());
+/// What a batch's requests from one client do to its inventory row, merged so the row
+/// is written once per batch however many requests it holds: the same row as applying
+/// them one by one.
+#[derive(Debug)]
+struct ClientUpdate<'a> {
+    /// The client's first request in the batch.
+    first: &'a ActivationRecord,
+    /// Its last request.
+    last: &'a ActivationRecord,
+    /// Its last request naming a product (unknown setup keys name none).
+    product: Option<&'a ActivationRecord>,
+    /// Its last request that counted.
+    counted: Option<i64>,
+    ticket_id: Option<&'a str>,
+    ticket_valid_until: Option<i64>,
+    requests: i64,
+}
+
+impl<'a> ClientUpdate<'a> {
+    /// One update per client, ordered by client id, which visits the inventory's pages
+    /// in order.
+    fn merge(records: impl Iterator<Item = &'a ActivationRecord>) -> Vec<ClientUpdate<'a>> {
+        let mut by_client: HashMap<&str, ClientUpdate<'a>> = HashMap::new();
+        for r in records {
+            let update = by_client
+                .entry(r.client_id.as_str())
+                .or_insert_with(|| ClientUpdate {
+                    first: r,
+                    last: r,
+                    product: None,
+                    counted: None,
+                    ticket_id: None,
+                    ticket_valid_until: None,
+                    requests: 0,
+                });
+            update.last = r;
+            if !r.product.is_empty() {
+                update.product = Some(r);
+            }
+            if r.counted {
+                update.counted = Some(r.at);
+            }
+            if let Some(id) = &r.ticket_id {
+                update.ticket_id = Some(id);
+            }
+            if let Some(until) = r.ticket_valid_until {
+                update.ticket_valid_until = Some(until);
+            }
+            update.requests += 1;
+        }
+        let mut updates: Vec<ClientUpdate<'a>> = by_client.into_values().collect();
+        updates.sort_unstable_by(|a, b| a.first.client_id.cmp(&b.first.client_id));
+        updates
     }
-    query.execute(conn).await?;
-    Ok(())
 }
 
 pub(super) async fn set_revoked(
@@ -215,32 +224,6 @@ pub(super) async fn prune_events(pool: &SqlitePool, before: i64) -> Result<u64, 
         deleted += done.rows_affected();
         if done.rows_affected() < PRUNE_CHUNK.unsigned_abs() {
             return Ok(deleted);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pieces_cover_every_row_once_in_order() {
-        for len in 0..300 {
-            let mut next = 0;
-            for (index, start) in pieces(len) {
-                assert_eq!(start, next);
-                next += PIECE_SIZES[index];
-            }
-            assert_eq!(next, len);
-        }
-    }
-
-    #[test]
-    fn statements_have_one_placeholder_per_value() {
-        let s = Statements::new();
-        for (i, &n) in PIECE_SIZES.iter().enumerate() {
-            assert_eq!(s.clients[i].matches('?').count(), 12 * n);
-            assert_eq!(s.events[i].matches('?').count(), 8 * n);
         }
     }
 }

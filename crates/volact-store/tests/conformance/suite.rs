@@ -7,7 +7,9 @@
 
 use std::error::Error;
 
-use volact_store::{ActivationRecord, ClientFilter, CloneSighting, EventFilter, Store};
+use volact_store::{
+    ActivationRecord, ClientFilter, ClientRecord, CloneSighting, EventFilter, Store,
+};
 
 /// What a conformance check returns: `Err` on a store failure, a panic on a wrong answer.
 pub type TestResult<T = ()> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -18,6 +20,7 @@ macro_rules! conformance_tests {
         conformance_tests!(@each $open;
             upsert_semantics,
             batch_is_applied_in_order,
+            one_batch_equals_one_request_at_a_time,
             revoked_clients_do_not_count,
             count_window_boundaries,
             client_filters,
@@ -230,6 +233,71 @@ pub async fn batch_is_applied_in_order(store: &dyn Store) -> TestResult {
     assert_eq!(first.product, "p1");
     assert_eq!((first.minimum_asked, first.count), (25, 30));
     assert_eq!(first.result, "activated");
+    Ok(())
+}
+
+/// A store may merge a client's requests within a batch (one inventory write per
+/// client); the rows must be those of applying the requests one by one. A fixed
+/// pseudo-random mix of products, unknown keys, refusals, tickets and machine names,
+/// applied as one batch to clients `a…` and one request at a time to clients `b…`.
+pub async fn one_batch_equals_one_request_at_a_time(store: &dyn Store) -> TestResult {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % n
+    };
+    let mut sequence = Vec::new();
+    for i in 0..400_i64 {
+        let client = next(12);
+        let mut r = rec(5_000 + i, &format!("{client}"));
+        match next(5) {
+            0 => {
+                r.product = String::new();
+                r.application = String::new();
+                r.result = "unknown-setup-key".into();
+                r.counted = false;
+                r.ticket_id = None;
+                r.ticket_valid_until = None;
+            }
+            1 => {
+                r.result = "count-insufficient".into();
+                r.ticket_id = None;
+                r.ticket_valid_until = None;
+            }
+            2 => r.product = format!("p{}", next(3)),
+            3 => r.counted = false,
+            _ => {}
+        }
+        r.machine_name = format!("m{}", next(3));
+        r.count = u32::try_from(next(40))?;
+        sequence.push(r);
+    }
+    let renamed = |prefix: &str| -> Vec<ActivationRecord> {
+        sequence
+            .iter()
+            .map(|r| ActivationRecord {
+                client_id: format!("{prefix}{}", r.client_id),
+                ..r.clone()
+            })
+            .collect()
+    };
+    store.record_batch(&renamed("a")).await?;
+    for r in renamed("b") {
+        store.record_batch(&[r]).await?;
+    }
+    for client in 0..12 {
+        let a = get(store, &format!("a{client}")).await?;
+        let b = get(store, &format!("b{client}")).await?;
+        assert_eq!(
+            ClientRecord {
+                client_id: b.client_id.clone(),
+                ..a
+            },
+            b
+        );
+    }
     Ok(())
 }
 

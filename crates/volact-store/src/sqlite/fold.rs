@@ -1,0 +1,282 @@
+//! Applying the journal to the database: write-behind for the inventory and the audit
+//! log.
+//!
+//! An activation batch is durable once appended to the journal (see `journal`); a copy
+//! stays in memory until it is folded into the database's inventory, audit log and
+//! totals, in one transaction with the note of how far the journal is applied. Folding
+//! happens in the background every [`FOLD_EVERY`], sooner when [`FOLD_AT`] rows wait,
+//! and before any read, so a read sees every write made before it. At start-up the
+//! journal's rows the database does not hold yet are applied before anything else, so
+//! a crash loses nothing that was acknowledged.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::durable::Durability;
+use super::journal::{self, Journal};
+use super::worker::Worker;
+use super::write;
+use crate::{ActivationRecord, StoreError};
+
+/// The longest an activation waits in the journal before it is folded. Larger folds
+/// share more pages between activations; smaller ones spread the work evenly, which
+/// keeps it from delaying requests on a machine with few cores.
+const FOLD_EVERY: Duration = Duration::from_millis(250);
+
+/// Rows waiting that start a fold before its time.
+const FOLD_AT: usize = 8_192;
+
+/// Rows per folding transaction.
+const FOLD_MAX: usize = 32_768;
+
+/// Rows waiting beyond which appending waits for a fold: if the disk cannot keep up
+/// with the database, activations slow down rather than filling memory.
+const MAX_WAITING: usize = 131_072;
+
+/// The database side of activation writes: its connection for them, and its flushing.
+#[derive(Debug, Clone)]
+pub(super) struct Database {
+    pub(super) worker: Worker,
+    pub(super) durability: std::sync::Arc<Durability>,
+}
+
+impl Database {
+    /// Stores the batches (and the journal mark, if any) in one transaction, durably.
+    pub(super) async fn apply(
+        &self,
+        batches: Vec<Arc<[ActivationRecord]>>,
+        through: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let through = through.map(journal::seq_value).transpose()?;
+        self.worker
+            .run(move |c| write::apply(c, &batches, through))
+            .await?;
+        self.durability.sync(self.durability.committed()).await
+    }
+
+    /// Stores one batch, without a journal; returns the flush token that makes it
+    /// durable.
+    pub(super) async fn apply_deferred(
+        &self,
+        batch: Arc<[ActivationRecord]>,
+    ) -> Result<u64, StoreError> {
+        self.worker
+            .run(move |c| write::apply(c, &[batch], None))
+            .await?;
+        Ok(self.durability.committed())
+    }
+
+    /// How far the database holds the journal.
+    async fn journal_through(&self) -> Result<u64, StoreError> {
+        let through = self.worker.run(|c| write::journal_through(c)).await?;
+        journal::seq_from(through)
+    }
+}
+
+/// Batches appended to the journal and not yet folded, oldest first, each with the
+/// sequence number of its last row.
+#[derive(Debug, Default)]
+struct Waiting {
+    batches: VecDeque<(u64, Arc<[ActivationRecord]>)>,
+    rows: usize,
+    /// The sequence number of the last row appended, waiting or not: a fold taken from
+    /// the queue may still be on its way to the database.
+    appended: u64,
+}
+
+/// A store's journal and its folding.
+#[derive(Debug)]
+pub(super) struct Journaled {
+    journal: Journal,
+    database: Database,
+    waiting: Mutex<Waiting>,
+    /// The next sequence number; held while appending so rows reach the journal and
+    /// the waiting queue in the same order.
+    next: tokio::sync::Mutex<u64>,
+    /// How far the database holds the journal; held while folding.
+    folded: tokio::sync::Mutex<u64>,
+    nudge: Arc<Notify>,
+    closed: AtomicBool,
+    /// The lock marking this store as the journal's owner, released on close.
+    lock: Mutex<Option<File>>,
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Corrupt("the journal's queue was left inconsistent by a crashed task".to_owned())
+}
+
+impl Journaled {
+    /// Opens the journal, applies whatever the database does not hold yet, and starts
+    /// folding in the background. `lock` is the journal's lock, already taken.
+    pub(super) async fn open(
+        path: &std::path::Path,
+        lock: File,
+        database: Database,
+        busy: Duration,
+    ) -> Result<Arc<Journaled>, StoreError> {
+        let journal = Journal::open(path, busy).await?;
+        let mut through = database.journal_through().await?;
+        loop {
+            let (batch, last) = journal.read_after(through, journal::REPLAY_CHUNK).await?;
+            if batch.is_empty() {
+                break;
+            }
+            database.apply(vec![Arc::from(batch)], Some(last)).await?;
+            through = last;
+        }
+        let last = journal.last_seq().await?.max(through);
+        journal.clear_through(last).await?;
+        let nudge = Arc::new(Notify::new());
+        let journaled = Arc::new(Journaled {
+            journal,
+            database,
+            waiting: Mutex::new(Waiting {
+                appended: last,
+                ..Waiting::default()
+            }),
+            next: tokio::sync::Mutex::new(last + 1),
+            folded: tokio::sync::Mutex::new(last),
+            nudge: nudge.clone(),
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(Some(lock)),
+        });
+        tokio::spawn(run(Arc::downgrade(&journaled), nudge));
+        Ok(journaled)
+    }
+
+    /// Appends `batch` to the journal; returns the flush token that makes it durable.
+    pub(super) async fn append(&self, batch: &[ActivationRecord]) -> Result<u64, StoreError> {
+        if batch.is_empty() {
+            return Ok(self.journal.durability.committed());
+        }
+        let batch: Arc<[ActivationRecord]> = Arc::from(batch);
+        let rows = {
+            let mut next = self.next.lock().await;
+            let token = self.journal.append(*next, batch.clone()).await?;
+            let last = *next + batch.len() as u64 - 1;
+            *next = last + 1;
+            let mut waiting = self.waiting.lock().map_err(|_| poisoned())?;
+            waiting.rows += batch.len();
+            waiting.appended = last;
+            waiting.batches.push_back((last, batch));
+            (waiting.rows, token)
+        };
+        let (waiting, token) = rows;
+        if waiting >= MAX_WAITING {
+            self.fold().await?;
+        } else if waiting >= FOLD_AT {
+            self.nudge.notify_one();
+        }
+        Ok(token)
+    }
+
+    /// Returns once every batch up to `token` is durable in the journal.
+    pub(super) async fn sync(&self, token: u64) -> Result<(), StoreError> {
+        self.journal.durability.sync(token).await
+    }
+
+    /// Folds every batch appended before the call into the database. Batches appended
+    /// meanwhile wait for the next fold, so under load a fold ends and the next one
+    /// gathers many batches, instead of following the writer a batch at a time.
+    pub(super) async fn fold(&self) -> Result<(), StoreError> {
+        let target = self.waiting.lock().map_err(|_| poisoned())?.appended;
+        let mut folded = self.folded.lock().await;
+        while *folded < target {
+            let (batches, rows, through) = {
+                let mut waiting = self.waiting.lock().map_err(|_| poisoned())?;
+                let mut batches = Vec::new();
+                let mut rows = 0;
+                let mut through = *folded;
+                while rows < FOLD_MAX && through < target {
+                    let Some((last, batch)) = waiting.batches.pop_front() else {
+                        break;
+                    };
+                    waiting.rows -= batch.len();
+                    rows += batch.len();
+                    through = last;
+                    batches.push(batch);
+                }
+                (batches, rows, through)
+            };
+            if batches.is_empty() {
+                return Ok(());
+            }
+            let started = std::time::Instant::now();
+            if let Err(e) = self.database.apply(batches.clone(), Some(through)).await {
+                // Kept in order for the next attempt; the journal still has them too.
+                let mut waiting = self.waiting.lock().map_err(|_| poisoned())?;
+                waiting.rows += rows;
+                let mut last = *folded;
+                let mut restored = Vec::with_capacity(batches.len());
+                for batch in batches {
+                    last += batch.len() as u64;
+                    restored.push((last, batch));
+                }
+                for entry in restored.into_iter().rev() {
+                    waiting.batches.push_front(entry);
+                }
+                return Err(e);
+            }
+            let applied = started.elapsed();
+            let from = *folded;
+            *folded = through;
+            // The rows are in the database now; a failure to delete them only leaves
+            // them to be skipped at the next start-up.
+            if let Err(e) = self.journal.forget(from, through).await {
+                tracing::warn!(error = %e, "could not trim the activation journal");
+            }
+            tracing::debug!(
+                rows,
+                applied_ms = applied.as_millis(),
+                trimmed_ms = (started.elapsed() - applied).as_millis(),
+                "applied the activation journal"
+            );
+        }
+        Ok(())
+    }
+
+    /// Rows waiting to be folded.
+    fn waiting_rows(&self) -> usize {
+        self.waiting.lock().map(|w| w.rows).unwrap_or(0)
+    }
+
+    /// Folds what waits, stops folding, closes the journal and releases its lock.
+    pub(super) async fn close(&self) -> Result<(), StoreError> {
+        let folded = self.fold().await;
+        self.closed.store(true, Ordering::SeqCst);
+        self.nudge.notify_one();
+        self.journal.close().await;
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
+        folded
+    }
+}
+
+/// Folds in the background until the store is dropped or closed.
+async fn run(journaled: Weak<Journaled>, nudge: Arc<Notify>) {
+    loop {
+        let nudged = tokio::select! {
+            () = nudge.notified() => true,
+            () = tokio::time::sleep(FOLD_EVERY) => false,
+        };
+        let Some(journaled) = journaled.upgrade() else {
+            return;
+        };
+        if journaled.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        // A nudge left over from before the last fold finds few rows: wait for the time.
+        if nudged && journaled.waiting_rows() < FOLD_AT {
+            continue;
+        }
+        if let Err(e) = journaled.fold().await {
+            tracing::error!(error = %e, "applying the activation journal to the database failed; will retry");
+        }
+    }
+}
