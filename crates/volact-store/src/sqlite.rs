@@ -47,7 +47,7 @@ const READ_CONNECTIONS: u32 = 4;
 const STATEMENT_CACHE: usize = 200;
 
 /// The embedded backend: one SQLite file in WAL mode, and beside it a journal that
-/// takes activation batches as pure appends (`NAME-journal.db`, see [`journal`]).
+/// takes activation batches as pure appends (`NAME-journal/`, see [`journal`]).
 ///
 /// When [`Store::record_batch`] (or any other write) returns, the data is on disk and
 /// survives the process being killed or the power failing: activation batches in the
@@ -95,15 +95,8 @@ impl SqliteStore {
         let (journal_path, lock_path) = journal::paths(path);
         match journal::lock(&lock_path)? {
             Some(lock) => {
-                store.journal = Some(
-                    fold::Journaled::open(
-                        &journal_path,
-                        lock,
-                        store.database.clone(),
-                        BUSY_TIMEOUT,
-                    )
-                    .await?,
-                );
+                store.journal =
+                    Some(fold::Journaled::open(&journal_path, lock, store.database.clone()).await?);
             }
             None if !want_journal => {}
             None => tracing::warn!(

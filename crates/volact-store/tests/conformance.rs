@@ -54,21 +54,15 @@ async fn open_creates_the_file_in_wal_mode_and_is_repeatable() -> TestResult {
     Ok(())
 }
 
-/// The rows of the activation journal beside `path`, read without the store.
-async fn journal_rows(path: &Path) -> TestResult<i64> {
-    let journal = path.with_file_name("volact-journal.db");
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(&journal)
-                .read_only(true),
-        )
-        .await?;
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal")
-        .fetch_one(&pool)
-        .await?;
-    pool.close().await;
-    Ok(n)
+/// The bytes of the activation journal beside `path`: its files hold no row once
+/// applied (the current one is empty).
+fn journal_rows(path: &Path) -> TestResult<u64> {
+    let dir = path.with_file_name("volact-journal");
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir)? {
+        bytes += entry?.metadata()?.len();
+    }
+    Ok(bytes)
 }
 
 #[tokio::test]
@@ -82,17 +76,13 @@ async fn acknowledged_activations_still_in_the_journal_are_applied_at_the_next_o
         store.record_batch(&[rec(12, "a")]).await?;
         // Dropped at once, as by a crash: durable in the journal, not yet applied.
     }
-    assert_eq!(journal_rows(&path).await?, 3);
+    assert!(journal_rows(&path)? > 0);
     let before = SqliteStore::open_read_only(&path).await?;
     assert_eq!(before.client_total().await?, 0);
     before.close().await;
 
     let store = SqliteStore::open(&path).await?;
-    assert_eq!(
-        journal_rows(&path).await?,
-        0,
-        "applied rows leave the journal"
-    );
+    assert_eq!(journal_rows(&path)?, 0, "applied rows leave the journal");
     assert_eq!(store.client_total().await?, 2);
     let a = store.client("a").await?.ok_or("client a is missing")?;
     assert_eq!((a.requests, a.last_seen), (2, 12));
@@ -118,7 +108,7 @@ async fn a_direct_store_applies_a_left_journal_and_writes_straight_through() -> 
     }
     let direct = SqliteStore::open_direct(&path).await?;
     direct.record_batch(&[rec(20, "b")]).await?;
-    assert_eq!(journal_rows(&path).await?, 0);
+    assert_eq!(journal_rows(&path)?, 0);
     let reader = SqliteStore::open_read_only(&path).await?;
     assert_eq!(reader.client_total().await?, 2);
     reader.close().await;

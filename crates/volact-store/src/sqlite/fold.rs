@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::durable::Durability;
-use super::journal::{self, Journal};
+use super::journal::Journal;
 use super::worker::Worker;
 use super::write;
 use crate::{ActivationRecord, StoreError};
@@ -38,6 +38,12 @@ const FOLD_MAX: usize = 32_768;
 /// with the database, activations slow down rather than filling memory.
 const MAX_WAITING: usize = 131_072;
 
+/// Sequence numbers are u64 in memory and SQLite integers on disk.
+fn seq_value(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq)
+        .map_err(|_| StoreError::Corrupt(format!("journal sequence {seq} is out of range")))
+}
+
 /// The database side of activation writes: its connection for them, and its flushing.
 #[derive(Debug, Clone)]
 pub(super) struct Database {
@@ -52,7 +58,7 @@ impl Database {
         batches: Vec<Arc<[ActivationRecord]>>,
         through: Option<u64>,
     ) -> Result<(), StoreError> {
-        let through = through.map(journal::seq_value).transpose()?;
+        let through = through.map(seq_value).transpose()?;
         self.worker
             .run(move |c| write::apply(c, &batches, through))
             .await?;
@@ -74,7 +80,8 @@ impl Database {
     /// How far the database holds the journal.
     async fn journal_through(&self) -> Result<u64, StoreError> {
         let through = self.worker.run(|c| write::journal_through(c)).await?;
-        journal::seq_from(through)
+        u64::try_from(through)
+            .map_err(|_| StoreError::Corrupt(format!("journal sequence {through} is negative")))
     }
 }
 
@@ -117,20 +124,27 @@ impl Journaled {
         path: &std::path::Path,
         lock: File,
         database: Database,
-        busy: Duration,
     ) -> Result<Arc<Journaled>, StoreError> {
-        let journal = Journal::open(path, busy).await?;
-        let mut through = database.journal_through().await?;
-        loop {
-            let (batch, last) = journal.read_after(through, journal::REPLAY_CHUNK).await?;
-            if batch.is_empty() {
-                break;
-            }
-            database.apply(vec![Arc::from(batch)], Some(last)).await?;
-            through = last;
+        let (journal, rows) = Journal::open(path)?;
+        let through = database.journal_through().await?;
+        let mut last = through;
+        let mut pending = rows
+            .into_iter()
+            .filter(|(seq, _)| *seq > through)
+            .peekable();
+        while pending.peek().is_some() {
+            let chunk: Vec<ActivationRecord> = pending
+                .by_ref()
+                .take(FOLD_MAX)
+                .map(|(seq, row)| {
+                    last = seq;
+                    row
+                })
+                .collect();
+            // Each chunk carries its own mark, so a crash midway replays only the rest.
+            database.apply(vec![Arc::from(chunk)], Some(last)).await?;
         }
-        let last = journal.last_seq().await?.max(through);
-        journal.clear_through(last).await?;
+        journal.restart()?;
         let nudge = Arc::new(Notify::new());
         let journaled = Arc::new(Journaled {
             journal,
@@ -152,12 +166,12 @@ impl Journaled {
     /// Appends `batch` to the journal; returns the flush token that makes it durable.
     pub(super) async fn append(&self, batch: &[ActivationRecord]) -> Result<u64, StoreError> {
         if batch.is_empty() {
-            return Ok(self.journal.durability.committed());
+            return Ok(0);
         }
         let batch: Arc<[ActivationRecord]> = Arc::from(batch);
         let rows = {
             let mut next = self.next.lock().await;
-            let token = self.journal.append(*next, batch.clone()).await?;
+            let token = self.journal.append(*next, &batch)?;
             let last = *next + batch.len() as u64 - 1;
             *next = last + 1;
             let mut waiting = self.waiting.lock().map_err(|_| poisoned())?;
@@ -177,7 +191,7 @@ impl Journaled {
 
     /// Returns once every batch up to `token` is durable in the journal.
     pub(super) async fn sync(&self, token: u64) -> Result<(), StoreError> {
-        self.journal.durability.sync(token).await
+        self.journal.sync(token).await
     }
 
     /// Folds every batch appended before the call into the database. Batches appended
@@ -223,11 +237,10 @@ impl Journaled {
                 return Err(e);
             }
             let applied = started.elapsed();
-            let from = *folded;
             *folded = through;
             // The rows are in the database now; a failure to delete them only leaves
             // them to be skipped at the next start-up.
-            if let Err(e) = self.journal.forget(from, through).await {
+            if let Err(e) = self.journal.forget(through) {
                 tracing::warn!(error = %e, "could not trim the activation journal");
             }
             tracing::debug!(
@@ -250,7 +263,6 @@ impl Journaled {
         let folded = self.fold().await;
         self.closed.store(true, Ordering::SeqCst);
         self.nudge.notify_one();
-        self.journal.close().await;
         if let Ok(mut lock) = self.lock.lock() {
             lock.take();
         }

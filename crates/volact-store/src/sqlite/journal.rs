@@ -1,67 +1,47 @@
-//! The activation journal: a second SQLite file beside the database that takes each
-//! activation batch as a pure append.
+//! The activation journal: append-only files beside the database that take each
+//! activation batch as one write.
 //!
 //! Storing an activation in the inventory and the audit log touches b-tree pages at
-//! random places (the client's row, the old and new entries of the indexes on its
-//! times, the audit log's index by client), and SQLite writes every page a commit
-//! touches to its log whole: about 20 KB and a hundred write calls per batch, paid on
-//! the request path. Appended to a table with no index but its key, a batch fills the
-//! last page or two, so the request path pays a few pages and one flush. The batches
-//! are applied to the database later, many thousands at a time (see `fold`), where the
-//! pages that many activations share are written once.
+//! random places, and SQLite writes every page a commit touches to its log whole: about
+//! 20 KB and a hundred write calls per batch, paid on the request path. Appended to a
+//! file, a batch is one `write` of a few KB and, shared with the batches beside it, one
+//! `fdatasync`. The batches are applied to the database later, thousands at a time (see
+//! `fold`), and the files deleted once the database holds them.
+//!
+//! A file (a segment, named by its first sequence number) is a run of frames, one per
+//! batch: a header (magic, length, CRC-32 of the body) and the body (the batch's first
+//! sequence number, its rows). A crash can only cut the last frame short, and that
+//! batch was never acknowledged, since acknowledging waits for the flush after the
+//! write; reading stops at the first frame that does not check out.
 //!
 //! The journal is owned by one store at a time, marked by a lock file, because two
 //! stores applying the same journal would store its activations twice.
 
 use std::fs::{File, TryLockError};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::Mutex;
 
-use rusqlite::params;
-
-use super::durable::Durability;
-use super::worker::{self, Worker};
 use crate::{ActivationRecord, StoreError};
 
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS journal (
-    seq                INTEGER NOT NULL PRIMARY KEY,
-    at                 INTEGER NOT NULL,
-    client_id          TEXT    NOT NULL,
-    machine_name       TEXT    NOT NULL,
-    address            TEXT    NOT NULL,
-    product            TEXT    NOT NULL,
-    application        TEXT    NOT NULL,
-    minimum_asked      INTEGER NOT NULL,
-    count              INTEGER NOT NULL,
-    result             TEXT    NOT NULL,
-    counted            INTEGER NOT NULL,
-    ticket_id          TEXT,
-    ticket_valid_until INTEGER
-)";
+/// Start of every frame, so a reader never mistakes zeros or garbage for a batch.
+const MAGIC: u32 = 0x564A_4E31; // "VJN1"
 
-const INSERT: &str = "INSERT INTO journal (seq, at, client_id, machine_name, address, \
-    product, application, minimum_asked, count, result, counted, ticket_id, \
-    ticket_valid_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+/// Frame header: magic, body length, body CRC-32.
+const HEADER: usize = 12;
 
-/// Rows deleted per statement once applied: the request path shares the journal's
-/// connection, so each deletion must be short.
-const FORGET_CHUNK: u64 = 4096;
+/// A segment is closed and a new one begun past this size, so applied rows can be
+/// deleted a file at a time.
+const SEGMENT_BYTES: u64 = 16 << 20;
 
-/// Rows read per query when replaying at start-up.
-pub(super) const REPLAY_CHUNK: u32 = 20_000;
-
-/// Page cache of the journal's connection: it only ever touches its last pages.
-const CACHE_KIB: i64 = 2048;
-
-/// Where the journal of the database at `db` lives, and its lock file.
+/// Where the journal of the database at `db` lives (a directory), and its lock file.
 pub(super) fn paths(db: &Path) -> (PathBuf, PathBuf) {
     let stem = db
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "volact".to_owned());
     (
-        db.with_file_name(format!("{stem}-journal.db")),
+        db.with_file_name(format!("{stem}-journal")),
         db.with_file_name(format!("{stem}-journal.lock")),
     )
 }
@@ -85,166 +65,403 @@ fn io(e: std::io::Error) -> StoreError {
     StoreError::Database(sqlx::Error::Io(e))
 }
 
-/// The journal's database, its write connection and its flushing.
+fn poisoned() -> StoreError {
+    StoreError::Corrupt("the journal was left inconsistent by a crashed thread".to_owned())
+}
+
+/// The segment being written.
+#[derive(Debug)]
+struct Current {
+    file: std::sync::Arc<File>,
+    bytes: u64,
+    /// Batches written so far, ever: a batch's flush token.
+    written: u64,
+    /// Earlier segments not yet deleted, oldest first, by first sequence number.
+    closed: Vec<(u64, PathBuf)>,
+    /// First sequence number of the current segment.
+    first: u64,
+}
+
+/// How far the journal is known to be on disk.
+#[derive(Debug, Default)]
+struct Flushed {
+    through: u64,
+}
+
+/// The journal's files and their flushing.
 #[derive(Debug)]
 pub(super) struct Journal {
-    worker: Worker,
-    pub(super) durability: Durability,
+    dir: PathBuf,
+    current: Mutex<Current>,
+    flushed: tokio::sync::Mutex<Flushed>,
 }
 
 impl Journal {
-    /// Opens (creating) the journal at `path`.
-    pub(super) async fn open(path: &Path, busy: Duration) -> Result<Journal, StoreError> {
-        let worker = Worker::open("volact-journal", path, false, busy, |c| {
-            worker::write_pragmas(c, CACHE_KIB)?;
-            c.execute(CREATE, [])?;
-            Ok(())
-        })
-        .await?;
-        let durability = Durability::new(path);
-        durability.sync(durability.committed()).await?;
-        Ok(Journal { worker, durability })
+    /// Opens the journal in `dir` (created if missing) and reads every batch it holds,
+    /// in order, as (sequence number, row). Call [`Journal::restart`] once they are in
+    /// the database.
+    pub(super) fn open(dir: &Path) -> Result<(Journal, Vec<(u64, ActivationRecord)>), StoreError> {
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut segments = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let first = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".log"))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(first) = first {
+                segments.push((first, path));
+            }
+        }
+        segments.sort();
+        let mut rows = Vec::new();
+        for (_, path) in &segments {
+            let bytes = std::fs::read(path).map_err(io)?;
+            if let Err(at) = read_frames(&bytes, &mut rows) {
+                tracing::warn!(
+                    file = %path.display(),
+                    offset = at,
+                    "the activation journal ends in a damaged or unfinished batch; it was never acknowledged and is ignored"
+                );
+            }
+        }
+        // The new segment starts after the last row read; a file of that name can hold
+        // nothing readable (its rows would come later), so it is started afresh.
+        let first = rows.last().map_or(1, |(seq, _)| seq + 1);
+        segments.retain(|(f, _)| *f != first);
+        let file = new_segment(dir, first, true)?;
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            current: Mutex::new(Current {
+                file: std::sync::Arc::new(file),
+                bytes: 0,
+                written: 0,
+                closed: segments,
+                first,
+            }),
+            flushed: tokio::sync::Mutex::new(Flushed::default()),
+        };
+        Ok((journal, rows))
     }
 
-    /// Appends `batch` with sequence numbers from `first` on, in one transaction.
-    /// Returns the flush token covering it.
-    pub(super) async fn append(
-        &self,
-        first: u64,
-        batch: Arc<[ActivationRecord]>,
-    ) -> Result<u64, StoreError> {
-        let first = seq_value(first)?;
-        self.worker
-            .run(move |c| {
-                let tx = c.transaction()?;
-                {
-                    let mut insert = tx.prepare_cached(INSERT)?;
-                    for (seq, r) in (first..).zip(batch.iter()) {
-                        insert.execute(params![
-                            seq,
-                            r.at,
-                            r.client_id,
-                            r.machine_name,
-                            r.address,
-                            r.product,
-                            r.application,
-                            i64::from(r.minimum_asked),
-                            i64::from(r.count),
-                            r.result,
-                            r.counted,
-                            r.ticket_id,
-                            r.ticket_valid_until,
-                        ])?;
-                    }
-                }
-                tx.commit()?;
-                Ok(())
-            })
-            .await?;
-        Ok(self.durability.committed())
-    }
-
-    /// Deletes the rows after `from` up to and including `through`, which the database
-    /// now holds, in short steps between the request path's appends.
-    pub(super) async fn forget(&self, from: u64, through: u64) -> Result<(), StoreError> {
-        let mut done = from;
-        while done < through {
-            let upto = seq_value(through.min(done.saturating_add(FORGET_CHUNK)))?;
-            self.worker
-                .run(move |c| {
-                    c.prepare_cached("DELETE FROM journal WHERE seq <= ?1")?
-                        .execute(params![upto])?;
-                    Ok(())
-                })
-                .await?;
-            done = seq_from(upto)?;
+    /// Deletes every segment but the current one, once their rows are in the database.
+    pub(super) fn restart(&self) -> Result<(), StoreError> {
+        let mut current = self.current.lock().map_err(|_| poisoned())?;
+        for (_, path) in current.closed.drain(..) {
+            std::fs::remove_file(&path).map_err(io)?;
         }
         Ok(())
     }
 
-    /// Closes the connection; the last one to close checkpoints the journal's log.
-    pub(super) async fn close(&self) {
-        self.worker.close().await;
-    }
-
-    /// Deletes every row up to `through` in one statement, for start-up.
-    pub(super) async fn clear_through(&self, through: u64) -> Result<(), StoreError> {
-        let through = seq_value(through)?;
-        self.worker
-            .run(move |c| {
-                c.execute("DELETE FROM journal WHERE seq <= ?1", params![through])?;
-                Ok(())
-            })
-            .await
-    }
-
-    /// The highest sequence number stored, 0 when empty.
-    pub(super) async fn last_seq(&self) -> Result<u64, StoreError> {
-        let last: Option<i64> = self
-            .worker
-            .run(|c| Ok(c.query_row("SELECT MAX(seq) FROM journal", [], |row| row.get(0))?))
-            .await?;
-        seq_from(last.unwrap_or(0))
-    }
-
-    /// Up to `limit` rows after `after`, in order, with the last one's sequence number.
-    pub(super) async fn read_after(
-        &self,
-        after: u64,
-        limit: u32,
-    ) -> Result<(Vec<ActivationRecord>, u64), StoreError> {
-        let from = seq_value(after)?;
-        let rows: Vec<(i64, ActivationRecord)> = self
-            .worker
-            .run(move |c| {
-                let mut select = c.prepare(
-                    "SELECT seq, at, client_id, machine_name, address, product, application, \
-                     minimum_asked, count, result, counted, ticket_id, ticket_valid_until \
-                     FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                )?;
-                let rows = select
-                    .query_map(params![from, limit], record)?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(rows)
-            })
-            .await?;
-        let mut last = after;
-        let mut records = Vec::with_capacity(rows.len());
-        for (seq, r) in rows {
-            last = seq_from(seq)?;
-            records.push(r);
+    /// Appends `batch`, its rows numbered from `first` on; returns the flush token that
+    /// makes it durable ([`Journal::sync`]). The write goes to the page cache: a few KB,
+    /// done before the caller's next await.
+    pub(super) fn append(&self, first: u64, batch: &[ActivationRecord]) -> Result<u64, StoreError> {
+        let frame = encode(first, batch)?;
+        let mut current = self.current.lock().map_err(|_| poisoned())?;
+        if current.bytes >= SEGMENT_BYTES {
+            // Everything written to the old segment is flushed before the new one takes
+            // writes, so one flush of the current file covers every earlier token.
+            current.file.sync_data().map_err(io)?;
+            let file = new_segment(&self.dir, first, false)?;
+            let old_first = std::mem::replace(&mut current.first, first);
+            current
+                .closed
+                .push((old_first, segment_path(&self.dir, old_first)));
+            current.file = std::sync::Arc::new(file);
+            current.bytes = 0;
         }
-        Ok((records, last))
+        (&*current.file).write_all(&frame).map_err(io)?;
+        current.bytes += frame.len() as u64;
+        current.written += 1;
+        Ok(current.written)
+    }
+
+    /// Returns once every batch up to `token` is on disk. One flush covers every batch
+    /// written before it starts, so under load a flush serves many batches.
+    pub(super) async fn sync(&self, token: u64) -> Result<(), StoreError> {
+        let mut flushed = self.flushed.lock().await;
+        if flushed.through >= token {
+            return Ok(());
+        }
+        let (file, target) = {
+            let current = self.current.lock().map_err(|_| poisoned())?;
+            (current.file.clone(), current.written)
+        };
+        let single_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if single_thread {
+            // Nothing else could run beside the flush on this runtime's only thread (the
+            // simulator, tests), so it runs inline and saves two thread switches.
+            file.sync_data().map_err(io)?;
+        } else {
+            tokio::task::spawn_blocking(move || file.sync_data())
+                .await
+                .map_err(|e| io(std::io::Error::other(e.to_string())))?
+                .map_err(io)?;
+        }
+        flushed.through = target;
+        Ok(())
+    }
+
+    /// Deletes the closed segments whose rows are all at or before `through`.
+    pub(super) fn forget(&self, through: u64) -> Result<(), StoreError> {
+        let mut current = self.current.lock().map_err(|_| poisoned())?;
+        let current_first = current.first;
+        let mut keep_from = 0;
+        for i in 0..current.closed.len() {
+            let next_first = current
+                .closed
+                .get(i + 1)
+                .map_or(current_first, |(first, _)| *first);
+            if next_first.saturating_sub(1) > through {
+                break;
+            }
+            // A failed deletion leaves a file whose rows the database already holds;
+            // start-up skips them.
+            let _ = std::fs::remove_file(&current.closed[i].1);
+            keep_from = i + 1;
+        }
+        current.closed.drain(..keep_from);
+        Ok(())
     }
 }
 
-fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, ActivationRecord)> {
-    Ok((
-        row.get(0)?,
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.log"))
+}
+
+/// Creates the segment starting at `first` (emptying it with `fresh`) and makes its
+/// name durable.
+fn new_segment(dir: &Path, first: u64, fresh: bool) -> Result<File, StoreError> {
+    let path = segment_path(dir, first);
+    if fresh {
+        std::fs::write(&path, b"").map_err(io)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    #[cfg(unix)]
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(file)
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), StoreError> {
+    let len = u32::try_from(s.len())
+        .map_err(|_| StoreError::Corrupt("a journal field is over 4 GiB".to_owned()))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+/// One frame: header, then the first sequence number, the row count and the rows.
+fn encode(first: u64, batch: &[ActivationRecord]) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(HEADER + 12 + batch.len() * 200);
+    out.resize(HEADER, 0);
+    out.extend_from_slice(&first.to_le_bytes());
+    let rows = u32::try_from(batch.len())
+        .map_err(|_| StoreError::Corrupt("a batch of over 4 billion rows".to_owned()))?;
+    out.extend_from_slice(&rows.to_le_bytes());
+    for r in batch {
+        out.extend_from_slice(&r.at.to_le_bytes());
+        out.extend_from_slice(&r.minimum_asked.to_le_bytes());
+        out.extend_from_slice(&r.count.to_le_bytes());
+        let flags = u8::from(r.counted)
+            | (u8::from(r.ticket_id.is_some()) << 1)
+            | (u8::from(r.ticket_valid_until.is_some()) << 2);
+        out.push(flags);
+        out.extend_from_slice(&r.ticket_valid_until.unwrap_or(0).to_le_bytes());
+        for s in [
+            &r.client_id,
+            &r.machine_name,
+            &r.address,
+            &r.product,
+            &r.application,
+            &r.result,
+        ] {
+            put_str(&mut out, s)?;
+        }
+        put_str(&mut out, r.ticket_id.as_deref().unwrap_or(""))?;
+    }
+    let body = u32::try_from(out.len() - HEADER)
+        .map_err(|_| StoreError::Corrupt("a batch of over 4 GiB".to_owned()))?;
+    let crc = crc32fast::hash(&out[HEADER..]);
+    out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    out[4..8].copy_from_slice(&body.to_le_bytes());
+    out[8..12].copy_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Reads bytes off the front of a frame's body.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.array().map(u64::from_le_bytes)
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.array().map(i64::from_le_bytes)
+    }
+    fn string(&mut self) -> Option<String> {
+        let len = usize::try_from(self.u32()?).ok()?;
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+}
+
+/// Appends the rows of every whole, intact frame in `bytes` to `rows`; `Err(offset)`
+/// where a frame does not check out (a crash cut it short).
+fn read_frames(mut bytes: &[u8], rows: &mut Vec<(u64, ActivationRecord)>) -> Result<(), usize> {
+    let total = bytes.len();
+    while !bytes.is_empty() {
+        let at = total - bytes.len();
+        let mut header = Reader(bytes);
+        let (Some(magic), Some(len), Some(crc)) = (header.u32(), header.u32(), header.u32()) else {
+            return Err(at);
+        };
+        let Some(body) = usize::try_from(len).ok().and_then(|l| header.take(l)) else {
+            return Err(at);
+        };
+        if magic != MAGIC || crc32fast::hash(body) != crc {
+            return Err(at);
+        }
+        decode(body, rows).ok_or(at)?;
+        bytes = header.0;
+    }
+    Ok(())
+}
+
+fn decode(body: &[u8], rows: &mut Vec<(u64, ActivationRecord)>) -> Option<()> {
+    let mut r = Reader(body);
+    let first = r.u64()?;
+    let count = r.u32()?;
+    for seq in (first..).take(usize::try_from(count).ok()?) {
+        let at = r.i64()?;
+        let minimum_asked = r.u32()?;
+        let count = r.u32()?;
+        let [flags] = r.array::<1>()?;
+        let valid_until = r.i64()?;
+        let client_id = r.string()?;
+        let machine_name = r.string()?;
+        let address = r.string()?;
+        let product = r.string()?;
+        let application = r.string()?;
+        let result = r.string()?;
+        let ticket_id = r.string()?;
+        rows.push((
+            seq,
+            ActivationRecord {
+                at,
+                client_id,
+                machine_name,
+                address,
+                product,
+                application,
+                minimum_asked,
+                count,
+                result,
+                counted: flags & 1 != 0,
+                ticket_id: (flags & 2 != 0).then_some(ticket_id),
+                ticket_valid_until: (flags & 4 != 0).then_some(valid_until),
+            },
+        ));
+    }
+    r.0.is_empty().then_some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: i64) -> ActivationRecord {
         ActivationRecord {
-            at: row.get(1)?,
-            client_id: row.get(2)?,
-            machine_name: row.get(3)?,
-            address: row.get(4)?,
-            product: row.get(5)?,
-            application: row.get(6)?,
-            minimum_asked: row.get(7)?,
-            count: row.get(8)?,
-            result: row.get(9)?,
-            counted: row.get(10)?,
-            ticket_id: row.get(11)?,
-            ticket_valid_until: row.get(12)?,
-        },
-    ))
-}
+            at: 1_000 + i,
+            client_id: format!("client-{i}"),
+            machine_name: format!("machine \"{i}\" é"),
+            address: "192.0.2.7".into(),
+            product: if i % 3 == 0 {
+                String::new()
+            } else {
+                "p".into()
+            },
+            application: "app".into(),
+            minimum_asked: 25,
+            count: u32::try_from(i).unwrap_or(0),
+            result: "activated".into(),
+            counted: i % 2 == 0,
+            ticket_id: (i % 4 != 0).then(|| format!("t{i}")),
+            ticket_valid_until: (i % 5 != 0).then_some(9_000 + i),
+        }
+    }
 
-/// Sequence numbers are u64 in memory and SQLite integers on disk.
-pub(super) fn seq_value(seq: u64) -> Result<i64, StoreError> {
-    i64::try_from(seq)
-        .map_err(|_| StoreError::Corrupt(format!("journal sequence {seq} is out of range")))
-}
+    #[test]
+    fn frames_read_back_and_a_cut_frame_is_where_reading_stops() -> Result<(), StoreError> {
+        let a: Vec<ActivationRecord> = (0..3).map(record).collect();
+        let b: Vec<ActivationRecord> = (3..10).map(record).collect();
+        let mut bytes = encode(1, &a)?;
+        bytes.extend(encode(4, &b)?);
+        let mut rows = Vec::new();
+        assert_eq!(read_frames(&bytes, &mut rows), Ok(()));
+        let expected: Vec<(u64, ActivationRecord)> =
+            (1..).zip(a.iter().chain(&b).cloned()).collect();
+        assert_eq!(rows, expected);
 
-pub(super) fn seq_from(value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value)
-        .map_err(|_| StoreError::Corrupt(format!("journal sequence {value} is negative")))
+        let first_len = encode(1, &a)?.len();
+        for cut in [first_len + 1, first_len + HEADER + 3, bytes.len() - 1] {
+            let mut rows = Vec::new();
+            assert_eq!(read_frames(&bytes[..cut], &mut rows), Err(first_len));
+            assert_eq!(rows.len(), 3, "only the whole first frame at cut {cut}");
+        }
+        let mut flipped = bytes.clone();
+        if let Some(byte) = flipped.last_mut() {
+            *byte ^= 1;
+        }
+        let mut rows = Vec::new();
+        assert_eq!(read_frames(&flipped, &mut rows), Err(first_len));
+        Ok(())
+    }
+
+    #[test]
+    fn segments_roll_over_and_applied_ones_are_deleted() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(io)?;
+        let path = dir.path().join("j");
+        let (journal, rows) = Journal::open(&path)?;
+        assert!(rows.is_empty());
+        journal.restart()?;
+        let big: Vec<ActivationRecord> = (0..2_000)
+            .map(|i| ActivationRecord {
+                machine_name: "m".repeat(12_000),
+                ..record(i)
+            })
+            .collect();
+        let mut next = 1;
+        for chunk in big.chunks(500) {
+            journal.append(next, chunk)?;
+            next += chunk.len() as u64;
+        }
+        let files = || std::fs::read_dir(&path).map(|d| d.count()).unwrap_or(0);
+        assert!(files() >= 2, "6 MB per 500 rows rolls over past 16 MiB");
+        journal.forget(0)?;
+        let before = files();
+        journal.forget(next - 1)?;
+        assert!(files() < before);
+        drop(journal);
+        let (_, rows) = Journal::open(&path)?;
+        assert!(rows.iter().all(|(seq, _)| *seq > 1));
+        assert_eq!(rows.last().map(|(seq, _)| *seq), Some(next - 1));
+        Ok(())
+    }
 }
