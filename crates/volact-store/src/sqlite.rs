@@ -37,7 +37,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Page cache of the connection that applies activations, in KiB: room for the pages
 /// one fold changes (the clients of thousands of activations and their audit rows), so
 /// each is written once, at commit, rather than spilled to the log midway.
-const APPLY_CACHE_KIB: i64 = 16_384;
+const APPLY_CACHE_KIB: i64 = 8_192;
 
 /// Read connections: queries are short, and the machine may have few cores.
 const READ_CONNECTIONS: u32 = 4;

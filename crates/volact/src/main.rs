@@ -21,12 +21,6 @@ use output::Output;
 use std::process::ExitCode;
 use volact_proto::{ApiError, ErrorCode};
 
-/// A host allocates and frees a few dozen small buffers per activation on two threads
-/// (request, JSON, ticket, audit record); mimalloc's per-thread free lists serve that
-/// with less CPU than the system allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output { json: cli.json };
