@@ -104,14 +104,16 @@ async fn run(
                 None
             };
         }
+        let requests = records.len();
+        // Handed over whole: the store keeps the batch until it has applied it.
+        let batch = std::mem::replace(&mut records, Vec::with_capacity(MAX_BATCH.min(64)));
         let token = store
-            .record_batch_deferred(&records)
+            .record_batch_deferred(batch)
             .await
             .map_err(|e| e.to_string());
         if let Err(e) = &token {
-            tracing::error!(error = %e, requests = records.len(), "storing a batch of activation requests failed");
+            tracing::error!(error = %e, requests, "storing a batch of activation requests failed");
         }
-        records.clear();
         let _ = committed.send(Committed { token, waiting });
     }
 }

@@ -233,11 +233,11 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn record_batch(&self, batch: &[ActivationRecord]) -> Result<(), StoreError> {
-        let token = self.record_batch_deferred(batch).await?;
+        let token = self.record_batch_deferred(batch.to_vec()).await?;
         self.sync(token).await
     }
 
-    async fn record_batch_deferred(&self, batch: &[ActivationRecord]) -> Result<u64, StoreError> {
+    async fn record_batch_deferred(&self, batch: Vec<ActivationRecord>) -> Result<u64, StoreError> {
         if let Some(journal) = &self.journal {
             return journal.append(batch).await;
         }

@@ -164,7 +164,7 @@ impl Journaled {
     }
 
     /// Appends `batch` to the journal; returns the flush token that makes it durable.
-    pub(super) async fn append(&self, batch: &[ActivationRecord]) -> Result<u64, StoreError> {
+    pub(super) async fn append(&self, batch: Vec<ActivationRecord>) -> Result<u64, StoreError> {
         if batch.is_empty() {
             return Ok(0);
         }
