@@ -77,9 +77,13 @@ pub fn ticket_id(client_id: &str, nonce: &str, iat: Timestamp) -> String {
     h.update([0]);
     h.update(iat.as_second().to_be_bytes());
     let digest = h.finalize();
-    let mut id = String::from("t-");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(2 + 24);
+    id.push_str("t-");
+    // Every answer's ticket gets an id: written without a String per byte.
     for b in digest.iter().take(12) {
-        id.push_str(&format!("{b:02x}"));
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
     id
 }
@@ -147,19 +151,83 @@ pub fn verify_answer(
     answer: &ActivationResponse,
     expected: Expected<'_>,
 ) -> Result<VerifiedAnswer, ApiError> {
-    let certificate = certificate::verify_certificate(root, &answer.host_certificate, None).map_err(|e| {
-        untrusted(format!(
-            "host {} is not trusted: its certificate does not chain to this vendor's root key ({}); it may be an impostor or belong to another vendor",
-            answer.host_id, e.message
-        ))
-    })?;
-    let host_key = PublicKey::from_paserk(&certificate.host_public_key)
-        .map_err(|_| untrusted("the host certificate carries no usable public key".into()))?;
-    if certificate.sub != host_key.host_id() {
-        return Err(untrusted(
-            "the host certificate's host id does not match its key".into(),
-        ));
+    let host = TrustedHost::verify(root, &answer.host_id, &answer.host_certificate)?;
+    let signed = signed_answer(&host.certificate, &host.key, answer, expected)?;
+    Ok(signed.with(host.certificate))
+}
+
+/// A host certificate that chains to the vendor root, and the host key it certifies: the
+/// first half of [`verify_answer`]. It depends only on the root and the certificate's
+/// text, so a caller that sees the same certificate again (a fleet of simulated clients
+/// of one host) may keep it instead of verifying and parsing the chain once per answer.
+#[derive(Debug, Clone)]
+pub struct TrustedHost {
+    certificate: HostCertificate,
+    key: PublicKey,
+}
+
+impl TrustedHost {
+    /// Verifies `host_certificate` (sent by host `host_id`, named in errors) against `root`.
+    pub fn verify(
+        root: &PublicKey,
+        host_id: &str,
+        host_certificate: &str,
+    ) -> Result<TrustedHost, ApiError> {
+        let certificate = certificate::verify_certificate(root, host_certificate, None).map_err(|e| {
+            untrusted(format!(
+                "host {host_id} is not trusted: its certificate does not chain to this vendor's root key ({}); it may be an impostor or belong to another vendor",
+                e.message
+            ))
+        })?;
+        let key = PublicKey::from_paserk(&certificate.host_public_key)
+            .map_err(|_| untrusted("the host certificate carries no usable public key".into()))?;
+        if certificate.sub != key.host_id() {
+            return Err(untrusted(
+                "the host certificate's host id does not match its key".into(),
+            ));
+        }
+        Ok(TrustedHost { certificate, key })
     }
+
+    /// The second half of [`verify_answer`], for an answer whose `host_certificate` is
+    /// the one this was verified from.
+    pub fn verify_answer(
+        &self,
+        answer: &ActivationResponse,
+        expected: Expected<'_>,
+    ) -> Result<VerifiedAnswer, ApiError> {
+        let signed = signed_answer(&self.certificate, &self.key, answer, expected)?;
+        Ok(signed.with(self.certificate.clone()))
+    }
+}
+
+/// An answer's signed document, checked against its host's certificate.
+enum Signed {
+    Ticket(Ticket),
+    NotYet(NotYet),
+}
+
+impl Signed {
+    fn with(self, certificate: HostCertificate) -> VerifiedAnswer {
+        match self {
+            Signed::Ticket(ticket) => VerifiedAnswer::Ticket {
+                ticket,
+                certificate,
+            },
+            Signed::NotYet(not_yet) => VerifiedAnswer::NotYet {
+                not_yet,
+                certificate,
+            },
+        }
+    }
+}
+
+fn signed_answer(
+    certificate: &HostCertificate,
+    host_key: &PublicKey,
+    answer: &ActivationResponse,
+    expected: Expected<'_>,
+) -> Result<Signed, ApiError> {
     if !certificate.products.iter().any(|p| p == expected.product) {
         return Err(untrusted(format!(
             "host {} is not entitled to activate product {}",
@@ -195,7 +263,7 @@ pub fn verify_answer(
                 .ticket
                 .as_deref()
                 .ok_or_else(|| untrusted("the host said activated but sent no ticket".into()))?;
-            let ticket: Ticket = token::verify(&host_key, text).map_err(|e| {
+            let ticket: Ticket = token::verify(host_key, text).map_err(|e| {
                 untrusted(format!(
                     "the ticket does not verify with host {}'s key: {e}",
                     certificate.sub
@@ -208,17 +276,14 @@ pub fn verify_answer(
                 &ticket.iss,
                 ticket.iat,
             )?;
-            Ok(VerifiedAnswer::Ticket {
-                ticket,
-                certificate,
-            })
+            Ok(Signed::Ticket(ticket))
         }
         ActivationResult::CountInsufficient => {
             let text = answer
                 .not_yet
                 .as_deref()
                 .ok_or_else(|| untrusted("the host sent an unsigned answer".into()))?;
-            let not_yet: NotYet = token::verify(&host_key, text).map_err(|e| {
+            let not_yet: NotYet = token::verify(host_key, text).map_err(|e| {
                 untrusted(format!(
                     "the answer does not verify with host {}'s key: {e}",
                     certificate.sub
@@ -231,10 +296,7 @@ pub fn verify_answer(
                 &not_yet.iss,
                 not_yet.iat,
             )?;
-            Ok(VerifiedAnswer::NotYet {
-                not_yet,
-                certificate,
-            })
+            Ok(Signed::NotYet(not_yet))
         }
     }
 }
@@ -256,4 +318,22 @@ pub fn verify_stored(
         ));
     }
     Ok((t, cert))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticket_id_is_t_and_the_first_12_bytes_of_the_digest_in_lowercase_hex() {
+        let iat = Timestamp::from_second(1_767_225_600).unwrap_or(Timestamp::UNIX_EPOCH);
+        let mut h = Sha256::new();
+        h.update(b"c\0n\0");
+        h.update(iat.as_second().to_be_bytes());
+        let hex: String = h.finalize()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(ticket_id("c", "n", iat), format!("t-{hex}"));
+    }
 }
