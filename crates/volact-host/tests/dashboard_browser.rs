@@ -19,6 +19,9 @@ use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
 
 /// Longest wait for any one thing in the browser.
 const WAIT: Duration = Duration::from_secs(20);
+/// Longest wait for the browser to start: a first start on a fresh machine builds
+/// Chromium's profile and font caches, and once took over 20 s on a busy machine.
+const BROWSER_START: Duration = Duration::from_secs(60);
 /// Longest the whole browser session may take.
 const WHOLE: Duration = Duration::from_secs(120);
 
@@ -113,7 +116,7 @@ async fn connect(driver: &Driver, profile: &std::path::Path) -> Client {
     caps.insert("goog:chromeOptions".into(), options);
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     tokio::time::timeout(
-        WAIT,
+        BROWSER_START,
         ClientBuilder::new(connector)
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{}", driver.port)),
