@@ -42,8 +42,8 @@ const APPLY_CACHE_KIB: i64 = 8_192;
 /// Read connections: queries are short, and the machine may have few cores.
 const READ_CONNECTIONS: u32 = 4;
 
-/// Enough for the ~10 statements of the hot path and the filter combinations of the
-/// listing queries, so none of them is re-prepared.
+/// Enough for the filter combinations of the listing queries and the few writes that
+/// go through sqlx, so none of them is re-prepared.
 const STATEMENT_CACHE: usize = 200;
 
 /// The embedded backend: one SQLite file in WAL mode, and beside it a journal that
@@ -123,14 +123,14 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            // The connection holds the prepared statements of the hot path: never recycle it.
+            // Revocations, flags, probes and pruning (activations have their own
+            // connection, see `worker`): one connection, kept, its statements prepared.
             .idle_timeout(None)
             .max_lifetime(None)
-            // A ping before every batch would double the round trips of small batches;
-            // a dead connection shows up as an error on the batch itself.
+            // A dead connection shows up as an error on the write itself.
             .test_before_acquire(false)
-            // Writers queue behind each other on this single connection; a batch waits for
-            // the one before it and for chunks of pruning, never for long.
+            // Writers queue behind each other on this single connection, behind chunks of
+            // pruning at worst.
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(write_options)
             .await?;

@@ -75,23 +75,29 @@ impl Durability {
         // this flush covers it.
         let target = self.committed.load(Ordering::SeqCst);
         let known = flushed.file.take();
-        let single_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
-        let file = if single_thread {
-            // Nothing else could run beside the flush on this runtime's only thread (the
-            // simulator, tests), so it runs inline and saves two thread switches.
-            flush(&self.wal, &self.dir, known).map_err(io)?
-        } else {
-            let (wal, dir) = (self.wal.clone(), self.dir.clone());
-            tokio::task::spawn_blocking(move || flush(&wal, &dir, known))
-                .await
-                .map_err(|e| io(std::io::Error::other(e.to_string())))?
-                .map_err(io)?
-        };
+        let (wal, dir) = (self.wal.clone(), self.dir.clone());
+        let file = off_thread(move || flush(&wal, &dir, known)).await?;
         flushed.through = target;
         flushed.file = file;
         Ok(())
     }
+}
+
+/// Runs a blocking flush on tokio's blocking threads, so the runtime's threads go on
+/// serving requests meanwhile; inline on a single-threaded runtime (the simulator,
+/// tests), where nothing else could run beside it and the two thread switches are saved.
+pub(super) async fn off_thread<T: Send + 'static>(
+    flush: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
+    let single_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+    if single_thread {
+        return flush().map_err(io);
+    }
+    tokio::task::spawn_blocking(flush)
+        .await
+        .map_err(|e| io(std::io::Error::other(e.to_string())))?
+        .map_err(io)
 }
 
 /// Flushes the log file (and, the first time a file is seen, its directory entry).

@@ -48,7 +48,7 @@ fn seq_value(seq: u64) -> Result<i64, StoreError> {
 #[derive(Debug, Clone)]
 pub(super) struct Database {
     pub(super) worker: Worker,
-    pub(super) durability: std::sync::Arc<Durability>,
+    pub(super) durability: Arc<Durability>,
 }
 
 impl Database {
@@ -169,7 +169,7 @@ impl Journaled {
             return Ok(0);
         }
         let batch: Arc<[ActivationRecord]> = Arc::from(batch);
-        let rows = {
+        let (waiting, token) = {
             let mut next = self.next.lock().await;
             let token = self.journal.append(*next, &batch)?;
             let last = *next + batch.len() as u64 - 1;
@@ -180,7 +180,6 @@ impl Journaled {
             waiting.batches.push_back((last, batch));
             (waiting.rows, token)
         };
-        let (waiting, token) = rows;
         if waiting >= MAX_WAITING {
             self.fold().await?;
         } else if waiting >= FOLD_AT {
@@ -201,37 +200,30 @@ impl Journaled {
         let target = self.waiting.lock().map_err(|_| poisoned())?.appended;
         let mut folded = self.folded.lock().await;
         while *folded < target {
-            let (batches, rows, through) = {
+            let (taken, rows) = {
                 let mut waiting = self.waiting.lock().map_err(|_| poisoned())?;
-                let mut batches = Vec::new();
+                let mut taken = Vec::new();
                 let mut rows = 0;
-                let mut through = *folded;
-                while rows < FOLD_MAX && through < target {
-                    let Some((last, batch)) = waiting.batches.pop_front() else {
+                while rows < FOLD_MAX && taken.last().map_or(*folded, |(last, _)| *last) < target {
+                    let Some(entry) = waiting.batches.pop_front() else {
                         break;
                     };
-                    waiting.rows -= batch.len();
-                    rows += batch.len();
-                    through = last;
-                    batches.push(batch);
+                    waiting.rows -= entry.1.len();
+                    rows += entry.1.len();
+                    taken.push(entry);
                 }
-                (batches, rows, through)
+                (taken, rows)
             };
-            if batches.is_empty() {
+            let Some(&(through, _)) = taken.last() else {
                 return Ok(());
-            }
+            };
             let started = std::time::Instant::now();
-            if let Err(e) = self.database.apply(batches.clone(), Some(through)).await {
+            let batches = taken.iter().map(|(_, batch)| batch.clone()).collect();
+            if let Err(e) = self.database.apply(batches, Some(through)).await {
                 // Kept in order for the next attempt; the journal still has them too.
                 let mut waiting = self.waiting.lock().map_err(|_| poisoned())?;
                 waiting.rows += rows;
-                let mut last = *folded;
-                let mut restored = Vec::with_capacity(batches.len());
-                for batch in batches {
-                    last += batch.len() as u64;
-                    restored.push((last, batch));
-                }
-                for entry in restored.into_iter().rev() {
+                for entry in taken.into_iter().rev() {
                     waiting.batches.push_front(entry);
                 }
                 return Err(e);

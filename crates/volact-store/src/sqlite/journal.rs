@@ -82,18 +82,14 @@ struct Current {
     first: u64,
 }
 
-/// How far the journal is known to be on disk.
-#[derive(Debug, Default)]
-struct Flushed {
-    through: u64,
-}
-
 /// The journal's files and their flushing.
 #[derive(Debug)]
 pub(super) struct Journal {
     dir: PathBuf,
     current: Mutex<Current>,
-    flushed: tokio::sync::Mutex<Flushed>,
+    /// Every batch with a token up to this is on disk; held while flushing, so
+    /// latecomers reuse the flush in progress.
+    flushed: tokio::sync::Mutex<u64>,
 }
 
 impl Journal {
@@ -140,7 +136,7 @@ impl Journal {
                 closed: segments,
                 first,
             }),
-            flushed: tokio::sync::Mutex::new(Flushed::default()),
+            flushed: tokio::sync::Mutex::new(0),
         };
         Ok((journal, rows))
     }
@@ -182,26 +178,15 @@ impl Journal {
     /// written before it starts, so under load a flush serves many batches.
     pub(super) async fn sync(&self, token: u64) -> Result<(), StoreError> {
         let mut flushed = self.flushed.lock().await;
-        if flushed.through >= token {
+        if *flushed >= token {
             return Ok(());
         }
         let (file, target) = {
             let current = self.current.lock().map_err(|_| poisoned())?;
             (current.file.clone(), current.written)
         };
-        let single_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
-        if single_thread {
-            // Nothing else could run beside the flush on this runtime's only thread (the
-            // simulator, tests), so it runs inline and saves two thread switches.
-            file.sync_data().map_err(io)?;
-        } else {
-            tokio::task::spawn_blocking(move || file.sync_data())
-                .await
-                .map_err(|e| io(std::io::Error::other(e.to_string())))?
-                .map_err(io)?;
-        }
-        flushed.through = target;
+        super::durable::off_thread(move || file.sync_data()).await?;
+        *flushed = target;
         Ok(())
     }
 
