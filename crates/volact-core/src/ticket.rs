@@ -152,8 +152,7 @@ pub fn verify_answer(
     expected: Expected<'_>,
 ) -> Result<VerifiedAnswer, ApiError> {
     let host = TrustedHost::verify(root, &answer.host_id, &answer.host_certificate)?;
-    let signed = signed_answer(&host.certificate, &host.key, answer, expected)?;
-    Ok(signed.with(host.certificate))
+    signed_answer(host.certificate, &host.key, answer, expected)
 }
 
 /// A host certificate that chains to the vendor root, and the host key it certifies: the
@@ -196,38 +195,17 @@ impl TrustedHost {
         answer: &ActivationResponse,
         expected: Expected<'_>,
     ) -> Result<VerifiedAnswer, ApiError> {
-        let signed = signed_answer(&self.certificate, &self.key, answer, expected)?;
-        Ok(signed.with(self.certificate.clone()))
+        signed_answer(self.certificate.clone(), &self.key, answer, expected)
     }
 }
 
-/// An answer's signed document, checked against its host's certificate.
-enum Signed {
-    Ticket(Ticket),
-    NotYet(NotYet),
-}
-
-impl Signed {
-    fn with(self, certificate: HostCertificate) -> VerifiedAnswer {
-        match self {
-            Signed::Ticket(ticket) => VerifiedAnswer::Ticket {
-                ticket,
-                certificate,
-            },
-            Signed::NotYet(not_yet) => VerifiedAnswer::NotYet {
-                not_yet,
-                certificate,
-            },
-        }
-    }
-}
-
+/// Checks an answer's signed document against its host's certificate.
 fn signed_answer(
-    certificate: &HostCertificate,
+    certificate: HostCertificate,
     host_key: &PublicKey,
     answer: &ActivationResponse,
     expected: Expected<'_>,
-) -> Result<Signed, ApiError> {
+) -> Result<VerifiedAnswer, ApiError> {
     if !certificate.products.iter().any(|p| p == expected.product) {
         return Err(untrusted(format!(
             "host {} is not entitled to activate product {}",
@@ -276,7 +254,10 @@ fn signed_answer(
                 &ticket.iss,
                 ticket.iat,
             )?;
-            Ok(Signed::Ticket(ticket))
+            Ok(VerifiedAnswer::Ticket {
+                ticket,
+                certificate,
+            })
         }
         ActivationResult::CountInsufficient => {
             let text = answer
@@ -296,7 +277,10 @@ fn signed_answer(
                 &not_yet.iss,
                 not_yet.iat,
             )?;
-            Ok(Signed::NotYet(not_yet))
+            Ok(VerifiedAnswer::NotYet {
+                not_yet,
+                certificate,
+            })
         }
     }
 }

@@ -127,10 +127,32 @@ pub fn verify<T: Document>(key: &PublicKey, token: &str) -> Result<T, TokenError
 /// Reads a token's claims WITHOUT verifying it, for showing what a document says before
 /// the key that signed it is known. Never trust the result.
 pub fn peek<T: Document>(token: &str) -> Result<T, TokenError> {
+    // An unverified read needs no constant-time decoding, which made pasetors' parser
+    // most of what a fleet of simulated clients cost: the base64 crate reads the usual
+    // token, and whatever it does not (a footer, bad base64, bad claims) goes through
+    // pasetors, so the errors are its own.
+    if let Some(claims) = peek_fast(token.trim()) {
+        return Ok(claims);
+    }
     let untrusted =
         UntrustedToken::<Public, V4>::try_from(token.trim()).map_err(|_| TokenError::Malformed)?;
     serde_json::from_slice(untrusted.untrusted_payload())
         .map_err(|e| TokenError::BadClaims(e.to_string()))
+}
+
+/// A v4.public token without footer, its payload read as `T`, or `None`.
+fn peek_fast<T: Document>(token: &str) -> Option<T> {
+    use base64::Engine as _;
+    const SIGNATURE: usize = 64;
+    let body = token.strip_prefix(HEADER)?;
+    if body.contains('.') {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body)
+        .ok()?;
+    let payload = bytes.get(..bytes.len().checked_sub(SIGNATURE)?)?;
+    serde_json::from_slice(payload).ok()
 }
 
 fn verified_payload(key: &PublicKey, token: &str) -> Result<Vec<u8>, TokenError> {
@@ -204,6 +226,10 @@ mod tests {
             Err(TokenError::Malformed)
         );
         assert_eq!(peek::<A>(&t).unwrap(), A { x: 5 });
+        // What the fast path does not take goes to pasetors' parser, with its errors.
+        assert_eq!(peek::<A>(&format!(" {t}\n")).unwrap(), A { x: 5 });
+        assert_eq!(peek::<A>("v4.public.garbage"), Err(TokenError::Malformed));
+        assert_eq!(peek::<A>("v4.public.a.b.c"), Err(TokenError::Malformed));
         // One flipped character anywhere in the body breaks the signature.
         let mut bad = t.clone().into_bytes();
         let i = bad.len() / 2;

@@ -14,7 +14,7 @@ use volact_core::keys::PublicKey;
 use volact_core::license::LicenseState;
 use volact_core::settings::RANGES;
 use volact_core::ticket::{Expected, Ticket, TrustedHost, VerifiedAnswer};
-use volact_core::token::{self, TokenError};
+use volact_core::token;
 use volact_proto::{ActivationRequest, ActivationResponse, ActivationResult, ApiError, ErrorCode};
 
 /// How to run a scenario.
@@ -453,7 +453,7 @@ fn read(resp: &ActivationResponse) -> Result<Judged, ApiError> {
     match resp.result {
         ActivationResult::Activated => {
             let text = resp.ticket.as_deref().unwrap_or_default();
-            let ticket = peek_ticket(text).map_err(|e| {
+            let ticket = token::peek::<Ticket>(text).map_err(|e| {
                 ApiError::new(ErrorCode::UntrustedHost, format!("unreadable ticket: {e}"))
             })?;
             Ok(Judged::Ticket(ticket))
@@ -461,29 +461,5 @@ fn read(resp: &ActivationResponse) -> Result<Judged, ApiError> {
         ActivationResult::CountInsufficient => {
             Ok(Judged::NotYet(resp.retry_after.map(|r| r.as_second())))
         }
-    }
-}
-
-/// [`token::peek`] for a ticket, which it reads the same, but decoded with the `base64`
-/// crate: pasetors' constant-time decoder, which buys nothing for an unverified read,
-/// made peeking most of what the simulated clients cost. Whatever this does not read
-/// (a footer, bad base64, bad claims) goes to `peek`, so the errors are its own.
-fn peek_ticket(text: &str) -> Result<Ticket, TokenError> {
-    use base64::Engine as _;
-    const SIGNATURE: usize = 64;
-    let fast = || {
-        let body = text.trim().strip_prefix("v4.public.")?;
-        if body.contains('.') {
-            return None;
-        }
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(body)
-            .ok()?;
-        let payload = bytes.get(..bytes.len().checked_sub(SIGNATURE)?)?;
-        serde_json::from_slice(payload).ok()
-    };
-    match fast() {
-        Some(ticket) => Ok(ticket),
-        None => token::peek(text),
     }
 }
