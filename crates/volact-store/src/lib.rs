@@ -44,10 +44,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Like [`Store::record_batch`], but may return before the batch is durable: it is
     /// committed, after every batch committed before it, and is durable once
-    /// [`Store::sync`] with the returned token returns. A writer uses it to commit the
-    /// next batch while the disk flushes this one; nothing may be acknowledged before
-    /// its sync. The batch is handed over, so a store that keeps it (to apply later)
-    /// need not copy it. The default is durable at once.
+    /// [`Store::sync`] with the returned token returns; nothing may be acknowledged
+    /// before its sync. One sync covers every batch before its token, so a writer can
+    /// store several batches and flush once. The batch is handed over, so a store that
+    /// keeps it (to apply later) need not copy it. The default is durable at once.
     async fn record_batch_deferred(&self, batch: Vec<ActivationRecord>) -> Result<u64, StoreError> {
         self.record_batch(&batch).await?;
         Ok(0)
