@@ -35,7 +35,15 @@ pub async fn post_raw(host: &TestHost, body: Vec<u8>, content_type: &str) -> (u1
         .await
         .expect("the host answers");
     let status = response.status().as_u16();
+    // Every answer, activation or refusal, says it is JSON.
+    let declared = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let text = response.text().await.expect("a body");
+    assert_eq!(declared, "application/json", "{status}: {text}");
     let value = serde_json::from_str(&text)
         .unwrap_or_else(|_| panic!("a JSON answer, got {status}: {text}"));
     (status, value)
