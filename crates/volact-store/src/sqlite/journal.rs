@@ -14,6 +14,13 @@
 //! batch was never acknowledged, since acknowledging waits for the flush after the
 //! write; reading stops at the first frame that does not check out.
 //!
+//! Segments are written in place into files already filled with zeros and flushed (a
+//! spare, prepared on a thread of its own while the segment before it fills; the first
+//! segment of a store is one left by the store before, or an empty file). Appending
+//! to a file changes its size, and then every `fdatasync` must write the file's inode as
+//! well as the data: a second disk write per flush. Within a prepared file only the data
+//! changes. The zeros after the last frame are where reading a segment ends.
+//!
 //! The journal is owned by one store at a time, marked by a lock file, because two
 //! stores applying the same journal would store its activations twice.
 
@@ -33,6 +40,16 @@ const HEADER: usize = 12;
 /// A segment is closed and a new one begun past this size, so applied rows can be
 /// deleted a file at a time.
 const SEGMENT_BYTES: u64 = 16 << 20;
+
+/// The spare segment, zero-filled and flushed, waiting to become the next segment.
+const SPARE: &str = "spare";
+
+/// The spare is prepared once the current segment is this full: a journal that never
+/// fills a quarter of a segment (a quiet host, a test) never writes one.
+const SPARE_AT: u64 = SEGMENT_BYTES / 4;
+
+/// The spare while it is being prepared; a leftover is an unfinished one.
+const SPARE_UNFINISHED: &str = "spare.unfinished";
 
 /// Where the journal of the database at `db` lives (a directory), and its lock file.
 pub(super) fn paths(db: &Path) -> (PathBuf, PathBuf) {
@@ -87,6 +104,8 @@ struct Current {
 pub(super) struct Journal {
     dir: PathBuf,
     current: Mutex<Current>,
+    /// The thread preparing the next segment, until the current one is full.
+    spare: Mutex<Option<std::thread::JoinHandle<std::io::Result<PathBuf>>>>,
     /// Every batch with a token up to this is on disk; held while flushing, so
     /// latecomers reuse the flush in progress.
     flushed: tokio::sync::Mutex<u64>,
@@ -114,7 +133,9 @@ impl Journal {
         let mut rows = Vec::new();
         for (_, path) in &segments {
             let bytes = std::fs::read(path).map_err(io)?;
-            if let Err(at) = read_frames(&bytes, &mut rows) {
+            if let Err(at) = read_frames(&bytes, &mut rows)
+                && bytes[at..].iter().any(|&b| b != 0)
+            {
                 tracing::warn!(
                     file = %path.display(),
                     offset = at,
@@ -126,7 +147,10 @@ impl Journal {
         // nothing readable (its rows would come later), so it is started afresh.
         let first = rows.last().map_or(1, |(seq, _)| seq + 1);
         segments.retain(|(f, _)| *f != first);
-        let file = new_segment(dir, first, true)?;
+        let file = match first_segment(dir, first) {
+            Some(file) => file,
+            None => new_segment(dir, first, true)?,
+        };
         let journal = Journal {
             dir: dir.to_path_buf(),
             current: Mutex::new(Current {
@@ -137,6 +161,7 @@ impl Journal {
                 first,
             }),
             flushed: tokio::sync::Mutex::new(0),
+            spare: Mutex::new(None),
         };
         Ok((journal, rows))
     }
@@ -156,11 +181,11 @@ impl Journal {
     pub(super) fn append(&self, first: u64, batch: &[ActivationRecord]) -> Result<u64, StoreError> {
         let frame = encode(first, batch)?;
         let mut current = self.current.lock().map_err(|_| poisoned())?;
-        if current.bytes >= SEGMENT_BYTES {
+        if current.bytes > 0 && current.bytes + frame.len() as u64 > SEGMENT_BYTES {
             // Everything written to the old segment is flushed before the new one takes
             // writes, so one flush of the current file covers every earlier token.
             current.file.sync_data().map_err(io)?;
-            let file = new_segment(&self.dir, first, false)?;
+            let file = self.next_segment(first)?;
             let old_first = std::mem::replace(&mut current.first, first);
             current
                 .closed
@@ -168,8 +193,14 @@ impl Journal {
             current.file = std::sync::Arc::new(file);
             current.bytes = 0;
         }
-        (&*current.file).write_all(&frame).map_err(io)?;
+        write_at(&current.file, &frame, current.bytes).map_err(io)?;
         current.bytes += frame.len() as u64;
+        if current.bytes >= SPARE_AT {
+            let mut spare = self.spare.lock().map_err(|_| poisoned())?;
+            if spare.is_none() {
+                *spare = Some(prepare_spare(&self.dir)?);
+            }
+        }
         current.written += 1;
         Ok(current.written)
     }
@@ -188,6 +219,42 @@ impl Journal {
         super::durable::off_thread(move || file.sync_data()).await?;
         *flushed = target;
         Ok(())
+    }
+
+    /// The segment starting at `first`: the spare, when it is ready, renamed; else a new
+    /// empty file (its flushes write its size too).
+    fn next_segment(&self, first: u64) -> Result<File, StoreError> {
+        let mut spare = self.spare.lock().map_err(|_| poisoned())?;
+        let ready = match spare.take() {
+            Some(thread) if thread.is_finished() => match thread.join() {
+                Ok(Ok(path)) => Some(path),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not prepare the next activation journal file; appending to a new one instead");
+                    None
+                }
+                Err(_) => None,
+            },
+            // Still being written: a batch must not wait for it.
+            Some(thread) => {
+                *spare = Some(thread);
+                return new_segment(&self.dir, first, true);
+            }
+            None => None,
+        };
+        let file = match ready {
+            Some(path) => {
+                let to = segment_path(&self.dir, first);
+                std::fs::rename(&path, &to).map_err(io)?;
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&to)
+                    .map_err(io)?;
+                sync_dir(&self.dir).map_err(io)?;
+                file
+            }
+            None => new_segment(&self.dir, first, true)?,
+        };
+        Ok(file)
     }
 
     /// Deletes the closed segments whose rows are all at or before `through`.
@@ -226,12 +293,79 @@ fn new_segment(dir: &Path, first: u64, fresh: bool) -> Result<File, StoreError> 
     }
     let file = std::fs::OpenOptions::new()
         .create(true)
-        .append(true)
+        .truncate(false)
+        .write(true)
         .open(path)
         .map_err(io)?;
-    #[cfg(unix)]
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    sync_dir(dir).map_err(io)?;
     Ok(file)
+}
+
+/// The spare the last store left, whole, renamed to start at `first`; `None` when there
+/// is none (or it cannot be used, and a new file will do).
+fn first_segment(dir: &Path, first: u64) -> Option<File> {
+    let spare = dir.join(SPARE);
+    let whole = std::fs::metadata(&spare).is_ok_and(|m| m.len() == SEGMENT_BYTES);
+    if !whole {
+        return None;
+    }
+    let to = segment_path(dir, first);
+    std::fs::rename(&spare, &to).ok()?;
+    let file = std::fs::OpenOptions::new().write(true).open(&to).ok()?;
+    sync_dir(dir).ok()?;
+    Some(file)
+}
+
+/// Makes the names in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Starts writing a spare segment of zeros in `dir`, on a thread of its own; the thread
+/// returns its path once it is flushed.
+fn prepare_spare(
+    dir: &Path,
+) -> Result<std::thread::JoinHandle<std::io::Result<PathBuf>>, StoreError> {
+    let dir = dir.to_path_buf();
+    std::thread::Builder::new()
+        .name("volact-journal".into())
+        .spawn(move || {
+            let unfinished = dir.join(SPARE_UNFINISHED);
+            let mut file = File::create(&unfinished)?;
+            let zeros = vec![0u8; 1 << 20];
+            for _ in 0..SEGMENT_BYTES / zeros.len() as u64 {
+                file.write_all(&zeros)?;
+            }
+            file.sync_all()?;
+            let spare = dir.join(SPARE);
+            std::fs::rename(&unfinished, &spare)?;
+            Ok(spare)
+        })
+        .map_err(io)
+}
+
+/// Writes all of `bytes` at `offset`.
+#[cfg(unix)]
+fn write_at(file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
+}
+
+/// Writes all of `bytes` at `offset`.
+#[cfg(windows)]
+fn write_at(file: &File, mut bytes: &[u8], mut offset: u64) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(file, bytes, offset)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n..];
+        offset += n as u64;
+    }
+    Ok(())
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), StoreError> {
@@ -437,7 +571,13 @@ mod tests {
             journal.append(next, chunk)?;
             next += chunk.len() as u64;
         }
-        let files = || std::fs::read_dir(&path).map(|d| d.count()).unwrap_or(0);
+        let files = || {
+            std::fs::read_dir(&path).map_or(0, |d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                    .count()
+            })
+        };
         assert!(files() >= 2, "6 MB per 500 rows rolls over past 16 MiB");
         journal.forget(0)?;
         let before = files();
@@ -447,6 +587,66 @@ mod tests {
         let (_, rows) = Journal::open(&path)?;
         assert!(rows.iter().all(|(seq, _)| *seq > 1));
         assert_eq!(rows.last().map(|(seq, _)| *seq), Some(next - 1));
+        Ok(())
+    }
+
+    /// Waits (at most a minute) for the spare of the journal in `dir` to be ready.
+    fn spare_ready(dir: &Path) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if std::fs::metadata(dir.join(SPARE)).is_ok_and(|m| m.len() == SEGMENT_BYTES) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    }
+
+    #[test]
+    fn prepared_segments_are_written_in_place_and_read_back() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(io)?;
+        let path = dir.path().join("j");
+        let (journal, _) = Journal::open(&path)?;
+        journal.restart()?;
+        // Batches of 500 rows of about 12 KB: the third no longer fits the first segment.
+        let big: Vec<ActivationRecord> = (0..1_500)
+            .map(|i| ActivationRecord {
+                machine_name: "m".repeat(12_000),
+                ..record(i)
+            })
+            .collect();
+        let mut next = 1;
+        for (i, chunk) in big.chunks(500).enumerate() {
+            if i == 2 {
+                // Past a quarter of a segment, the spare is prepared in the background.
+                assert!(
+                    spare_ready(&path),
+                    "a spare before the first segment is full"
+                );
+            }
+            journal.append(next, chunk)?;
+            next += chunk.len() as u64;
+        }
+        let second = segment_path(&path, 1_001);
+        assert_eq!(
+            std::fs::metadata(&second).map_err(io)?.len(),
+            SEGMENT_BYTES,
+            "the spare became the second segment, written in place"
+        );
+        // The second segment is a quarter full too: another spare.
+        assert!(spare_ready(&path));
+        drop(journal);
+        let (journal, rows) = Journal::open(&path)?;
+        assert_eq!(rows.len(), 1_500, "every row, the zeros after them ignored");
+        assert!(rows.iter().map(|(seq, _)| *seq).eq(1..=1_500));
+        assert_eq!(rows[1_499].1, big[1_499]);
+        // The spare left behind starts the next store's journal.
+        let third = segment_path(&path, 1_501);
+        assert_eq!(std::fs::metadata(&third).map_err(io)?.len(), SEGMENT_BYTES);
+        journal.append(1_501, &big[..1])?;
+        drop(journal);
+        let (_, rows) = Journal::open(&path)?;
+        assert_eq!(rows.len(), 1_501);
         Ok(())
     }
 }
