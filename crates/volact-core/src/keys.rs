@@ -14,6 +14,8 @@ pub struct KeyPair {
     signing: SigningKey,
     secret: AsymmetricSecretKey<V4>,
     public: PublicKey,
+    /// The signing key expanded once, for the host's signatures (see `ed25519`).
+    expanded: crate::ed25519::Expanded,
 }
 
 impl fmt::Debug for KeyPair {
@@ -59,8 +61,10 @@ impl KeyPair {
         let signing = SigningKey::from_bytes(&seed);
         let secret = AsymmetricSecretKey::<V4>::from(&signing.to_keypair_bytes())
             .map_err(|_| key_error("the secret key"))?;
-        let public = PublicKey::from_bytes(signing.verifying_key().to_bytes())?;
+        let public_bytes = signing.verifying_key().to_bytes();
+        let public = PublicKey::from_bytes(public_bytes)?;
         Ok(KeyPair {
+            expanded: crate::ed25519::Expanded::new(&seed, public_bytes),
             signing,
             secret,
             public,
@@ -100,6 +104,10 @@ impl KeyPair {
     #[cfg(test)]
     pub(crate) fn pasetors_secret(&self) -> &AsymmetricSecretKey<V4> {
         &self.secret
+    }
+
+    pub(crate) fn expanded(&self) -> &crate::ed25519::Expanded {
+        &self.expanded
     }
 
     /// The dalek signing key, for callers that sign raw messages.

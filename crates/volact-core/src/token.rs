@@ -66,12 +66,53 @@ struct TypeOnly {
 
 /// Signs a document.
 pub fn sign<T: Document>(key: &KeyPair, claims: &T) -> Result<String, TokenError> {
+    let unsigned = prepare(claims)?;
+    sign_all(key, std::slice::from_ref(&unsigned))
+        .pop()
+        .ok_or_else(|| TokenError::BadClaims("nothing was signed".to_owned()))
+}
+
+/// A document encoded and ready for its signature: the token's payload and the message
+/// its signature covers. Made with [`prepare`], signed with [`sign_all`].
+#[derive(Debug, Clone)]
+pub struct Unsigned {
+    payload: Vec<u8>,
+    message: Vec<u8>,
+}
+
+/// Encodes a document for signing, so the encoding can be done where it is convenient
+/// (each request's own task) and the signatures made together (see [`sign_all`]).
+pub fn prepare<T: Document>(claims: &T) -> Result<Unsigned, TokenError> {
     let payload = serde_json::to_vec(&Envelope {
         typ: T::TYPE,
         claims,
     })
     .map_err(|e| TokenError::BadClaims(e.to_string()))?;
-    Ok(sign_payload(key.signing_key(), &payload))
+    let message = pae(&[HEADER.as_bytes(), &payload, b"", b""]);
+    Ok(Unsigned { payload, message })
+}
+
+/// Signs documents, in order, as v4.public tokens without footer or implicit assertion,
+/// exactly as the PASETO specification (and pasetors, see the tests) does. Signing
+/// several at once costs less per token than one at a time (see `ed25519`); the
+/// signatures are the same.
+pub fn sign_all(key: &KeyPair, documents: &[Unsigned]) -> Vec<String> {
+    use base64::Engine as _;
+    let messages: Vec<&[u8]> = documents.iter().map(|d| d.message.as_slice()).collect();
+    let signatures = key.expanded().sign_all(&messages);
+    documents
+        .iter()
+        .zip(signatures)
+        .map(|(d, signature)| {
+            let mut body = Vec::with_capacity(d.payload.len() + signature.len());
+            body.extend_from_slice(&d.payload);
+            body.extend_from_slice(&signature);
+            let mut out = String::with_capacity(HEADER.len() + body.len().div_ceil(3) * 4);
+            out.push_str(HEADER);
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(&body, &mut out);
+            out
+        })
+        .collect()
 }
 
 /// The header of every token.
@@ -88,25 +129,6 @@ fn pae(pieces: &[&[u8]]) -> Vec<u8> {
         out.extend_from_slice(&le64(p.len()));
         out.extend_from_slice(p);
     }
-    out
-}
-
-/// Signs `payload` as a v4.public token without footer or implicit assertion, exactly as
-/// the PASETO specification (and pasetors, see the tests) does, but with the dalek key
-/// the [`KeyPair`] already holds: pasetors would rebuild its key from the secret bytes and
-/// derive the public half again on every signature, which doubles the cost of the
-/// host's hottest operation.
-fn sign_payload(key: &ed25519_dalek::SigningKey, payload: &[u8]) -> String {
-    use base64::Engine as _;
-    use ed25519_dalek::Signer as _;
-    let m2 = pae(&[HEADER.as_bytes(), payload, b"", b""]);
-    let signature = key.sign(&m2).to_bytes();
-    let mut body = Vec::with_capacity(payload.len() + signature.len());
-    body.extend_from_slice(payload);
-    body.extend_from_slice(&signature);
-    let mut out = String::with_capacity(HEADER.len() + body.len().div_ceil(3) * 4);
-    out.push_str(HEADER);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(&body, &mut out);
     out
 }
 
@@ -184,16 +206,26 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_exactly_those_of_pasetors() {
+    fn tokens_are_exactly_those_of_pasetors_alone_or_signed_together() {
         let k = KeyPair::from_seed([3; 32]).unwrap();
         let payload = br#"{"typ":"test.a","x":5}"#;
-        let ours = sign_payload(k.signing_key(), payload);
+        let ours = sign(&k, &A { x: 5 }).unwrap();
         // Ed25519 signatures are deterministic, so both must produce the same bytes.
         let theirs = PublicToken::sign(k.pasetors_secret(), payload, None, None).unwrap();
         assert_eq!(ours, theirs);
         let untrusted = UntrustedToken::<Public, V4>::try_from(ours.as_str()).unwrap();
         let trusted = PublicToken::verify(k.public().pasetors(), &untrusted, None, None).unwrap();
         assert_eq!(trusted.payload().as_bytes(), payload);
+        let documents: Vec<Unsigned> = (0..9).map(|x| prepare(&A { x }).unwrap()).collect();
+        let together = sign_all(&k, &documents);
+        assert_eq!(together.len(), 9);
+        for (x, token) in together.iter().enumerate() {
+            let payload = format!(r#"{{"typ":"test.a","x":{x}}}"#);
+            let theirs =
+                PublicToken::sign(k.pasetors_secret(), payload.as_bytes(), None, None).unwrap();
+            assert_eq!(token, &theirs);
+        }
+        assert!(sign_all(&k, &[]).is_empty());
         assert_eq!(
             pae(&[b"", b"abc"]),
             [

@@ -12,7 +12,7 @@ use volact_core::count::{ClientKey, CountIndex};
 use volact_core::decide::{self, Admission, Answer, Counted, Outcome, ParsedRequest};
 use volact_core::keys::KeyPair;
 use volact_core::settings::Settings;
-use volact_core::ticket;
+use volact_core::token;
 use volact_proto::{
     ActivationRequest, ActivationResponse, ActivationResult, ApiError, ErrorCode, HostInfo,
 };
@@ -117,7 +117,11 @@ impl Engine {
         let host_id = parts.identity.public().host_id();
         let storage_health = Arc::new(crate::health::StorageHealth::default());
         Ok(Arc::new(Engine {
-            writer: Writer::start(parts.store.clone(), storage_health.clone()),
+            writer: Writer::start(
+                parts.store.clone(),
+                storage_health.clone(),
+                parts.identity.clone(),
+            ),
             clones: crate::clones::CloneTracker::default(),
             clone_flags: crate::clones::CloneFlags::start(parts.store.clone()),
             metrics: crate::metrics::Metrics::new(&parts.catalog),
@@ -259,7 +263,7 @@ impl Engine {
     ) -> Result<ActivationResponse, ApiError> {
         let now = self.clock.now();
         let product;
-        let (result, ack) = match self.try_decide(req, address, now) {
+        let (mut result, ack) = match self.try_decide(req, address, now) {
             Ok((response, ack)) => {
                 product = self.product_index(&response.product);
                 (Ok(response), Some(ack))
@@ -268,14 +272,28 @@ impl Engine {
                 let (error, record) = *refusal;
                 product = record.as_ref().and_then(|r| self.product_index(&r.product));
                 let ack = match record {
-                    Some(r) => Some(self.writer.enqueue(r)?),
+                    Some(r) => Some(self.writer.enqueue(r, None)?),
                     None => None,
                 };
                 (Err(error), ack)
             }
         };
-        if let Some(ack) = ack {
-            ack.wait().await?;
+        let signed = match ack {
+            Some(ack) => ack.wait().await?,
+            None => None,
+        };
+        // The writer signed the answer with its batch (see `writer`).
+        if let Ok(response) = &mut result {
+            let Some(signed) = signed else {
+                return Err(ApiError::new(
+                    ErrorCode::Internal,
+                    "the host stored this request but did not sign its answer; try again",
+                ));
+            };
+            match response.result {
+                ActivationResult::Activated => response.ticket = Some(signed),
+                ActivationResult::CountInsufficient => response.not_yet = Some(signed),
+            }
         }
         let outcome = match &result {
             Ok(r) if r.result == ActivationResult::Activated => Ok(()),
@@ -342,17 +360,39 @@ impl Engine {
         };
         let answer = decide::answer(&parsed, req, product, counted, &self.host_id, now);
         let mut rec = record(Some(product), count, "", true);
-        match &answer {
+        let document = match &answer {
             Answer::Ticket(t) => {
                 rec.result = "activated".into();
                 rec.ticket_id = Some(t.jti.clone());
                 rec.ticket_valid_until = Some(t.exp.as_second());
+                token::prepare(t)
             }
-            Answer::NotYet(_) => rec.result = ErrorCode::CountInsufficient.as_str().into(),
-        }
+            Answer::NotYet(n) => {
+                rec.result = ErrorCode::CountInsufficient.as_str().into();
+                token::prepare(n)
+            }
+        };
+        // A document that cannot be encoded still leaves its record: the count has
+        // counted the client, and the inventory must agree after a restart.
+        let (document, unsigned) = match document {
+            Ok(d) => (Some(d), None),
+            Err(e) => (None, Some(e)),
+        };
         // Queued before the count lock is released: see the writer's module comment.
-        let ack = self.writer.enqueue(rec).map_err(|e| Box::new((e, None)))?;
+        let ack = self
+            .writer
+            .enqueue(rec, document)
+            .map_err(|e| Box::new((e, None)))?;
         drop(index);
+        if let Some(e) = unsigned {
+            return Err(Box::new((
+                ApiError::new(
+                    ErrorCode::Internal,
+                    format!("could not sign the answer: {e}"),
+                ),
+                None,
+            )));
+        }
         let mut response = ActivationResponse {
             result: ActivationResult::CountInsufficient,
             count,
@@ -367,19 +407,12 @@ impl Engine {
             not_yet: None,
             host_certificate: cert_token.clone(),
         };
-        let signing_failed = |e: ApiError| Box::new((e, None));
         match answer {
-            Answer::Ticket(t) => {
-                response.result = ActivationResult::Activated;
-                response.ticket =
-                    Some(ticket::sign_ticket(&self.identity, &t).map_err(signing_failed)?);
-            }
-            Answer::NotYet(n) => {
+            Answer::Ticket(_) => response.result = ActivationResult::Activated,
+            Answer::NotYet(_) => {
                 if let Outcome::NotYet { retry_after } = outcome {
                     response.retry_after = Some(retry_after);
                 }
-                response.not_yet =
-                    Some(ticket::sign_not_yet(&self.identity, &n).map_err(signing_failed)?);
             }
         }
         Ok((response, ack))
