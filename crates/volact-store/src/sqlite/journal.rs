@@ -553,6 +553,16 @@ mod tests {
         Ok(())
     }
 
+    /// `n` rows of about 12 KB each, so a few batches fill a segment.
+    fn big_records(n: i64) -> Vec<ActivationRecord> {
+        (0..n)
+            .map(|i| ActivationRecord {
+                machine_name: "m".repeat(12_000),
+                ..record(i)
+            })
+            .collect()
+    }
+
     #[test]
     fn segments_roll_over_and_applied_ones_are_deleted() -> Result<(), StoreError> {
         let dir = tempfile::tempdir().map_err(io)?;
@@ -560,12 +570,7 @@ mod tests {
         let (journal, rows) = Journal::open(&path)?;
         assert!(rows.is_empty());
         journal.restart()?;
-        let big: Vec<ActivationRecord> = (0..2_000)
-            .map(|i| ActivationRecord {
-                machine_name: "m".repeat(12_000),
-                ..record(i)
-            })
-            .collect();
+        let big = big_records(2_000);
         let mut next = 1;
         for chunk in big.chunks(500) {
             journal.append(next, chunk)?;
@@ -609,12 +614,7 @@ mod tests {
         let (journal, _) = Journal::open(&path)?;
         journal.restart()?;
         // Batches of 500 rows of about 12 KB: the third no longer fits the first segment.
-        let big: Vec<ActivationRecord> = (0..1_500)
-            .map(|i| ActivationRecord {
-                machine_name: "m".repeat(12_000),
-                ..record(i)
-            })
-            .collect();
+        let big = big_records(1_500);
         let mut next = 1;
         for (i, chunk) in big.chunks(500).enumerate() {
             if i == 2 {
