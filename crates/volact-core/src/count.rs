@@ -9,10 +9,20 @@ use std::collections::{BTreeSet, HashMap};
 /// A client id as 128 bits (the UUID's value), compact enough for millions in memory.
 pub type ClientKey = u128;
 
+/// A [`ClientKey`] as the index stores it: two 64-bit halves, aligned to 8 bytes where a
+/// `u128` is aligned to 16, so an entry of the map and of the time order is 24 bytes
+/// instead of 32 (with a million clients, about 25 MB less).
+type Key = [u64; 2];
+
+#[allow(clippy::cast_possible_truncation)]
+fn key(client: ClientKey) -> Key {
+    [(client >> 64) as u64, client as u64]
+}
+
 #[derive(Debug, Default, Clone)]
 struct ApplicationCount {
-    last: HashMap<ClientKey, i64>,
-    by_time: BTreeSet<(i64, ClientKey)>,
+    last: HashMap<Key, i64>,
+    by_time: BTreeSet<(i64, Key)>,
 }
 
 impl ApplicationCount {
@@ -26,7 +36,7 @@ impl ApplicationCount {
         }
     }
 
-    fn remove(&mut self, client: ClientKey) -> bool {
+    fn remove(&mut self, client: Key) -> bool {
         match self.last.remove(&client) {
             Some(t) => {
                 self.by_time.remove(&(t, client));
@@ -61,6 +71,7 @@ impl CountIndex {
     /// application's count, this client included. A client counts in one application at
     /// a time: asking for another application's product moves it.
     pub fn observe(&mut self, application: &str, client: ClientKey, at: i64) -> u32 {
+        let client = key(client);
         let oldest = self.oldest(at);
         if !self
             .applications
@@ -92,6 +103,7 @@ impl CountIndex {
     /// Loads a stored client without answering (start-up). Keeps the later time if the
     /// client is already present.
     pub fn load(&mut self, application: &str, client: ClientKey, last_counted: i64) {
+        let client = key(client);
         let app = self
             .applications
             .entry(application.to_string())
@@ -123,7 +135,7 @@ impl CountIndex {
         }
         app.last.reserve(clients.len());
         for (client, at) in clients {
-            let t = app.last.entry(client).or_insert(at);
+            let t = app.last.entry(key(client)).or_insert(at);
             *t = (*t).max(at);
         }
         app.by_time = app.last.iter().map(|(&c, &t)| (t, c)).collect();
@@ -143,6 +155,7 @@ impl CountIndex {
 
     /// Whether `client` counts in `application` at `now`.
     pub fn contains(&self, application: &str, client: ClientKey, now: i64) -> bool {
+        let client = key(client);
         let oldest = self.oldest(now);
         self.applications
             .get(application)
@@ -152,6 +165,7 @@ impl CountIndex {
 
     /// Whether `client` counts in any application at `now`.
     pub fn contains_anywhere(&self, client: ClientKey, now: i64) -> bool {
+        let client = key(client);
         let oldest = self.oldest(now);
         self.applications
             .values()
@@ -172,6 +186,7 @@ impl CountIndex {
 
     /// Drops a client from every count (revocation).
     pub fn remove(&mut self, client: ClientKey) -> bool {
+        let client = key(client);
         self.applications.values_mut().any(|a| a.remove(client))
     }
 
