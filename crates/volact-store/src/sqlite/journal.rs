@@ -149,7 +149,7 @@ impl Journal {
         segments.retain(|(f, _)| *f != first);
         let file = match first_segment(dir, first) {
             Some(file) => file,
-            None => new_segment(dir, first, true)?,
+            None => new_segment(dir, first)?,
         };
         let journal = Journal {
             dir: dir.to_path_buf(),
@@ -237,24 +237,14 @@ impl Journal {
             // Still being written: a batch must not wait for it.
             Some(thread) => {
                 *spare = Some(thread);
-                return new_segment(&self.dir, first, true);
+                return new_segment(&self.dir, first);
             }
             None => None,
         };
-        let file = match ready {
-            Some(path) => {
-                let to = segment_path(&self.dir, first);
-                std::fs::rename(&path, &to).map_err(io)?;
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&to)
-                    .map_err(io)?;
-                sync_dir(&self.dir).map_err(io)?;
-                file
-            }
-            None => new_segment(&self.dir, first, true)?,
-        };
-        Ok(file)
+        match ready {
+            Some(path) => adopt_spare(&self.dir, &path, first).map_err(io),
+            None => new_segment(&self.dir, first),
+        }
     }
 
     /// Deletes the closed segments whose rows are all at or before `through`.
@@ -284,20 +274,21 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.log"))
 }
 
-/// Creates the segment starting at `first` (emptying it with `fresh`) and makes its
-/// name durable.
-fn new_segment(dir: &Path, first: u64, fresh: bool) -> Result<File, StoreError> {
-    let path = segment_path(dir, first);
-    if fresh {
-        std::fs::write(&path, b"").map_err(io)?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(io)?;
+/// Creates the segment starting at `first`, empty (emptied if a file of that name
+/// exists), and makes its name durable.
+fn new_segment(dir: &Path, first: u64) -> Result<File, StoreError> {
+    let file = File::create(segment_path(dir, first)).map_err(io)?;
     sync_dir(dir).map_err(io)?;
+    Ok(file)
+}
+
+/// Renames the prepared `spare` to the segment starting at `first`, makes the name
+/// durable, and opens it for writing in place.
+fn adopt_spare(dir: &Path, spare: &Path, first: u64) -> std::io::Result<File> {
+    let to = segment_path(dir, first);
+    std::fs::rename(spare, &to)?;
+    let file = std::fs::OpenOptions::new().write(true).open(&to)?;
+    sync_dir(dir)?;
     Ok(file)
 }
 
@@ -309,11 +300,7 @@ fn first_segment(dir: &Path, first: u64) -> Option<File> {
     if !whole {
         return None;
     }
-    let to = segment_path(dir, first);
-    std::fs::rename(&spare, &to).ok()?;
-    let file = std::fs::OpenOptions::new().write(true).open(&to).ok()?;
-    sync_dir(dir).ok()?;
-    Some(file)
+    adopt_spare(dir, &spare, first).ok()
 }
 
 /// Makes the names in `dir` durable.
