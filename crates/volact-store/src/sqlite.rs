@@ -8,6 +8,7 @@
 
 mod durable;
 mod fold;
+mod frame;
 mod history;
 mod journal;
 mod ops;
@@ -241,7 +242,7 @@ impl Store for SqliteStore {
         if let Some(journal) = &self.journal {
             return journal.append(batch).await;
         }
-        self.database.apply_deferred(Arc::from(batch)).await
+        self.database.apply_deferred(batch).await
     }
 
     async fn sync(&self, token: u64) -> Result<(), StoreError> {

@@ -29,13 +29,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::{ActivationRecord, StoreError};
-
-/// Start of every frame, so a reader never mistakes zeros or garbage for a batch.
-const MAGIC: u32 = 0x564A_4E31; // "VJN1"
-
-/// Frame header: magic, body length, body CRC-32.
-const HEADER: usize = 12;
+use super::frame::{Frame, read_frames};
+use crate::StoreError;
 
 /// A segment is closed and a new one begun past this size, so applied rows can be
 /// deleted a file at a time.
@@ -113,9 +108,8 @@ pub(super) struct Journal {
 
 impl Journal {
     /// Opens the journal in `dir` (created if missing) and reads every batch it holds,
-    /// in order, as (sequence number, row). Call [`Journal::restart`] once they are in
-    /// the database.
-    pub(super) fn open(dir: &Path) -> Result<(Journal, Vec<(u64, ActivationRecord)>), StoreError> {
+    /// in order. Call [`Journal::restart`] once they are in the database.
+    pub(super) fn open(dir: &Path) -> Result<(Journal, Vec<Frame>), StoreError> {
         std::fs::create_dir_all(dir).map_err(io)?;
         let mut segments = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -130,10 +124,10 @@ impl Journal {
             }
         }
         segments.sort();
-        let mut rows = Vec::new();
+        let mut frames = Vec::new();
         for (_, path) in &segments {
             let bytes = std::fs::read(path).map_err(io)?;
-            if let Err(at) = read_frames(&bytes, &mut rows)
+            if let Err(at) = read_frames(&bytes, &mut frames)
                 && bytes[at..].iter().any(|&b| b != 0)
             {
                 tracing::warn!(
@@ -145,7 +139,7 @@ impl Journal {
         }
         // The new segment starts after the last row read; a file of that name can hold
         // nothing readable (its rows would come later), so it is started afresh.
-        let first = rows.last().map_or(1, |(seq, _)| seq + 1);
+        let first = frames.last().map_or(1, |f| f.last() + 1);
         segments.retain(|(f, _)| *f != first);
         let file = match first_segment(dir, first) {
             Some(file) => file,
@@ -163,7 +157,7 @@ impl Journal {
             flushed: tokio::sync::Mutex::new(0),
             spare: Mutex::new(None),
         };
-        Ok((journal, rows))
+        Ok((journal, frames))
     }
 
     /// Deletes every segment but the current one, once their rows are in the database.
@@ -175,11 +169,12 @@ impl Journal {
         Ok(())
     }
 
-    /// Appends `batch`, its rows numbered from `first` on; returns the flush token that
-    /// makes it durable ([`Journal::sync`]). The write goes to the page cache: a few KB,
-    /// done before the caller's next await.
-    pub(super) fn append(&self, first: u64, batch: &[ActivationRecord]) -> Result<u64, StoreError> {
-        let frame = encode(first, batch)?;
+    /// Appends `frame`; returns the flush token that makes it durable
+    /// ([`Journal::sync`]). The write goes to the page cache: a few KB, done before the
+    /// caller's next await.
+    pub(super) fn append(&self, frame: &Frame) -> Result<u64, StoreError> {
+        let first = frame.first();
+        let frame = frame.bytes();
         let mut current = self.current.lock().map_err(|_| poisoned())?;
         if current.bytes > 0 && current.bytes + frame.len() as u64 > SEGMENT_BYTES {
             // Everything written to the old segment is flushed before the new one takes
@@ -193,7 +188,7 @@ impl Journal {
             current.file = std::sync::Arc::new(file);
             current.bytes = 0;
         }
-        write_at(&current.file, &frame, current.bytes).map_err(io)?;
+        write_at(&current.file, frame, current.bytes).map_err(io)?;
         current.bytes += frame.len() as u64;
         if current.bytes >= SPARE_AT {
             let mut spare = self.spare.lock().map_err(|_| poisoned())?;
@@ -355,189 +350,19 @@ fn write_at(file: &File, mut bytes: &[u8], mut offset: u64) -> std::io::Result<(
     Ok(())
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), StoreError> {
-    let len = u32::try_from(s.len())
-        .map_err(|_| StoreError::Corrupt("a journal field is over 4 GiB".to_owned()))?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-    Ok(())
-}
-
-/// One frame: header, then the first sequence number, the row count and the rows.
-fn encode(first: u64, batch: &[ActivationRecord]) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::with_capacity(HEADER + 12 + batch.len() * 200);
-    out.resize(HEADER, 0);
-    out.extend_from_slice(&first.to_le_bytes());
-    let rows = u32::try_from(batch.len())
-        .map_err(|_| StoreError::Corrupt("a batch of over 4 billion rows".to_owned()))?;
-    out.extend_from_slice(&rows.to_le_bytes());
-    for r in batch {
-        out.extend_from_slice(&r.at.to_le_bytes());
-        out.extend_from_slice(&r.minimum_asked.to_le_bytes());
-        out.extend_from_slice(&r.count.to_le_bytes());
-        let flags = u8::from(r.counted)
-            | (u8::from(r.ticket_id.is_some()) << 1)
-            | (u8::from(r.ticket_valid_until.is_some()) << 2);
-        out.push(flags);
-        out.extend_from_slice(&r.ticket_valid_until.unwrap_or(0).to_le_bytes());
-        for s in [
-            &r.client_id,
-            &r.machine_name,
-            &r.address,
-            &r.product,
-            &r.application,
-            &r.result,
-        ] {
-            put_str(&mut out, s)?;
-        }
-        put_str(&mut out, r.ticket_id.as_deref().unwrap_or(""))?;
-    }
-    let body = u32::try_from(out.len() - HEADER)
-        .map_err(|_| StoreError::Corrupt("a batch of over 4 GiB".to_owned()))?;
-    let crc = crc32fast::hash(&out[HEADER..]);
-    out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-    out[4..8].copy_from_slice(&body.to_le_bytes());
-    out[8..12].copy_from_slice(&crc.to_le_bytes());
-    Ok(out)
-}
-
-/// Reads bytes off the front of a frame's body.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = self.0.split_at_checked(n)?;
-        self.0 = rest;
-        Some(head)
-    }
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N)?.try_into().ok()
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.array().map(u32::from_le_bytes)
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.array().map(u64::from_le_bytes)
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.array().map(i64::from_le_bytes)
-    }
-    fn string(&mut self) -> Option<String> {
-        let len = usize::try_from(self.u32()?).ok()?;
-        String::from_utf8(self.take(len)?.to_vec()).ok()
-    }
-}
-
-/// Appends the rows of every whole, intact frame in `bytes` to `rows`; `Err(offset)`
-/// where a frame does not check out (a crash cut it short).
-fn read_frames(mut bytes: &[u8], rows: &mut Vec<(u64, ActivationRecord)>) -> Result<(), usize> {
-    let total = bytes.len();
-    while !bytes.is_empty() {
-        let at = total - bytes.len();
-        let mut header = Reader(bytes);
-        let (Some(magic), Some(len), Some(crc)) = (header.u32(), header.u32(), header.u32()) else {
-            return Err(at);
-        };
-        let Some(body) = usize::try_from(len).ok().and_then(|l| header.take(l)) else {
-            return Err(at);
-        };
-        if magic != MAGIC || crc32fast::hash(body) != crc {
-            return Err(at);
-        }
-        decode(body, rows).ok_or(at)?;
-        bytes = header.0;
-    }
-    Ok(())
-}
-
-fn decode(body: &[u8], rows: &mut Vec<(u64, ActivationRecord)>) -> Option<()> {
-    let mut r = Reader(body);
-    let first = r.u64()?;
-    let count = r.u32()?;
-    for seq in (first..).take(usize::try_from(count).ok()?) {
-        let at = r.i64()?;
-        let minimum_asked = r.u32()?;
-        let count = r.u32()?;
-        let [flags] = r.array::<1>()?;
-        let valid_until = r.i64()?;
-        let client_id = r.string()?;
-        let machine_name = r.string()?;
-        let address = r.string()?;
-        let product = r.string()?;
-        let application = r.string()?;
-        let result = r.string()?;
-        let ticket_id = r.string()?;
-        rows.push((
-            seq,
-            ActivationRecord {
-                at,
-                client_id,
-                machine_name,
-                address,
-                product,
-                application,
-                minimum_asked,
-                count,
-                result,
-                counted: flags & 1 != 0,
-                ticket_id: (flags & 2 != 0).then_some(ticket_id),
-                ticket_valid_until: (flags & 4 != 0).then_some(valid_until),
-            },
-        ));
-    }
-    r.0.is_empty().then_some(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::frame::tests::{record, records};
     use super::*;
+    use crate::ActivationRecord;
 
-    fn record(i: i64) -> ActivationRecord {
-        ActivationRecord {
-            at: 1_000 + i,
-            client_id: format!("client-{i}"),
-            machine_name: format!("machine \"{i}\" é"),
-            address: "192.0.2.7".into(),
-            product: if i % 3 == 0 {
-                String::new()
-            } else {
-                "p".into()
-            },
-            application: "app".into(),
-            minimum_asked: 25,
-            count: u32::try_from(i).unwrap_or(0),
-            result: "activated".into(),
-            counted: i % 2 == 0,
-            ticket_id: (i % 4 != 0).then(|| format!("t{i}")),
-            ticket_valid_until: (i % 5 != 0).then_some(9_000 + i),
-        }
-    }
-
-    #[test]
-    fn frames_read_back_and_a_cut_frame_is_where_reading_stops() -> Result<(), StoreError> {
-        let a: Vec<ActivationRecord> = (0..3).map(record).collect();
-        let b: Vec<ActivationRecord> = (3..10).map(record).collect();
-        let mut bytes = encode(1, &a)?;
-        bytes.extend(encode(4, &b)?);
-        let mut rows = Vec::new();
-        assert_eq!(read_frames(&bytes, &mut rows), Ok(()));
-        let expected: Vec<(u64, ActivationRecord)> =
-            (1..).zip(a.iter().chain(&b).cloned()).collect();
-        assert_eq!(rows, expected);
-
-        let first_len = encode(1, &a)?.len();
-        for cut in [first_len + 1, first_len + HEADER + 3, bytes.len() - 1] {
-            let mut rows = Vec::new();
-            assert_eq!(read_frames(&bytes[..cut], &mut rows), Err(first_len));
-            assert_eq!(rows.len(), 3, "only the whole first frame at cut {cut}");
-        }
-        let mut flipped = bytes.clone();
-        if let Some(byte) = flipped.last_mut() {
-            *byte ^= 1;
-        }
-        let mut rows = Vec::new();
-        assert_eq!(read_frames(&flipped, &mut rows), Err(first_len));
-        Ok(())
+    /// Appends `batch` as one frame, its rows numbered from `first` on.
+    fn append(
+        journal: &Journal,
+        first: u64,
+        batch: &[ActivationRecord],
+    ) -> Result<u64, StoreError> {
+        journal.append(&Frame::encode(first, batch)?)
     }
 
     /// `n` rows of about 12 KB each, so a few batches fill a segment.
@@ -554,13 +379,13 @@ mod tests {
     fn segments_roll_over_and_applied_ones_are_deleted() -> Result<(), StoreError> {
         let dir = tempfile::tempdir().map_err(io)?;
         let path = dir.path().join("j");
-        let (journal, rows) = Journal::open(&path)?;
-        assert!(rows.is_empty());
+        let (journal, frames) = Journal::open(&path)?;
+        assert!(frames.is_empty());
         journal.restart()?;
         let big = big_records(2_000);
         let mut next = 1;
         for chunk in big.chunks(500) {
-            journal.append(next, chunk)?;
+            append(&journal, next, chunk)?;
             next += chunk.len() as u64;
         }
         let files = || {
@@ -576,7 +401,8 @@ mod tests {
         journal.forget(next - 1)?;
         assert!(files() < before);
         drop(journal);
-        let (_, rows) = Journal::open(&path)?;
+        let (_, frames) = Journal::open(&path)?;
+        let rows = records(&frames);
         assert!(rows.iter().all(|(seq, _)| *seq > 1));
         assert_eq!(rows.last().map(|(seq, _)| *seq), Some(next - 1));
         Ok(())
@@ -611,7 +437,7 @@ mod tests {
                     "a spare before the first segment is full"
                 );
             }
-            journal.append(next, chunk)?;
+            append(&journal, next, chunk)?;
             next += chunk.len() as u64;
         }
         let second = segment_path(&path, 1_001);
@@ -623,17 +449,18 @@ mod tests {
         // The second segment is a quarter full too: another spare.
         assert!(spare_ready(&path));
         drop(journal);
-        let (journal, rows) = Journal::open(&path)?;
+        let (journal, frames) = Journal::open(&path)?;
+        let rows = records(&frames);
         assert_eq!(rows.len(), 1_500, "every row, the zeros after them ignored");
         assert!(rows.iter().map(|(seq, _)| *seq).eq(1..=1_500));
         assert_eq!(rows[1_499].1, big[1_499]);
         // The spare left behind starts the next store's journal.
         let third = segment_path(&path, 1_501);
         assert_eq!(std::fs::metadata(&third).map_err(io)?.len(), SEGMENT_BYTES);
-        journal.append(1_501, &big[..1])?;
+        append(&journal, 1_501, &big[..1])?;
         drop(journal);
-        let (_, rows) = Journal::open(&path)?;
-        assert_eq!(rows.len(), 1_501);
+        let (_, frames) = Journal::open(&path)?;
+        assert_eq!(records(&frames).len(), 1_501);
         Ok(())
     }
 }
