@@ -7,9 +7,9 @@
 #   scripts/perf-rounds.sh VOLACT REFERENCE_HOST DIR ROUNDS [OLDER_VOLACT]
 #
 # DIR is made once by:  scripts/perf-rounds.sh VOLACT REFERENCE_HOST DIR setup
-# Loopback only; each load run stops by itself after 10 s.
+# Loopback only; each load run stops by itself after DURATION seconds (default 10).
 set -eu
-V=$1; REF=$2; D=$3; N=$4; OLD=${5:-}
+V=$1; REF=$2; D=$3; N=$4; OLD=${5:-}; T=${DURATION:-10}
 key() { python3 -c "import json;print(json.load(open('$1'))['setup_keys']['demo-os-workstation'])"; }
 if [ "$N" = setup ]; then
   rm -rf "$D"; mkdir -p "$D"
@@ -26,7 +26,7 @@ import json, sys
 name, path, ticks, rss = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 d = json.load(open(path)); l = d["latency"]; n = d["requests"]
 host = "host %5.1f us/req" % (ticks * 1e6 / 100 / n) if ticks >= 0 else ""
-mem = "rss %3d MB" % (rss // 1024) if rss > 0 else ""
+mem = "peak rss %3d MB" % (rss // 1024) if rss > 0 else ""
 print("%-10s %6.0f/s  p50 %4.1f  p99 %5.1f  p99.9 %5.1f ms  %s  %s  verified %s, failed %s" % (
     name, d["requests_per_sec"], l["p50_us"] / 1e3, l["p99_us"] / 1e3, l["p999_us"] / 1e3,
     host, mem, d.get("verified"), d.get("verify_failures")))
@@ -40,15 +40,19 @@ host_run() { # name volact data port bench-args...
   until curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; do sleep 0.1; done
   local c0; c0=$(awk '{print $14+$15}' "/proc/$pid/stat")
   "$bin" --json bench --url "http://127.0.0.1:$port" --setup-key "$(key "$D/$data.out")" \
-    --vendor "$D/run/vendor.pub" --duration 10 --concurrency 64 "$@" > "$D/bench.json"
-  local c1 rss; c1=$(awk '{print $14+$15}' "/proc/$pid/stat"); rss=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
+    --vendor "$D/run/vendor.pub" --duration "$T" --concurrency 64 "$@" > "$D/bench.json"
+  # An admin read applies what waits in the journal, so the CPU counted covers every
+  # request's fold, not only the folds that happened to run within the load.
+  curl -s -o /dev/null -H "Authorization: Bearer $(cat "$D/run/host/admin.token")" \
+    "http://127.0.0.1:$port/v1/admin/events?limit=1"
+  local c1 rss; c1=$(awk '{print $14+$15}' "/proc/$pid/stat"); rss=$(awk '/VmHWM/{print $2}' "/proc/$pid/status")
   kill -INT $pid; wait $pid || true
   report "$name" "$D/bench.json" $((c1 - c0)) "$rss"
 }
 for i in $(seq "$N"); do
   echo "round $i"
   "$REF" 127.0.0.1:7699 2>/dev/null & rp=$!; sleep 0.5
-  "$V" --json bench --url http://127.0.0.1:7699 --setup-key ANY --verify-sample 0 --duration 10 --concurrency 64 > "$D/bench.json"
+  "$V" --json bench --url http://127.0.0.1:7699 --setup-key ANY --verify-sample 0 --duration "$T" --concurrency 64 > "$D/bench.json"
   kill $rp; wait $rp 2>/dev/null || true
   report reference "$D/bench.json" -1 0
   host_run empty "$V" empty 7688

@@ -24,10 +24,56 @@ const SHARDS: usize = 16;
 /// Flags waiting to be stored; past this, flags are dropped (and raised again later).
 const FLAG_QUEUE: usize = 1024;
 
+/// A [`Sighting`] as the tracker keeps it, in 16 bytes instead of 32: an entry of the map
+/// is 32 bytes with its key, and a host with a million clients renewing within a day
+/// keeps a million of them. Times are Unix seconds as `u32` (to 2106; earlier or later
+/// times are clamped, which only a wildly wrong host clock would meet), hashes are
+/// compared for equality only, and 32 bits of them leave a chance in four billion that
+/// another machine passes for the same one.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    at: u32,
+    /// 0: never flagged.
+    reported: u32,
+    name: u32,
+    /// 0: no fingerprint sent.
+    fingerprint: u32,
+}
+
+impl Seen {
+    fn pack(s: &Sighting) -> Seen {
+        let time = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
+        Seen {
+            at: time(s.at),
+            reported: if s.reported == i64::MIN {
+                0
+            } else {
+                time(s.reported).max(1)
+            },
+            // The tracker hands `judge` hashes already cut to 32 bits.
+            name: s.name as u32,
+            fingerprint: s.fingerprint as u32,
+        }
+    }
+
+    fn unpack(self) -> Sighting {
+        Sighting {
+            at: i64::from(self.at),
+            name: u64::from(self.name),
+            fingerprint: u64::from(self.fingerprint),
+            reported: if self.reported == 0 {
+                i64::MIN
+            } else {
+                i64::from(self.reported)
+            },
+        }
+    }
+}
+
 /// Per-client memory of the latest machine, for the last day.
 #[derive(Debug)]
 pub struct CloneTracker {
-    shards: Vec<Mutex<HashMap<ClientKey, Sighting>>>,
+    shards: Vec<Mutex<HashMap<ClientKey, Seen>>>,
     hasher: RandomState,
 }
 
@@ -41,7 +87,7 @@ impl Default for CloneTracker {
 }
 
 impl CloneTracker {
-    fn shard(&self, client: ClientKey) -> &Mutex<HashMap<ClientKey, Sighting>> {
+    fn shard(&self, client: ClientKey) -> &Mutex<HashMap<ClientKey, Seen>> {
         // Client ids are random, so any of their bits spread clients evenly.
         let i = (client as usize) % SHARDS;
         &self.shards[i.min(self.shards.len() - 1)]
@@ -57,7 +103,7 @@ impl CloneTracker {
         for (to, from) in buf.iter_mut().zip(&name[..n]) {
             *to = from.to_ascii_lowercase();
         }
-        self.hasher.hash_one(&buf[..n])
+        u64::from(self.hasher.hash_one(&buf[..n]) as u32)
     }
 
     /// Records a request of `client` from `machine_name` (and `fingerprint`) at `at`;
@@ -71,14 +117,22 @@ impl CloneTracker {
         at: i64,
     ) -> Option<CloneReason> {
         let name = self.hash_name(machine_name);
-        let fingerprint = fingerprint.map_or(0, |f| self.hasher.hash_one(f.as_bytes()) | 1);
+        let fingerprint = fingerprint.map_or(0, |f| {
+            u64::from(self.hasher.hash_one(f.as_bytes()) as u32 | 1)
+        });
         let mut map = self.shard(client).lock().unwrap_or_else(|p| p.into_inner());
         match map.entry(client) {
             Entry::Vacant(v) => {
-                v.insert(Sighting::first(at, name, fingerprint));
+                v.insert(Seen::pack(&Sighting::first(at, name, fingerprint)));
                 None
             }
-            Entry::Occupied(o) => judge(o.into_mut(), name, fingerprint, at),
+            Entry::Occupied(o) => {
+                let packed = o.into_mut();
+                let mut seen = packed.unpack();
+                let reason = judge(&mut seen, name, fingerprint, at);
+                *packed = Seen::pack(&seen);
+                reason
+            }
         }
     }
 
@@ -90,7 +144,7 @@ impl CloneTracker {
         for shard in &self.shards {
             let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
             let len = map.len();
-            map.retain(|_, s| s.at >= before);
+            map.retain(|_, s| i64::from(s.at) >= before);
             forgotten += len - map.len();
         }
         forgotten
@@ -262,5 +316,24 @@ mod tests {
         }
         assert_eq!(t.forget_before(50), 50);
         assert_eq!(t.len(), 50);
+    }
+
+    #[test]
+    fn packed_sightings_keep_what_judging_needs() {
+        let first = Sighting::first(1_790_000_000, 0xdead_beef, 0);
+        let back = Seen::pack(&first).unpack();
+        assert_eq!(back.at, first.at);
+        assert_eq!(back.name, first.name);
+        assert_eq!(back.fingerprint, 0, "no fingerprint stays none");
+        assert_eq!(back.reported, i64::MIN, "never flagged stays never");
+        let flagged = Sighting {
+            reported: 0,
+            ..Sighting::first(-5, 1, 3)
+        };
+        let back = Seen::pack(&flagged).unpack();
+        assert_eq!(back.at, 0, "times before 1970 are clamped");
+        assert_ne!(back.reported, i64::MIN, "a flag at time 0 is still a flag");
+        let late = Seen::pack(&Sighting::first(i64::MAX, 1, 1)).unpack();
+        assert_eq!(late.at, i64::from(u32::MAX));
     }
 }
