@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::{Entry, RandomState};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 pub use volact_core::clones::{CLONE_WINDOW_SECS, CloneReason};
@@ -24,9 +24,8 @@ const SHARDS: usize = 16;
 /// Flags waiting to be stored; past this, flags are dropped (and raised again later).
 const FLAG_QUEUE: usize = 1024;
 
-/// A [`Sighting`] as the tracker keeps it, in 16 bytes instead of 32: an entry of the map
-/// is 32 bytes with its key, and a host with a million clients renewing within a day
-/// keeps a million of them. Times are Unix seconds as `u32` (to 2106; earlier or later
+/// A [`Sighting`] as the tracker keeps it, in 16 bytes instead of 32: a host with a
+/// million clients renewing within a day keeps a million of them. Times are Unix seconds as `u32` (to 2106; earlier or later
 /// times are clamped, which only a wildly wrong host clock would meet), hashes are
 /// compared for equality only, and 32 bits of them leave a chance in four billion that
 /// another machine passes for the same one.
@@ -70,26 +69,61 @@ impl Seen {
     }
 }
 
+/// A map keyed by client tags (see [`CloneTracker`]), which are hashes already: used as
+/// they are.
+type TagMap = HashMap<u64, Seen, BuildHasherDefault<TagHasher>>;
+
+/// Passes a client tag through as its own hash.
+#[derive(Debug, Default)]
+struct TagHasher(u64);
+
+impl Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the key is a u64); anything else is folded in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, tag: u64) {
+        self.0 = tag;
+    }
+}
+
 /// Per-client memory of the latest machine, for the last day.
+///
+/// Clients are keyed by a tag: their id hashed to 64 bits with this process's random
+/// keys, 8 bytes instead of 16 (entries of 24 bytes with the [`Seen`]). Two clients share
+/// an entry only if their tags collide: for a million clients within a day, a chance of
+/// about one in 36 million, which no client can aim for without the keys; a collision
+/// can at worst flag one of the two as a clone of the other.
 #[derive(Debug)]
 pub struct CloneTracker {
-    shards: Vec<Mutex<HashMap<ClientKey, Seen>>>,
+    shards: Vec<Mutex<TagMap>>,
     hasher: RandomState,
 }
 
 impl Default for CloneTracker {
     fn default() -> Self {
         CloneTracker {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(TagMap::default())).collect(),
             hasher: RandomState::new(),
         }
     }
 }
 
 impl CloneTracker {
-    fn shard(&self, client: ClientKey) -> &Mutex<HashMap<ClientKey, Seen>> {
-        // Client ids are random, so any of their bits spread clients evenly.
-        let i = (client as usize) % SHARDS;
+    /// The client's tag (see [`CloneTracker`]).
+    fn tag(&self, client: ClientKey) -> u64 {
+        self.hasher.hash_one(client)
+    }
+
+    fn shard(&self, tag: u64) -> &Mutex<TagMap> {
+        // Bits of the tag that the map itself uses neither for the bucket (the low ones)
+        // nor for its control bytes (the top seven).
+        let i = (tag >> 32) as usize % SHARDS;
         &self.shards[i.min(self.shards.len() - 1)]
     }
 
@@ -120,8 +154,9 @@ impl CloneTracker {
         let fingerprint = fingerprint.map_or(0, |f| {
             u64::from(self.hasher.hash_one(f.as_bytes()) as u32 | 1)
         });
-        let mut map = self.shard(client).lock().unwrap_or_else(|p| p.into_inner());
-        match map.entry(client) {
+        let tag = self.tag(client);
+        let mut map = self.shard(tag).lock().unwrap_or_else(|p| p.into_inner());
+        match map.entry(tag) {
             Entry::Vacant(v) => {
                 v.insert(Seen::pack(&Sighting::first(at, name, fingerprint)));
                 None
