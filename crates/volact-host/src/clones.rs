@@ -25,10 +25,10 @@ const SHARDS: usize = 16;
 const FLAG_QUEUE: usize = 1024;
 
 /// A [`Sighting`] as the tracker keeps it, in 16 bytes instead of 32: a host with a
-/// million clients renewing within a day keeps a million of them. Times are Unix seconds as `u32` (to 2106; earlier or later
-/// times are clamped, which only a wildly wrong host clock would meet), hashes are
-/// compared for equality only, and 32 bits of them leave a chance in four billion that
-/// another machine passes for the same one.
+/// million clients renewing within a day keeps a million of them. Times are Unix seconds
+/// as `u32` (to 2106; earlier or later times are clamped, which only a wildly wrong host
+/// clock would meet), hashes are compared for equality only, and 32 bits of them leave a
+/// chance in four billion that another machine passes for the same one.
 #[derive(Debug, Clone, Copy)]
 struct Seen {
     at: u32,

@@ -157,7 +157,8 @@ async fn run(
             };
         }
         let requests = records.len();
-        // Handed over whole: the store keeps the batch until it has applied it.
+        // Handed over whole: the store encodes it for its journal, or moves it to the
+        // thread that writes its database, without copying it.
         let batch = std::mem::replace(&mut records, Vec::with_capacity(MAX_BATCH.min(64)));
         let result = match store.store(batch).await {
             Ok(flush_token) => {

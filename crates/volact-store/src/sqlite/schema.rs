@@ -13,7 +13,7 @@ use sqlx::sqlite::SqlitePool;
 use crate::StoreError;
 
 /// Every migration, in order. Never edit a shipped one: add the next.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "initial",

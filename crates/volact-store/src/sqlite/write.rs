@@ -376,11 +376,7 @@ mod tests {
     /// An in-memory database with the schema.
     fn database() -> Result<Connection, StoreError> {
         let c = Connection::open_in_memory()?;
-        for sql in [
-            include_str!("../../migrations/0001_initial.sql"),
-            include_str!("../../migrations/0002_clone_flags.sql"),
-            include_str!("../../migrations/0003_write_behind.sql"),
-        ] {
+        for &(_, _, sql) in super::super::schema::MIGRATIONS {
             c.execute_batch(sql)?;
         }
         Ok(c)
