@@ -1,17 +1,20 @@
 //! The count: distinct clients that asked within the count window, per application.
 //!
 //! Kept as an index in memory so one activation costs O(log n) whatever the number of
-//! clients: a map from client to its last counted time, and the same pairs ordered by time
-//! so clients that fell out of the window are dropped from the front without a scan.
+//! clients: a map from client to its last counted time, and how many clients were last
+//! counted at each second, so the clients that fell out of the window are subtracted
+//! from the front without a scan. Clients that fell out stay in the map (their time
+//! tells they no longer count) until they are as many as those that count, then they
+//! are swept in one pass: a renewal only overwrites its client's time in place.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// A client id as 128 bits (the UUID's value), compact enough for millions in memory.
 pub type ClientKey = u128;
 
 /// A [`ClientKey`] as the index stores it: two 64-bit halves, aligned to 8 bytes where a
-/// `u128` is aligned to 16, so an entry of the map and of the time order is 24 bytes
-/// instead of 32 (with a million clients, about 25 MB less).
+/// `u128` is aligned to 16, so an entry of the map is 24 bytes instead of 32 (with a
+/// million clients, about 16 MB less).
 type Key = [u64; 2];
 
 #[allow(clippy::cast_possible_truncation)]
@@ -19,27 +22,103 @@ fn key(client: ClientKey) -> Key {
     [(client >> 64) as u64, client as u64]
 }
 
-#[derive(Debug, Default, Clone)]
+/// Stale entries below which no sweep is worth its pass over the map.
+const SWEEP_FLOOR: usize = 4096;
+
+#[derive(Debug, Clone)]
 struct ApplicationCount {
+    /// Every client counted since the last sweep, with its last counted time; those
+    /// before `expired` no longer count.
     last: HashMap<Key, i64>,
-    by_time: BTreeSet<(i64, Key)>,
+    /// Clients per last counted time, for the times from `expired` on. Seconds shared by
+    /// many clients (a busy host) cost one entry; a renewal moves one client between
+    /// two entries instead of moving a 24-byte key in an ordered set, which with a
+    /// million renewing clients kept a second copy of every key.
+    by_time: BTreeMap<i64, u32>,
+    /// Clients whose time is from `expired` on: the count.
+    live: usize,
+    /// Times before this were dropped from `by_time`; it only moves forward.
+    expired: i64,
+}
+
+impl Default for ApplicationCount {
+    fn default() -> Self {
+        ApplicationCount {
+            last: HashMap::new(),
+            by_time: BTreeMap::new(),
+            live: 0,
+            expired: i64::MIN,
+        }
+    }
 }
 
 impl ApplicationCount {
+    fn count(&self) -> u32 {
+        u32::try_from(self.live).unwrap_or(u32::MAX)
+    }
+
+    /// Adds a client counted at `t` to `by_time`, if `t` still counts.
+    fn enter(&mut self, t: i64) {
+        if t >= self.expired {
+            *self.by_time.entry(t).or_insert(0) += 1;
+            self.live += 1;
+        }
+    }
+
+    /// Takes a client counted at `t` out of `by_time`, if it was there.
+    fn leave(&mut self, t: i64) {
+        if t < self.expired {
+            return;
+        }
+        if let Some(n) = self.by_time.get_mut(&t) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_time.remove(&t);
+            }
+            self.live -= 1;
+        }
+    }
+
+    /// Sets `client`'s time to `at` unless it already has a later one.
+    fn set(&mut self, client: Key, at: i64) {
+        match self.last.get_mut(&client) {
+            Some(t) if *t >= at => {}
+            Some(t) => {
+                let old = std::mem::replace(t, at);
+                self.leave(old);
+                self.enter(at);
+            }
+            None => {
+                self.last.insert(client, at);
+                self.enter(at);
+            }
+        }
+    }
+
     fn expire(&mut self, oldest: i64) {
-        while let Some(&(t, c)) = self.by_time.first() {
-            if t >= oldest {
+        if oldest <= self.expired {
+            return;
+        }
+        while let Some(entry) = self.by_time.first_entry() {
+            if *entry.key() >= oldest {
                 break;
             }
-            self.by_time.pop_first();
-            self.last.remove(&c);
+            self.live -= *entry.get() as usize;
+            entry.remove();
+        }
+        self.expired = oldest;
+        // Amortised: a sweep follows at least as many expiries as it removes entries.
+        let stale = self.last.len() - self.live;
+        if stale >= SWEEP_FLOOR && stale >= self.live {
+            self.last.retain(|_, t| *t >= oldest);
+            self.last.shrink_to_fit();
         }
     }
 
     fn remove(&mut self, client: Key) -> bool {
         match self.last.remove(&client) {
             Some(t) => {
-                self.by_time.remove(&(t, client));
+                self.leave(t);
                 true
             }
             None => false,
@@ -69,7 +148,9 @@ impl CountIndex {
 
     /// Records that `client` asked for a product of `application` at `at` and returns the
     /// application's count, this client included. A client counts in one application at
-    /// a time: asking for another application's product moves it.
+    /// a time: asking for another application's product moves it. Only a request dated
+    /// before the window of a later one already seen (a clock set back by more than the
+    /// window) is stored without counting.
     pub fn observe(&mut self, application: &str, client: ClientKey, at: i64) -> u32 {
         let client = key(client);
         let oldest = self.oldest(at);
@@ -92,12 +173,9 @@ impl CountIndex {
                 .or_default(),
         };
         // A late request (older than one already seen) must not move a client backwards.
-        let at = at.max(app.last.get(&client).copied().unwrap_or(i64::MIN));
-        app.remove(client);
-        app.last.insert(client, at);
-        app.by_time.insert((at, client));
+        app.set(client, at);
         app.expire(oldest);
-        u32::try_from(app.last.len()).unwrap_or(u32::MAX)
+        app.count()
     }
 
     /// Loads a stored client without answering (start-up). Keeps the later time if the
@@ -108,19 +186,12 @@ impl CountIndex {
             .applications
             .entry(application.to_string())
             .or_default();
-        if let Some(&t) = app.last.get(&client) {
-            if t >= last_counted {
-                return;
-            }
-            app.by_time.remove(&(t, client));
-        }
-        app.last.insert(client, last_counted);
-        app.by_time.insert((last_counted, client));
+        app.set(client, last_counted);
     }
 
-    /// Loads many stored clients of one application at once (start-up): much faster than
-    /// [`CountIndex::load`] one by one into an empty application, since the time order is
-    /// built from one sort instead of a million tree insertions. Same result as loading
+    /// Loads many stored clients of one application at once (start-up): faster than
+    /// [`CountIndex::load`] one by one into an empty application, since the map is sized
+    /// once and the clients per second are built from one sort. Same result as loading
     /// each in turn.
     pub fn load_many(&mut self, application: &str, clients: Vec<(ClientKey, i64)>) {
         let app = self
@@ -138,7 +209,23 @@ impl CountIndex {
             let t = app.last.entry(key(client)).or_insert(at);
             *t = (*t).max(at);
         }
-        app.by_time = app.last.iter().map(|(&c, &t)| (t, c)).collect();
+        let expired = app.expired;
+        let mut times: Vec<i64> = app
+            .last
+            .values()
+            .copied()
+            .filter(|&t| t >= expired)
+            .collect();
+        times.sort_unstable();
+        app.live = times.len();
+        let mut by_time = Vec::new();
+        for t in times {
+            match by_time.last_mut() {
+                Some((last, n)) if *last == t => *n += 1,
+                _ => by_time.push((t, 1u32)),
+            }
+        }
+        app.by_time = by_time.into_iter().collect();
     }
 
     /// The count of `application` at `now`.
@@ -147,7 +234,7 @@ impl CountIndex {
         match self.applications.get_mut(application) {
             Some(app) => {
                 app.expire(oldest);
-                u32::try_from(app.last.len()).unwrap_or(u32::MAX)
+                app.count()
             }
             None => 0,
         }
@@ -179,7 +266,7 @@ impl CountIndex {
             .values_mut()
             .map(|a| {
                 a.expire(oldest);
-                a.last.len() as u64
+                a.live as u64
             })
             .sum()
     }
@@ -198,10 +285,7 @@ impl CountIndex {
             .iter_mut()
             .map(|(name, a)| {
                 a.expire(oldest);
-                (
-                    name.clone(),
-                    u32::try_from(a.last.len()).unwrap_or(u32::MAX),
-                )
+                (name.clone(), a.count())
             })
             .collect();
         out.sort();
@@ -258,6 +342,67 @@ mod tests {
         assert_eq!(idx.count("office", 5), 1);
         assert!(idx.remove(1));
         assert_eq!(idx.count("office", 5), 0);
+    }
+
+    #[test]
+    fn clients_out_of_the_window_are_swept_from_memory() {
+        let mut idx = CountIndex::new(DAY);
+        for c in 0..10_000u128 {
+            idx.observe("os", c, c as i64);
+        }
+        // Fewer fell out than still count: not worth a sweep yet.
+        assert_eq!(idx.count("os", DAY + 4_000), 6_000);
+        assert_eq!(idx.applications["os"].last.len(), 10_000);
+        assert_eq!(idx.observe("os", 20_000, 3 * DAY), 1);
+        assert_eq!(idx.applications["os"].last.len(), 1);
+        assert!(!idx.contains("os", 7, 3 * DAY));
+        assert_eq!(idx.observe("os", 7, 3 * DAY + 1), 2);
+        assert!(idx.contains("os", 7, 3 * DAY + 1));
+    }
+
+    proptest! {
+        /// Requests in any order, moves, removals and reads: the index agrees with the
+        /// definition computed by brute force, where each application's window start only
+        /// moves forward and a late request never moves a client back.
+        #[test]
+        fn agrees_with_brute_force_in_any_order(ops in proptest::collection::vec((0u8..5, 0u128..20, 0i64..(90 * DAY)), 1..300)) {
+            let window = 30 * DAY;
+            let mut idx = CountIndex::new(window);
+            let mut last: Map<u128, (u8, i64)> = Map::new();
+            let mut start = [i64::MIN; 3];
+            let count = |last: &Map<u128, (u8, i64)>, app: u8, start: i64| {
+                last.values().filter(|(a, t)| *a == app && *t >= start).count() as u32
+            };
+            for (op, client, at) in ops {
+                match op {
+                    0..=2 => {
+                        let t = match last.get(&client) {
+                            Some(&(a, t)) if a == op => t.max(at),
+                            _ => at,
+                        };
+                        last.insert(client, (op, t));
+                        let s = &mut start[usize::from(op)];
+                        *s = (*s).max(at - window);
+                        prop_assert_eq!(idx.observe(&format!("app{op}"), client, at), count(&last, op, *s));
+                    }
+                    3 => {
+                        let app = (client % 3) as u8;
+                        // Reading an application never asked for keeps nothing.
+                        let s = &mut start[usize::from(app)];
+                        if *s != i64::MIN {
+                            *s = (*s).max(at - window);
+                        }
+                        prop_assert_eq!(idx.count(&format!("app{app}"), at), count(&last, app, *s));
+                    }
+                    _ => {
+                        prop_assert_eq!(idx.remove(client), last.remove(&client).is_some());
+                    }
+                }
+                let now_start = at - window;
+                let anywhere = last.get(&client).is_some_and(|&(_, t)| t >= now_start);
+                prop_assert_eq!(idx.contains_anywhere(client, at), anywhere);
+            }
+        }
     }
 
     proptest! {
