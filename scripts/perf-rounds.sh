@@ -1,8 +1,9 @@
 #!/bin/bash
 # Interleaved HTTP measurements of docs/PERFORMANCE.md: per round, the reference server,
-# the empty host, the empty host of an older build (optional), the million-client host
-# under the same load, and under random renewals of its million clients. Every host run
-# starts on a fresh copy of its data directory, so runs do not inherit each other's logs.
+# the empty host, the empty host of an older build (optional), and the million-client
+# host under three loads: the empty host's, renewals of its own million clients, and a
+# million new clients. Every host run starts on a fresh copy of its data directory, so
+# runs do not inherit each other's logs.
 #
 #   scripts/perf-rounds.sh VOLACT REFERENCE_HOST DIR ROUNDS [OLDER_VOLACT]
 #
@@ -11,13 +12,15 @@
 set -eu
 V=$1; REF=$2; D=$3; N=$4; OLD=${5:-}; T=${DURATION:-10}
 key() { python3 -c "import json;print(json.load(open('$1'))['setup_keys']['demo-os-workstation'])"; }
+# The bench seed whose client ids are the seeded clients' (reported by seed-clients).
+seeded() { python3 -c "import json;print(json.load(open('$D/seed.json'))['bench_seed'])"; }
 if [ "$N" = setup ]; then
   rm -rf "$D"; mkdir -p "$D"
   for h in empty:7688 h1m:7690; do
     "$V" --json quickstart --data "$D/${h%:*}" --listen "127.0.0.1:${h#*:}" > "$D/${h%:*}.out" &
     sleep 3; kill -INT $!; wait $! || true
   done
-  "$V" host seed-clients --data "$D/h1m/host" --count 1000000
+  "$V" --json host seed-clients --data "$D/h1m/host" --count 1000000 > "$D/seed.json"
   exit 0
 fi
 report() { # name json host-cpu-ticks-delta rss-kB
@@ -58,7 +61,8 @@ for i in $(seq "$N"); do
   host_run empty "$V" empty 7688
   [ -n "$OLD" ] && host_run empty-old "$OLD" empty 7688
   host_run 1m-same "$V" h1m 7690
-  # --seed 3237997056 (0xC0FFEE00) is the seed of seed-clients: the bench's ids are the
-  # seeded clients', a million round-robin, so every request renews a random row.
-  host_run 1m-random "$V" h1m 7690 --clients 1000000 --seed 3237997056
+  # The seeded ids, a million round-robin: every request renews a random inventory row.
+  host_run 1m-renew "$V" h1m 7690 --clients 1000000 --seed "$(seeded)"
+  # A million ids the host never saw: every request adds a client to the million.
+  host_run 1m-new "$V" h1m 7690 --clients 1000000 --seed 1
 done

@@ -166,6 +166,11 @@ fn text(r: &LoadReport) -> String {
     )
 }
 
+/// Mixed into the seed of seeded client ids, so a bench run with its default seed sends
+/// new clients to a seeded host; `volact bench --seed` with the mixed value (reported as
+/// `bench_seed`) renews the seeded ones.
+const SEEDED_IDS: u64 = 0xC0FF_EE00;
+
 /// Rows per transaction when seeding: large, so a million clients take seconds.
 const SEED_BATCH: usize = 20_000;
 
@@ -187,6 +192,7 @@ pub async fn seed_clients(data: &Path, count: u64, seed: u64, out: Output) -> Re
                 format!("cannot open the database: {e}"),
             )
         })?;
+    let bench_seed = seed ^ SEEDED_IDS;
     let now = volact_host::whole_seconds(jiff::Timestamp::now()).as_second();
     let started = std::time::Instant::now();
     let mut batch = Vec::with_capacity(SEED_BATCH);
@@ -194,7 +200,7 @@ pub async fn seed_clients(data: &Path, count: u64, seed: u64, out: Output) -> Re
         let at = now - i64::try_from(i % (29 * 86_400)).unwrap_or(0);
         batch.push(ActivationRecord {
             at,
-            client_id: load::client_id(seed ^ 0xC0FF_EE00, i),
+            client_id: load::client_id(bench_seed, i),
             machine_name: format!("seeded-{i}"),
             address: "127.0.0.1".into(),
             product: product.id.clone(),
@@ -218,10 +224,11 @@ pub async fn seed_clients(data: &Path, count: u64, seed: u64, out: Output) -> Re
         "clients": count,
         "product": product.id,
         "seconds": started.elapsed().as_secs_f64(),
+        "bench_seed": bench_seed,
     });
     out.result(&report, || {
         format!(
-            "Seeded {count} clients of {} in {:.1} s.\n",
+            "Seeded {count} clients of {} in {:.1} s.\nRenew them with: volact bench --clients {count} --seed {bench_seed} …\n",
             product.id,
             started.elapsed().as_secs_f64()
         )

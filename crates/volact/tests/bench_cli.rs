@@ -1,0 +1,67 @@
+//! `volact host seed-clients` and `volact bench` together, through the real binary: the
+//! seed reported by seeding makes the load tool renew the seeded clients, and its
+//! default seed sends new ones.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Server, app_count, host_status, provision, run, s};
+
+#[test]
+fn bench_renews_seeded_clients_with_the_reported_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = provision(tmp.path(), "everything");
+    let seeded = run(&[
+        "--json",
+        "host",
+        "seed-clients",
+        "--data",
+        s(&fx.data),
+        "--count",
+        "40",
+    ])
+    .ok()
+    .json();
+    let bench_seed = seeded["bench_seed"].as_u64().unwrap().to_string();
+    // Seeding writes clients of the catalog's first product.
+    assert_eq!(seeded["product"], "suite-desktop");
+    let server = Server::start(&fx.data, &[]);
+    assert_eq!(app_count(&host_status(&fx.data), "acme-suite"), 40);
+
+    let bench = |clients: &str, requests: &str, seed: &str| {
+        run(&[
+            "--json",
+            "bench",
+            "--url",
+            &server.url,
+            "--setup-key",
+            fx.key("suite-desktop"),
+            "--vendor",
+            s(&fx.bundle),
+            "--verify-sample",
+            "1",
+            "--clients",
+            clients,
+            "--requests",
+            requests,
+            "--concurrency",
+            "4",
+            "--seed",
+            seed,
+        ])
+        .ok()
+        .json()
+    };
+    let renewals = bench("40", "80", &bench_seed);
+    assert_eq!(renewals["results"]["activated"], 80, "{renewals:#}");
+    assert_eq!(renewals["verify_failures"], 0, "{renewals:#}");
+    assert_eq!(
+        app_count(&host_status(&fx.data), "acme-suite"),
+        40,
+        "every request renewed a seeded client"
+    );
+
+    let newcomers = bench("10", "10", "0");
+    assert_eq!(newcomers["results"]["activated"], 10, "{newcomers:#}");
+    assert_eq!(app_count(&host_status(&fx.data), "acme-suite"), 50);
+}
