@@ -49,7 +49,8 @@ pub struct BenchArgs {
     /// Allow this non-loopback host or address as a target.
     #[arg(long, value_name = "ADDR")]
     pub allow_host: Option<String>,
-    /// Seed of the client ids.
+    /// Seed of the client ids (`host seed-clients` reports the seed that renews the
+    /// clients it wrote, as `bench_seed`).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
