@@ -229,7 +229,7 @@ pub async fn seed_clients(data: &Path, count: u64, seed: u64, out: Output) -> Re
     });
     out.result(&report, || {
         format!(
-            "Seeded {count} clients of {} in {:.1} s.\nRenew them with: volact bench --clients {count} --seed {bench_seed} …\n",
+            "Seeded {count} clients of {} in {:.1} s.\nRenew them with: volact bench --url URL --setup-key KEY --clients {count} --seed {bench_seed}\n",
             product.id,
             started.elapsed().as_secs_f64()
         )
