@@ -9,6 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::util::unix_u32;
+
 /// A client id as 128 bits (the UUID's value), compact enough for millions in memory.
 pub type ClientKey = u128;
 
@@ -27,13 +29,8 @@ fn key(client: ClientKey) -> Key {
     ]
 }
 
-/// A time as the index stores it: Unix seconds as `u32`, to 2106, like the cloned-image
-/// tracker's. Earlier or later times are clamped, which only a wildly wrong clock meets.
+/// A time as the index stores it: Unix seconds as `u32` (see [`unix_u32`]).
 type Stamp = u32;
-
-fn stamp(t: i64) -> Stamp {
-    u32::try_from(t.max(0)).unwrap_or(u32::MAX)
-}
 
 /// Stale entries below which no sweep is worth its pass over the map.
 const SWEEP_FLOOR: usize = 4096;
@@ -145,7 +142,7 @@ impl CountIndex {
     }
 
     fn oldest(&self, now: i64) -> Stamp {
-        stamp(now.saturating_sub(self.window_secs))
+        unix_u32(now.saturating_sub(self.window_secs))
     }
 
     /// Records that `client` asked for a product of `application` at `at` and returns the
@@ -175,7 +172,7 @@ impl CountIndex {
                 .or_default(),
         };
         // A late request (older than one already seen) must not move a client backwards.
-        app.set(client, stamp(at));
+        app.set(client, unix_u32(at));
         app.expire(oldest);
         app.count()
     }
@@ -188,7 +185,7 @@ impl CountIndex {
             .applications
             .entry(application.to_string())
             .or_default();
-        app.set(client, stamp(last_counted));
+        app.set(client, unix_u32(last_counted));
     }
 
     /// Loads many stored clients of one application at once (start-up): faster than
@@ -208,8 +205,8 @@ impl CountIndex {
         }
         app.last.reserve(clients.len());
         for (client, at) in clients {
-            let t = app.last.entry(key(client)).or_insert(stamp(at));
-            *t = (*t).max(stamp(at));
+            let t = app.last.entry(key(client)).or_insert(unix_u32(at));
+            *t = (*t).max(unix_u32(at));
         }
         let expired = app.expired;
         let mut times: Vec<Stamp> = app

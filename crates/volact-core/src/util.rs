@@ -12,6 +12,13 @@ pub fn add(t: Timestamp, d: SignedDuration) -> Timestamp {
     })
 }
 
+/// Unix seconds `t` as a `u32`, for tables of millions of entries kept in memory (the
+/// count, the cloned-image tracker): exact from 1970 to 2106, clamped outside, which only
+/// a wildly wrong clock meets.
+pub fn unix_u32(t: i64) -> u32 {
+    u32::try_from(t.max(0)).unwrap_or(u32::MAX)
+}
+
 /// A duration of whole days.
 pub(crate) fn days(n: u32) -> SignedDuration {
     SignedDuration::from_hours(i64::from(n) * 24)

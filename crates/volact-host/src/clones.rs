@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 pub use volact_core::clones::{CLONE_WINDOW_SECS, CloneReason};
 use volact_core::clones::{Sighting, judge};
 use volact_core::count::ClientKey;
+use volact_core::util::unix_u32;
 use volact_store::{CloneSighting, EventFilter, Store};
 
 /// Independent locks, so concurrent requests of different clients rarely wait.
@@ -41,13 +42,12 @@ struct Seen {
 
 impl Seen {
     fn pack(s: &Sighting) -> Seen {
-        let time = |t: i64| u32::try_from(t.max(0)).unwrap_or(u32::MAX);
         Seen {
-            at: time(s.at),
+            at: unix_u32(s.at),
             reported: if s.reported == i64::MIN {
                 0
             } else {
-                time(s.reported).max(1)
+                unix_u32(s.reported).max(1)
             },
             // The tracker hands `judge` hashes already cut to 32 bits.
             name: s.name as u32,
