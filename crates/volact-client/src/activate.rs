@@ -144,6 +144,7 @@ impl Asking<'_> {
             machine_name: self.machine_name.to_string(),
             ticket_id: state.ticket.as_ref().map(|t| t.ticket_id.clone()),
             machine_fingerprint: crate::fingerprint::machine_fingerprint(),
+            previous_client_id: None,
         }
     }
 }

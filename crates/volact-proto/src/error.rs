@@ -46,6 +46,12 @@ pub enum ErrorCode {
     StorageFailure,
     /// An unexpected internal failure.
     Internal,
+    /// The vendor revoked this host (or its host key); it must not activate anyone.
+    HostRevoked,
+    /// The client machine's clock is behind the latest trustworthy time it has seen.
+    ClockRollback,
+    /// The client's state file was changed outside volact, or copied from another machine.
+    StateTampered,
 }
 
 impl ErrorCode {
@@ -71,11 +77,14 @@ impl ErrorCode {
             ErrorCode::InvalidState => "invalid-state",
             ErrorCode::StorageFailure => "storage-failure",
             ErrorCode::Internal => "internal",
+            ErrorCode::HostRevoked => "host-revoked",
+            ErrorCode::ClockRollback => "clock-rollback",
+            ErrorCode::StateTampered => "state-tampered",
         }
     }
 
     /// Every code, for exhaustive tables (metrics, documentation).
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::CountInsufficient,
         ErrorCode::ClockSkew,
         ErrorCode::ProductNotInKeyGroup,
@@ -95,6 +104,9 @@ impl ErrorCode {
         ErrorCode::InvalidState,
         ErrorCode::StorageFailure,
         ErrorCode::Internal,
+        ErrorCode::HostRevoked,
+        ErrorCode::ClockRollback,
+        ErrorCode::StateTampered,
     ];
 
     /// The HTTP status a host answers with for this code.
@@ -106,7 +118,9 @@ impl ErrorCode {
             | ErrorCode::SeatLimitReached
             | ErrorCode::ClientRevoked
             | ErrorCode::HostKeyActivationLimit
+            | ErrorCode::HostRevoked
             | ErrorCode::UntrustedHost => 403,
+            ErrorCode::ClockRollback | ErrorCode::StateTampered => 409,
             ErrorCode::NotFound => 404,
             ErrorCode::InvalidState => 409,
             ErrorCode::RateLimited => 429,

@@ -29,6 +29,10 @@ pub struct ActivationRequest {
     /// cloned from one image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_fingerprint: Option<String>,
+    /// The client id this machine had before its last `rearm`, so a host can keep a
+    /// revoked machine refused under its new id until an administrator acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_client_id: Option<String>,
 }
 
 /// The outcome of an activation request that reached the count.

@@ -265,6 +265,7 @@ impl Sim {
             machine_name: m.name.clone(),
             ticket_id: m.ticket_id.clone(),
             machine_fingerprint: None,
+            previous_client_id: None,
         })
     }
 

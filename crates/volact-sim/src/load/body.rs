@@ -201,6 +201,7 @@ mod tests {
                 machine_name: format!("bench-{i}"),
                 ticket_id: None,
                 machine_fingerprint: None,
+                previous_client_id: None,
             })
             .unwrap();
             assert_eq!(
