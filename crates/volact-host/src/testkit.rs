@@ -215,3 +215,20 @@ impl TestHost {
         })
     }
 }
+
+/// Reports a test that cannot run because an outside program is missing: a loud
+/// `SKIPPED` line written straight to the process's stderr (the test harness captures
+/// `eprintln!`, and a skip must be seen), or, when `VOLACT_REQUIRE_ALL=1`, an error the
+/// caller turns into a failure. `what` says what is missing and how to install it.
+pub fn skip_or_fail(test: &str, what: &str) -> Result<(), ApiError> {
+    use std::io::Write;
+    let line = format!("SKIPPED: {what} — test {test} did not run");
+    if std::env::var("VOLACT_REQUIRE_ALL").as_deref() == Ok("1") {
+        return Err(ApiError::new(
+            volact_proto::ErrorCode::InvalidState,
+            format!("{line}, but VOLACT_REQUIRE_ALL=1 requires it"),
+        ));
+    }
+    let _ = writeln!(std::io::stderr(), "\n*** {line} ***\n");
+    Ok(())
+}

@@ -11,6 +11,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::task::JoinSet;
+use volact_store::{ClientFilter, ClientRecord, SqliteStore, Store};
 
 const APPLICATION: &str = "acme-suite";
 const PRODUCT: &str = "suite-desktop";
@@ -73,16 +74,25 @@ fn count_of(answer: &Value) -> u64 {
         .unwrap_or_else(|| panic!("no count in {answer:#}"))
 }
 
+/// What a kill in flight left: the acknowledged answers by client id, and how many
+/// requests had been sent but were still unanswered when the host died.
+struct Killed {
+    acked: BTreeMap<String, Value>,
+    in_flight: usize,
+}
+
 /// Sends one request per id, all at once, and kills the server with SIGKILL as soon as
-/// `kill_after` answers have arrived (the rest are in flight); returns the acknowledged
-/// answers, including any that arrive after the kill.
+/// `kill_after` answers have arrived; returns the acknowledged answers (including any
+/// that arrive after the kill) and how many requests never got an answer, which were in
+/// flight when the host died: every request was sent before the kill, so an unanswered
+/// one died with the host.
 fn kill_in_flight(
     rt: &tokio::runtime::Runtime,
     server: Server,
     key: &str,
     ids: &[String],
     kill_after: usize,
-) -> BTreeMap<String, Value> {
+) -> Killed {
     let url = server.url.clone();
     let mut server = Some(server);
     let acked = rt.block_on(async {
@@ -109,7 +119,67 @@ fn kill_in_flight(
     });
     drop(server);
     assert!(acked.len() >= kill_after, "only {} answered", acked.len());
-    acked
+    let in_flight = ids.len() - acked.len();
+    Killed { acked, in_flight }
+}
+
+/// Kills the host in flight until a kill leaves at least one request unanswered (a host
+/// that answers the whole burst in one group commit before the kill lands proves
+/// nothing about requests in flight), at most `tries` times.
+fn kill_until_in_flight(
+    rt: &tokio::runtime::Runtime,
+    data: &std::path::Path,
+    key: &str,
+    per_try: usize,
+    tries: usize,
+) -> (Vec<String>, Killed) {
+    let mut sent = Vec::new();
+    for _ in 0..tries {
+        let server = Server::start(data, &[]);
+        let ids: Vec<String> = (0..per_try).map(|_| new_id()).collect();
+        sent.extend(ids.iter().cloned());
+        let killed = kill_in_flight(rt, server, key, &ids, 20);
+        if killed.in_flight > 0 {
+            return (sent, killed);
+        }
+    }
+    panic!("in {tries} kills the host had always answered every request before it died");
+}
+
+/// The clients the store holds after a crash, by client id, read from the data
+/// directory the way a restarted host reads it.
+fn stored_clients(
+    rt: &tokio::runtime::Runtime,
+    data: &std::path::Path,
+) -> BTreeMap<String, ClientRecord> {
+    rt.block_on(async {
+        let store = SqliteStore::open(&data.join("volact.db")).await.unwrap();
+        let clients = store.clients(&ClientFilter::default()).await.unwrap();
+        store.close().await;
+        clients
+            .into_iter()
+            .map(|c| (c.client_id.clone(), c))
+            .collect()
+    })
+}
+
+/// Every acknowledged client is in the store, counted for the application, one by one.
+#[track_caller]
+fn assert_each_stored(
+    stored: &BTreeMap<String, ClientRecord>,
+    acked: &BTreeMap<String, Value>,
+    context: &str,
+) {
+    for (id, answer) in acked {
+        let Some(row) = stored.get(id) else {
+            panic!("{context}: client {id} was answered ({answer}) but is not stored");
+        };
+        assert_eq!(row.application, APPLICATION, "{context}: {id}: {row:?}");
+        assert!(
+            row.last_counted.is_some(),
+            "{context}: {id} is stored but not counted: {row:?}"
+        );
+    }
 }
 
 #[test]
@@ -148,11 +218,20 @@ fn acknowledged_activations_survive_sigkill() {
     assert_eq!(app_count(&status, APPLICATION), 40, "{status:#}");
     assert_eq!(status["clients_known"], 40, "{status:#}");
     assert_eq!(status["requests"], 40, "{status:#}");
-    let server = Server::start(&fx.data, &[]);
+    assert_each_stored(
+        &stored_clients(&rt, &fx.data),
+        &acked,
+        "after the first kill",
+    );
 
-    // --- Phase 2: kill -9 while requests are in flight.
-    let more: Vec<String> = (0..60).map(|_| new_id()).collect();
-    let acked2 = kill_in_flight(&rt, server, &key, &more, 20);
+    // --- Phase 2: kill -9 while requests are in flight (at least one left unanswered).
+    let (more, killed) = kill_until_in_flight(&rt, &fx.data, &key, 60, 5);
+    let acked2 = killed.acked;
+    assert_each_stored(
+        &stored_clients(&rt, &fx.data),
+        &acked2,
+        "after the kill in flight",
+    );
 
     // Restart: everything acknowledged before the kill is counted; at most what was sent.
     let status = host_status(&fx.data);
@@ -166,9 +245,9 @@ fn acknowledged_activations_survive_sigkill() {
     let known = status["clients_known"].as_u64().unwrap();
     assert!(known >= acked_total, "{status:#}");
     eprintln!(
-        "in-flight kill: {} of {} answered; {after} clients counted after the restart",
+        "in-flight kill: {} answered, {} in flight; {after} clients counted after the restart",
         acked2.len(),
-        more.len()
+        killed.in_flight
     );
 
     // Every acknowledged client, asking again, finds itself counted: the count does not
@@ -211,10 +290,13 @@ fn answered_counts_are_durable() {
         .enable_all()
         .build()
         .unwrap();
+    let mut acked_before = BTreeMap::new();
+    let mut rounds_in_flight = 0;
     for round in 0..40 {
         let server = Server::start(&fx.data, &[]);
         let ids: Vec<String> = (0..60).map(|_| new_id()).collect();
-        let acked = kill_in_flight(&rt, server, &key, &ids, 20);
+        let Killed { acked, in_flight } = kill_in_flight(&rt, server, &key, &ids, 20);
+        rounds_in_flight += usize::from(in_flight > 0);
         let status = host_status(&fx.data);
         let after = app_count(&status, APPLICATION);
         for answer in acked.values() {
@@ -224,5 +306,20 @@ fn answered_counts_are_durable() {
                 count_of(answer)
             );
         }
+        // Not only the total: each client answered in this round or any earlier one is
+        // still stored and counted.
+        acked_before.extend(acked);
+        assert_each_stored(
+            &stored_clients(&rt, &fx.data),
+            &acked_before,
+            &format!("round {round}"),
+        );
     }
+    eprintln!("{rounds_in_flight} of 40 kills left requests in flight");
+    // Kills that land after the whole burst was answered test nothing in flight; most
+    // must not.
+    assert!(
+        rounds_in_flight >= 20,
+        "only {rounds_in_flight} of 40 kills left requests in flight"
+    );
 }

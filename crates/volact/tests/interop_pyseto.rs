@@ -26,12 +26,11 @@ fn pyseto_available() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !found {
-        if std::env::var("VOLACT_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-            panic!("pyseto not installed (pip install pyseto), and VOLACT_REQUIRE_ALL=1");
-        }
-        eprintln!("\n**********************************************************");
-        eprintln!("SKIPPED: pyseto not installed (pip install pyseto)");
-        eprintln!("**********************************************************\n");
+        volact_host::testkit::skip_or_fail(
+            "interop_pyseto",
+            "python3 with pyseto not found (pip install pyseto)",
+        )
+        .unwrap();
     }
     found
 }
