@@ -203,9 +203,10 @@ impl Registry {
             let victim = inner
                 .conns
                 .values()
-                .filter_map(|c| c.idle_since_if_idle().map(|since| (since, c)))
-                .min_by_key(|(since, _)| *since)
-                .map(|(_, c)| c.clone());
+                .filter_map(|c| c.idle_since_if_idle().map(|since| (since, c.id, c)))
+                // Ties (same millisecond) go to the older connection.
+                .min_by_key(|(since, id, _)| (*since, *id))
+                .map(|(_, _, c)| c.clone());
             match victim {
                 Some(v) => {
                     v.evicted.store(true, Ordering::Release);
