@@ -125,7 +125,11 @@ async fn admin_api_requires_the_token_and_slows_down_guessing() {
     assert_eq!(ids(&v, "clients"), [client(1)]);
     // A success does not end the wait of whoever else guesses from that address.
     let (status, _, v) = call(&host, "GET", "/v1/admin/clients", Some("wrong"), None).await;
-    assert_eq!((status, v["code"].as_str()), (429, Some("rate-limited")), "{v}");
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (429, Some("rate-limited")),
+        "{v}"
+    );
 }
 
 /// Finding 8 of issue 12: wrong guesses from an address the administrator shares (a
@@ -136,14 +140,16 @@ async fn many_wrong_tokens_never_lock_out_the_right_one() {
     let token = host.admin_token().unwrap();
     let mut limited = 0;
     for _ in 0..50 {
-        let (status, _, v) =
-            call(&host, "GET", "/v1/admin/status", Some("guess"), None).await;
+        let (status, _, v) = call(&host, "GET", "/v1/admin/status", Some("guess"), None).await;
         assert!(status == 401 || status == 429, "{status} {v}");
         if v["code"] == "rate-limited" {
             limited += 1;
         }
     }
-    assert!(limited >= 40, "wrong tokens are still slowed down: {limited} of 50");
+    assert!(
+        limited >= 40,
+        "wrong tokens are still slowed down: {limited} of 50"
+    );
     let started = std::time::Instant::now();
     let (status, _, v) = call(&host, "GET", "/v1/admin/status", Some(&token), None).await;
     assert_eq!(status, 200, "{v}");
