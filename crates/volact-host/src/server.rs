@@ -149,15 +149,15 @@ fn listen_limits(config: &crate::listener::LimitsConfig) -> crate::listener::Lim
     for w in warnings {
         tracing::warn!("{w}");
     }
+    let fds = fd_limit.map_or_else(|| "unknown".to_string(), |l| l.to_string());
     tracing::info!(
-        fd_limit = fd_limit.map_or_else(|| "unknown".to_string(), |l| l.to_string()),
-        max_connections = limits.max_connections,
-        max_connections_per_address = limits.max_connections_per_address,
-        loopback_reserve = limits.loopback_reserve,
-        header_read_timeout = ?limits.header_read_timeout,
-        body_timeout = ?limits.body_timeout,
-        idle_timeout = ?limits.idle_timeout,
-        "connection limits in force"
+        "connection limits in force: fd limit {fds}; at most {} connections, {} per address, {} more from loopback; timeouts: headers {:?}, body {:?}, idle {:?}",
+        limits.max_connections,
+        limits.max_connections_per_address,
+        limits.loopback_reserve,
+        limits.header_read_timeout,
+        limits.body_timeout,
+        limits.idle_timeout,
     );
     limits
 }
