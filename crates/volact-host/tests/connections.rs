@@ -373,3 +373,79 @@ async fn caps_refuse_one_address_and_make_room_for_a_real_client() {
     assert!(metric(&host, "volact_connections_evicted_total").await >= 1.0);
     drop(held);
 }
+
+#[tokio::test]
+async fn stopping_lets_a_request_in_progress_finish() {
+    let host = host_with(LimitsSection {
+        body_timeout: Some("3s".into()),
+        ..short()
+    })
+    .await;
+    let now = volact_host::Clock::now(host.clock.as_ref());
+    let body = serde_json::to_vec(&request(
+        &client(1),
+        &host.vendor.setup_key("demo-office"),
+        now,
+    ))
+    .unwrap();
+    let mut s = connect(&host).await;
+    let head = format!(
+        "POST /v1/activations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body[..10]).await.unwrap();
+    let TestHost { running, dir, .. } = host;
+    let stopping = tokio::spawn(running.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !stopping.is_finished(),
+        "the host waits for the request in progress"
+    );
+    s.write_all(&body[10..]).await.unwrap();
+    let (raw, closed) = read_until_closed(&mut s).await;
+    let (status, v) = response(&raw);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["count"], 1, "{v}");
+    assert!(closed.is_some(), "closed once answered");
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("stopped once the request was answered")
+        .unwrap()
+        .unwrap();
+    drop(dir);
+}
+
+#[tokio::test]
+async fn http2_is_served_through_the_same_checks() {
+    let host = host_with(short()).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2
+        .get(format!("{}/v1/host", host.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status().as_u16(), 200);
+    let r = h2
+        .get(format!("{}/v1/activations", host.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "bad-request", "{v}");
+    let now = volact_host::Clock::now(host.clock.as_ref());
+    let body = request(&client(1), &host.vendor.setup_key("demo-office"), now);
+    let r = h2
+        .post(format!("{}/v1/activations", host.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["count"], 1, "{v}");
+}

@@ -49,7 +49,10 @@ fn closing(status: StatusCode, error: &ApiError) -> Response<Body> {
 
 /// Bytes in the request's head as it came: request line and header fields.
 fn head_bytes(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> usize {
-    let line = method.as_str().len() + uri.to_string().len() + 12;
+    // Counted from the parts, not by printing the URI: this runs for every request.
+    let target = uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let line = method.as_str().len() + target + 12;
     headers
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
@@ -146,7 +149,7 @@ impl Front {
         };
         parts.extensions.insert(ConnectInfo(peer));
         let method = parts.method.clone();
-        let path = parts.uri.path().to_string();
+        let uri = parts.uri.clone();
         let response = match self
             .router
             .clone()
@@ -156,7 +159,7 @@ impl Front {
             Ok(r) => r,
             Err(never) => match never {},
         };
-        with_json_error(response, &method, &path).await
+        with_json_error(response, &method, uri.path()).await
     }
 }
 
