@@ -89,6 +89,20 @@ impl<H> Shared<H> {
     }
 }
 
+/// A connection's place in the registry, given back when its task ends, even by a
+/// panic, so a failure cannot leak a slot until the cap is full of ghosts.
+struct Slot<H> {
+    conn: Arc<Conn>,
+    shared: Arc<Shared<H>>,
+}
+
+impl<H> Drop for Slot<H> {
+    fn drop(&mut self) {
+        self.shared.registry.release(&self.conn);
+        self.shared.update_open();
+    }
+}
+
 /// hyper's connection settings for `limits`. The HTTP parser's own cap on a request head
 /// is twice `max_header_bytes`, so heads between the two get the JSON 431 of [`Front`]
 /// and only larger ones meet hyper's bare 431 (HTTP/1) or a refused stream (HTTP/2).
@@ -152,10 +166,8 @@ pub async fn serve<H: Handshake>(
                         let shared = shared.clone();
                         let stopped = stopped.clone();
                         tasks.spawn(async move {
-                            let conn = admitted.conn;
-                            connection(tcp, peer, &conn, &shared, stopped).await;
-                            shared.registry.release(&conn);
-                            shared.update_open();
+                            let slot = Slot { conn: admitted.conn, shared };
+                            connection(tcp, peer, &slot.conn, &slot.shared, stopped).await;
                         });
                     }
                     Err(refusal) => {
@@ -274,8 +286,13 @@ async fn connection<H: Handshake>(
                 }
             }
             () = conn.evict.notified(), if closing.is_none() => {
-                // Chosen because nothing is in progress on it: nothing is lost.
-                return;
+                if conn.deadline(&limits).is_some() {
+                    // Chosen because nothing is in progress on it: nothing is lost.
+                    return;
+                }
+                // A request began since it was chosen: let it finish first.
+                served.as_mut().graceful_shutdown();
+                closing = Some(Instant::now() + limits.grace());
             }
             _ = stopped.changed(), if closing.is_none() => {
                 served.as_mut().graceful_shutdown();
