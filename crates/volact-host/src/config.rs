@@ -54,6 +54,8 @@ pub struct RawConfig {
     pub metrics_token_file: Option<String>,
     /// `[dns]`: DNS publishing (see [`crate::dns`]); file only.
     pub dns: Option<crate::dns::DnsSection>,
+    /// `[limits]`: connection timeouts and caps (see [`crate::listener`]); file only.
+    pub limits: Option<crate::listener::LimitsSection>,
 }
 
 impl RawConfig {
@@ -91,6 +93,7 @@ impl RawConfig {
             event_retention: get("event_retention"),
             metrics_token_file: get("metrics_token_file"),
             dns: None,
+            limits: None,
         }
     }
 
@@ -122,6 +125,7 @@ impl RawConfig {
             event_retention: over.event_retention.or(self.event_retention),
             metrics_token_file: over.metrics_token_file.or(self.metrics_token_file),
             dns: over.dns.or(self.dns),
+            limits: over.limits.or(self.limits),
         }
     }
 
@@ -182,11 +186,16 @@ impl RawConfig {
             Some(path) => Some(PathBuf::from(path)),
             None => None,
         };
+        let limits = match &self.limits {
+            Some(section) => section.resolve()?,
+            None => crate::listener::LimitsConfig::default(),
+        };
         Ok(HostConfig {
             listen,
             settings,
             event_retention,
             metrics_token_file,
+            limits,
         })
     }
 }
@@ -212,6 +221,8 @@ pub struct HostConfig {
     pub event_retention: SignedDuration,
     /// The file holding the metrics token, if metrics require one.
     pub metrics_token_file: Option<PathBuf>,
+    /// Connection timeouts and caps.
+    pub limits: crate::listener::LimitsConfig,
 }
 
 /// Where a setting's value came from.

@@ -161,17 +161,3 @@ async fn not_found() -> HttpError {
         "no such endpoint; see /v1/activations, /v1/host, /healthz, /metrics, /v1/admin/…",
     ))
 }
-
-/// Serves `router` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod health;
 pub mod http;
 pub mod inventory;
+pub mod listener;
 pub mod maintenance;
 pub mod metrics;
 pub mod server;

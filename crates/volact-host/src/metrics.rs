@@ -39,6 +39,12 @@ const CLONE_FLAGS: &str = "volact_cloned_image_flags_total";
 const CLONED: &str = "volact_cloned_image_clients";
 const PRUNED: &str = "volact_events_pruned_total";
 const READY: &str = "volact_host_ready";
+const CONN_OPEN: &str = "volact_connections_open";
+const CONN_MAX: &str = "volact_connections_max";
+const CONN_REFUSED: &str = "volact_connections_refused_total";
+const CONN_TIMED_OUT: &str = "volact_connections_timed_out_total";
+const CONN_EVICTED: &str = "volact_connections_evicted_total";
+const REQ_REFUSED: &str = "volact_http_requests_refused_total";
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
@@ -87,6 +93,37 @@ pub struct Metrics {
     clone_flags: Counter,
     pruned: Counter,
     ready: Gauge,
+    connections: ConnectionMetrics,
+}
+
+/// The connection series, for the accept loop: handles registered once, cloned cheaply.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    /// Connections open now.
+    pub open: Gauge,
+    /// The cap on connections from everyone (loopback reserve not included).
+    pub max: Gauge,
+    /// Connections closed at once on accept because the total cap was reached.
+    pub refused_total_limit: Counter,
+    /// Connections closed at once on accept because their address had its share.
+    pub refused_address_limit: Counter,
+    /// Accepts that failed (out of file descriptors, for instance).
+    pub accept_failed: Counter,
+    /// Connections closed for not sending a request's headers in time.
+    pub timed_out_header: Counter,
+    /// Requests cut for not sending their body in time.
+    pub timed_out_body: Counter,
+    /// Connections closed after staying idle too long.
+    pub timed_out_idle: Counter,
+    /// Connections dropped for not finishing within the grace they were given to close
+    /// (a peer that does not read its answer).
+    pub timed_out_stalled: Counter,
+    /// Idle connections closed to make room for a new one when the cap was reached.
+    pub evicted: Counter,
+    /// Requests refused before reaching a handler: body over the limit.
+    pub refused_body_too_large: Counter,
+    /// Requests refused before reaching a handler: headers over the limit.
+    pub refused_headers_too_large: Counter,
 }
 
 fn result_index(result: Result<(), ErrorCode>) -> usize {
@@ -163,6 +200,32 @@ impl Metrics {
             Unit::Count,
             "1 when the host can serve activations, else 0.",
         );
+        describe(CONN_OPEN, Unit::Count, "Client connections open now.");
+        describe(
+            CONN_MAX,
+            Unit::Count,
+            "Cap on connections open at once (the loopback reserve comes on top).",
+        );
+        describe(
+            CONN_REFUSED,
+            Unit::Count,
+            "Connections closed on accept, by reason: total-limit, address-limit, accept-failed.",
+        );
+        describe(
+            CONN_TIMED_OUT,
+            Unit::Count,
+            "Connections or requests ended by a timeout, by phase: header, body, idle, stalled.",
+        );
+        describe(
+            CONN_EVICTED,
+            Unit::Count,
+            "Idle connections closed to make room for a new one at the cap.",
+        );
+        describe(
+            REQ_REFUSED,
+            Unit::Count,
+            "Requests refused before reaching a handler, by reason: body-too-large, headers-too-large.",
+        );
         let key = |name: &'static str, labels: Vec<Label>| Key::from_parts(name, labels);
         let gauge = |name: &'static str, labels: Vec<Label>| {
             recorder.register_gauge(&key(name, labels), &METADATA)
@@ -187,6 +250,28 @@ impl Metrics {
             })
             .collect();
         let expiring = |within: &'static str| gauge(EXPIRING, vec![Label::new("within", within)]);
+        let counter = |name: &'static str, label: &'static str, value: &'static str| {
+            let c =
+                recorder.register_counter(&key(name, vec![Label::new(label, value)]), &METADATA);
+            // Present from the start at 0, so a dashboard sees the series before trouble.
+            c.increment(0);
+            c
+        };
+        let connections = ConnectionMetrics {
+            open: gauge(CONN_OPEN, vec![]),
+            max: gauge(CONN_MAX, vec![]),
+            refused_total_limit: counter(CONN_REFUSED, "reason", "total-limit"),
+            refused_address_limit: counter(CONN_REFUSED, "reason", "address-limit"),
+            accept_failed: counter(CONN_REFUSED, "reason", "accept-failed"),
+            timed_out_header: counter(CONN_TIMED_OUT, "phase", "header"),
+            timed_out_body: counter(CONN_TIMED_OUT, "phase", "body"),
+            timed_out_idle: counter(CONN_TIMED_OUT, "phase", "idle"),
+            timed_out_stalled: counter(CONN_TIMED_OUT, "phase", "stalled"),
+            evicted: recorder.register_counter(&key(CONN_EVICTED, vec![]), &METADATA),
+            refused_body_too_large: counter(REQ_REFUSED, "reason", "body-too-large"),
+            refused_headers_too_large: counter(REQ_REFUSED, "reason", "headers-too-large"),
+        };
+        connections.evicted.increment(0);
         Metrics {
             products: catalog
                 .products
@@ -203,6 +288,7 @@ impl Metrics {
             clone_flags: recorder.register_counter(&key(CLONE_FLAGS, vec![]), &METADATA),
             pruned: recorder.register_counter(&key(PRUNED, vec![]), &METADATA),
             ready: gauge(READY, vec![]),
+            connections,
             handle: recorder.handle(),
             recorder,
         }
@@ -231,6 +317,11 @@ impl Metrics {
     /// Records how long a request took, from `started`.
     pub fn latency(&self, started: Instant) {
         self.latency.record(started.elapsed().as_secs_f64());
+    }
+
+    /// The connection series, for the accept loop.
+    pub fn connections(&self) -> ConnectionMetrics {
+        self.connections.clone()
     }
 
     /// Counts a cloned-image flag.

@@ -111,9 +111,17 @@ pub async fn start(
         metrics_auth,
     };
     let router = crate::http::router(state);
-    let task = tokio::spawn(crate::http::serve(listener, router, async move {
-        let _ = stopped.await;
-    }));
+    let limits = listen_limits(&config.limits);
+    let task = tokio::spawn(crate::listener::serve(
+        listener,
+        crate::listener::Plain,
+        router,
+        limits,
+        Some(engine.metrics().connections()),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     let info = ServingInfo {
         url: format!("http://{addr}"),
         pid: std::process::id(),
@@ -130,6 +138,28 @@ pub async fn start(
         stop: Some(stop),
         task,
     })
+}
+
+/// The limits in force: the soft fd limit raised to the hard one first (it is per
+/// process, so raising it again for a second host is harmless), caps derived from it, and
+/// both logged, so an operator sees what the host can hold.
+fn listen_limits(config: &crate::listener::LimitsConfig) -> crate::listener::Limits {
+    let fd_limit = crate::listener::raise_fd_limit();
+    let (limits, warnings) = crate::listener::Limits::derive(config, fd_limit);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let fds = fd_limit.map_or_else(|| "unknown".to_string(), |l| l.to_string());
+    tracing::info!(
+        "connection limits in force: fd limit {fds}; at most {} connections, {} per address, {} more from loopback; timeouts: headers {:?}, body {:?}, idle {:?}",
+        limits.max_connections,
+        limits.max_connections_per_address,
+        limits.loopback_reserve,
+        limits.header_read_timeout,
+        limits.body_timeout,
+        limits.idle_timeout,
+    );
+    limits
 }
 
 /// Reads the token `GET /metrics` requires.

@@ -147,7 +147,9 @@ async fn malformed_requests_are_refused_and_change_nothing() {
     ];
     for (name, body, code, field) in cases {
         let (status, a) = post_raw(&host, body, "application/json").await;
-        assert_eq!(status, 400, "{name}: {a}");
+        // A body over the limit is refused before it is read: 413, still `bad-request`.
+        let expected = if name == "oversized body" { 413 } else { 400 };
+        assert_eq!(status, expected, "{name}: {a}");
         assert_eq!(a["code"], code, "{name}: {a}");
         assert!(!a["message"].as_str().unwrap().is_empty(), "{name}");
         if let Some(field) = field {

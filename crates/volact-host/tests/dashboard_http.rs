@@ -168,6 +168,35 @@ async fn login_sets_a_strict_http_only_session_cookie_and_logout_ends_it() {
     );
 }
 
+/// Finding 8 of issue 12: wrong tokens typed at the login form from an address the
+/// administrator shares used to refuse the right one too.
+#[tokio::test]
+async fn many_wrong_logins_never_lock_out_the_right_token() {
+    let host = host().await;
+    let mut limited = 0;
+    for _ in 0..30 {
+        let r = post_form(&host, "/login", None, &[("token", "a-guess")]).await;
+        let status = r.status().as_u16();
+        assert!(status == 401 || status == 429, "{status}");
+        assert!(r.headers().get(SET_COOKIE).is_none());
+        if status == 429 {
+            limited += 1;
+        }
+    }
+    assert!(
+        limited >= 20,
+        "wrong tokens are still slowed down: {limited} of 30"
+    );
+    let started = std::time::Instant::now();
+    let cookie = login(&host).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let overview = page(&host, "/", &cookie).await;
+    assert!(overview.contains(host.running.engine.host_id()));
+    // Guesses are still refused with a wait after the administrator logged in.
+    let r = post_form(&host, "/login", None, &[("token", "a-guess")]).await;
+    assert_eq!(r.status().as_u16(), 429);
+}
+
 #[tokio::test]
 async fn revoking_through_the_form_needs_the_sessions_csrf_token() {
     let host = host().await;
