@@ -58,6 +58,19 @@ pub struct Product {
     pub grace_days: u32,
     /// The public setup key that installs this product.
     pub setup_key: SetupKey,
+    /// How many times one installation may `rearm` (take a new client id and restart its
+    /// grace); [`DEFAULT_REARM_LIMIT`] when the catalog does not say. Signed with the
+    /// rest of the catalog, so a client machine cannot raise it; absent from catalogs
+    /// signed before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rearm_limit: Option<u32>,
+}
+
+impl Product {
+    /// The rearms one installation of this product may make.
+    pub fn rearm_limit(&self) -> u32 {
+        self.rearm_limit.unwrap_or(DEFAULT_REARM_LIMIT)
+    }
 }
 
 /// A named set of products a host key can be issued for.
@@ -131,10 +144,19 @@ pub struct ProductSource {
     /// Generated when left out.
     #[serde(default)]
     pub setup_key: Option<String>,
+    /// Rearms allowed per installation; defaults to 3.
+    #[serde(default)]
+    pub rearm_limit: Option<u32>,
 }
 
 /// Default initial grace of a new client, in days.
 pub const DEFAULT_GRACE_DAYS: u32 = 30;
+
+/// Default number of rearms one installation may make, as with KMS clients.
+pub const DEFAULT_REARM_LIMIT: u32 = 3;
+
+/// Most rearms a catalog may allow: beyond that a limit means nothing.
+pub const MAX_REARM_LIMIT: u32 = 1000;
 
 fn invalid(message: String) -> ApiError {
     ApiError::new(ErrorCode::BadRequest, message)
@@ -188,6 +210,14 @@ impl Catalog {
                     p.id
                 )));
             }
+            if let Some(limit) = p.rearm_limit
+                && limit > MAX_REARM_LIMIT
+            {
+                return Err(invalid(format!(
+                    "product `{}` has rearm_limit {limit}; at most {MAX_REARM_LIMIT}",
+                    p.id
+                )));
+            }
             let setup_key = match &p.setup_key {
                 Some(text) => SetupKey::parse(text)
                     .map_err(|e| invalid(format!("product `{}`: {}", p.id, e.message)))?,
@@ -207,6 +237,7 @@ impl Catalog {
                 minimum_count: minimum,
                 grace_days: grace,
                 setup_key,
+                rearm_limit: p.rearm_limit,
             });
         }
         let mut group_ids = BTreeSet::new();
@@ -307,6 +338,7 @@ pub fn demo_source() -> CatalogSource {
         minimum_count: Some(minimum),
         grace_days: None,
         setup_key: None,
+        rearm_limit: None,
     };
     CatalogSource {
         vendor: "Demo Vendor".into(),
