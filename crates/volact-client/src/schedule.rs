@@ -25,13 +25,13 @@ pub(crate) fn held_ticket(
     let (Some(installed), Some(stored)) = (&state.installed, &state.ticket) else {
         return Ok(None);
     };
-    let (root, _) = installed.vendor.open().map_err(|e| e.message)?;
+    let (root, _, product) = installed.signed().map_err(|e| e.message)?;
     let (ticket, cert) = verify_stored(&root, &stored.host_certificate, &stored.token)
         .map_err(|e| format!("the stored ticket is not accepted: {}", e.message))?;
-    if ticket.sub != installed.client_id || ticket.product != installed.product {
+    if ticket.sub != installed.client_id || ticket.product != product.id {
         return Err(format!(
             "the stored ticket is for client {} and product {}, not this client ({}) and product ({})",
-            ticket.sub, ticket.product, installed.client_id, installed.product
+            ticket.sub, ticket.product, installed.client_id, product.id
         ));
     }
     Ok(Some((ticket, cert)))
