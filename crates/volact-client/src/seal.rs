@@ -173,5 +173,7 @@ fn impossible(state: &ClientState) -> bool {
             .clock_seen
             .is_some_and(|seen| t > add(seen, CLOCK_ROLLBACK_TOLERANCE))
     };
-    !listed || late(installed.installed_at) || state.guard.earlier_products.values().any(|t| late(*t))
+    !listed
+        || late(installed.installed_at)
+        || state.guard.earlier_products.values().any(|t| late(*t))
 }

@@ -332,14 +332,16 @@ impl ClientState {
             )
         };
         let mut value: serde_json::Value = serde_json::from_str(&text).map_err(corrupt)?;
-        let seal = match value.as_object_mut().and_then(|o| o.remove("seal")) {
-            None => None,
-            // A seal that is not even shaped like one is an edit like any other.
-            Some(v) => Some(serde_json::from_value::<Seal>(v).unwrap_or(Seal {
-                content: String::new(),
-                machine: String::new(),
-            })),
-        };
+        // A seal that is not even shaped like one is an edit like any other.
+        let seal = value
+            .as_object_mut()
+            .and_then(|o| o.remove("seal"))
+            .map(|v| {
+                serde_json::from_value::<Seal>(v).unwrap_or(Seal {
+                    content: String::new(),
+                    machine: String::new(),
+                })
+            });
         let mut state: ClientState = serde_json::from_value(value).map_err(corrupt)?;
         match state.version {
             STATE_VERSION => state.tamper = seal::verify(&state, seal.as_ref(), machine),

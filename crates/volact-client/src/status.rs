@@ -417,11 +417,9 @@ pub fn expiry(state: &ClientState, now: Timestamp) -> Expiry {
                 left(t)
             ),
         ),
-        (LicenseState::StateTampered, _) => (
-            None,
-            None,
-            format!("Not licensed: {}", s.license.reason),
-        ),
+        (LicenseState::StateTampered, _) => {
+            (None, None, format!("Not licensed: {}", s.license.reason))
+        }
         _ => (
             None,
             None,

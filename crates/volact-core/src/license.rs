@@ -438,14 +438,23 @@ mod tests {
             latest_trusted: Some(t(1)),
             ..i
         };
-        assert_eq!(license_state(&seen, t(3)).state, LicenseState::StateTampered);
+        assert_eq!(
+            license_state(&seen, t(3)).state,
+            LicenseState::StateTampered
+        );
         // Installed at a time the clock did reach, then the clock went back: a rollback.
         let back = LicenseInputs {
             latest_trusted: Some(t(10)),
             ..LicenseInputs::plain(Some(t(5)), 30, None)
         };
-        assert_eq!(license_state(&back, t(2)).state, LicenseState::ClockRollback);
-        assert_eq!(license_state(&back, t(10)).state, LicenseState::InitialGrace);
+        assert_eq!(
+            license_state(&back, t(2)).state,
+            LicenseState::ClockRollback
+        );
+        assert_eq!(
+            license_state(&back, t(10)).state,
+            LicenseState::InitialGrace
+        );
     }
 
     #[test]
