@@ -416,6 +416,38 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_rearm_limit_is_optional_and_bounded() {
+        // As `catalog.toml` has it (`[[product]]` tables), in JSON form.
+        let source: CatalogSource = serde_json::from_value(serde_json::json!({
+            "vendor": "V",
+            "application": [{ "id": "a", "name": "A" }],
+            "product": [
+                { "id": "p", "name": "P", "application": "a", "kind": "server", "rearm_limit": 1 },
+                { "id": "q", "name": "Q", "application": "a", "kind": "server" },
+            ],
+        }))
+        .unwrap();
+        let c = Catalog::build(&source, 1, Timestamp::UNIX_EPOCH, counter()).unwrap();
+        assert_eq!(c.product("p").unwrap().rearm_limit(), 1);
+        assert_eq!(c.product("q").unwrap().rearm_limit(), DEFAULT_REARM_LIMIT);
+        // A catalog signed before the field existed reads the same, and one without a
+        // limit is written as before.
+        let json = serde_json::to_value(&c).unwrap();
+        assert!(json["products"][1].get("rearm_limit").is_none(), "{json}");
+        let mut old = json.clone();
+        old["products"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("rearm_limit");
+        let old: Catalog = serde_json::from_value(old).unwrap();
+        assert_eq!(old.product("p").unwrap().rearm_limit(), DEFAULT_REARM_LIMIT);
+        let mut s = source.clone();
+        s.products[0].rearm_limit = Some(MAX_REARM_LIMIT + 1);
+        let e = Catalog::build(&s, 1, Timestamp::UNIX_EPOCH, counter()).unwrap_err();
+        assert!(e.message.contains("rearm_limit"), "{}", e.message);
+    }
+
+    #[test]
     fn unknown_key_is_refused() {
         let c = Catalog::build(&demo_source(), 1, Timestamp::UNIX_EPOCH, counter()).unwrap();
         let stranger = SetupKey::generate([200; 24]);
