@@ -4,6 +4,7 @@
 use crate::state::ClientState;
 use jiff::{SignedDuration, Timestamp};
 use volact_core::certificate::HostCertificate;
+use volact_core::license::CLOCK_ROLLBACK_TOLERANCE;
 use volact_core::settings::Settings;
 use volact_core::ticket::{Ticket, verify_stored};
 use volact_proto::HostIntervals;
@@ -38,16 +39,21 @@ pub(crate) fn held_ticket(
 }
 
 /// When the client should next contact a host: at the ticket's renewal time while it
-/// holds a valid one, right away otherwise; never before a failed attempt's retry time;
-/// `now` when overdue. `None` when no setup key is installed (nothing to activate).
+/// holds a valid one, right away otherwise (and right away when the clock reads behind
+/// the latest time seen: a host's verified answer is what clears that); never before a
+/// failed attempt's retry time; `now` when overdue. `None` when no setup key is
+/// installed (nothing to activate).
 pub(crate) fn next_attempt(
     state: &ClientState,
     ticket: Option<&Ticket>,
     now: Timestamp,
 ) -> Option<Timestamp> {
     state.installed.as_ref()?;
+    let behind = state
+        .latest_trusted()
+        .is_some_and(|t| now < add(t, -CLOCK_ROLLBACK_TOLERANCE));
     let mut next = match ticket {
-        Some(t) if now < t.exp => t.renew_after,
+        Some(t) if now < t.exp && !behind => t.renew_after,
         _ => now,
     };
     if let Some(attempt) = &state.last_attempt
