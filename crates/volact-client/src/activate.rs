@@ -144,7 +144,7 @@ impl Asking<'_> {
             machine_name: self.machine_name.to_string(),
             ticket_id: state.ticket.as_ref().map(|t| t.ticket_id.clone()),
             machine_fingerprint: crate::fingerprint::machine_fingerprint(),
-            previous_client_id: None,
+            previous_client_id: state.guard.previous_client_id.clone(),
         }
     }
 }
@@ -195,6 +195,7 @@ pub(crate) fn merge_outcome(fresh: &mut ClientState, done: &ClientState) {
     if identity(fresh) == identity(done) {
         fresh.ticket.clone_from(&done.ticket);
     }
+    fresh.merge_clock(done);
     fresh.intervals = done.intervals.or(fresh.intervals);
     fresh.last_attempt.clone_from(&done.last_attempt);
     if done.last_host.is_some() {
@@ -328,6 +329,11 @@ pub(crate) fn settle(
 ) -> Result<ActivationOutcome, ApiError> {
     let found_by = host.found_by.clone();
     let host = host.host.as_str();
+    // A verified answer is fresh (it echoes the nonce) from a host that accepted this
+    // clock: the latest trustworthy time.
+    if matches!(reply, Reply::Ticket { .. } | Reply::NotYet { .. }) {
+        state.confirm_clock(now);
+    }
     match reply {
         Reply::Ticket {
             ticket,

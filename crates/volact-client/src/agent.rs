@@ -4,7 +4,7 @@
 use crate::activate::merge_outcome;
 use crate::failover::{ActivateOptions, activate_with};
 use crate::schedule;
-use crate::state::ClientState;
+use crate::state::{ClientState, note_clock};
 use jiff::Timestamp;
 use std::future::Future;
 use std::path::Path;
@@ -17,9 +17,9 @@ const MIN_STEP: Duration = Duration::from_secs(15);
 /// installed or a host pinned meanwhile takes effect without restarting the agent.
 const MAX_STEP: Duration = Duration::from_secs(3600);
 
-/// Runs until `stop` completes: re-reads the state at `path`, activates or renews when
-/// due (see `next_attempt` in [`crate::Status`]), saves the outcome, and sleeps until the
-/// next attempt in steps of 15 seconds to 1 hour. Refusals are logged and retried on
+/// Runs until `stop` completes: re-reads the state at `path`, notes the clock in it (at
+/// most hourly), activates or renews when due (see `next_attempt` in [`crate::Status`]),
+/// saves the outcome, and sleeps until the next attempt in steps of 15 seconds to 1 hour. Refusals are logged and retried on
 /// schedule; only a state file that cannot be read or written ends the agent with an
 /// error.
 pub async fn run_agent(
@@ -39,8 +39,11 @@ pub async fn run_agent_with(
 ) -> Result<(), ApiError> {
     let mut stop = std::pin::pin!(stop);
     loop {
-        let mut state = ClientState::load(path)?;
         let now = Timestamp::now();
+        // The agent is what runs while a licence runs out: its readings of the clock are
+        // what makes setting the clock back afterwards visible.
+        note_clock(path, now)?;
+        let mut state = ClientState::load(path)?;
         let mut next = due(&state, now);
         if next.is_some_and(|t| t <= now) {
             let nonce = uuid::Uuid::new_v4().simple().to_string();

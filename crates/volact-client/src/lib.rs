@@ -1,6 +1,6 @@
 //! The volact client: the shell around the pure core on a client machine.
 //!
-//! It keeps the client's state in one JSON file ([`ClientState`]), installs setup keys
+//! It keeps the client's state in one sealed JSON file ([`ClientState`]), installs setup keys
 //! ([`install_key`]), pins hosts ([`set_host`]), activates over HTTP ([`activate`]) and
 //! verifies every answer along the vendor's chain, reports status ([`status`],
 //! [`expiry`]) and renews on schedule ([`run_agent`]).
@@ -16,6 +16,7 @@ mod fingerprint;
 mod http;
 mod ops;
 mod schedule;
+mod seal;
 mod state;
 mod status;
 
@@ -31,8 +32,9 @@ pub use ops::{
     InstallReport, RearmReport, clear_dns_server, clear_host, install_key, normalize_host,
     parse_dns_server, rearm, set_dns_server, set_domain, set_host, set_host_cache,
 };
+pub use seal::MachineId;
 pub use state::{
-    Attempt, ClientState, Installed, RESULT_ACTIVATED, STATE_VERSION, StoredTicket,
-    default_state_path,
+    Attempt, ClientState, Guard, Installed, RESULT_ACTIVATED, STATE_VERSION, StoredTicket,
+    default_state_path, note_clock,
 };
 pub use status::{Expiry, Status, TicketStatus, VendorStatus, expiry, status};

@@ -2,11 +2,12 @@
 //! domain. Each checks everything before it changes the state, so a refusal leaves the
 //! state as it was.
 
-use crate::state::{ClientState, Installed};
+use crate::state::{ClientState, Guard, Installed};
 use jiff::Timestamp;
 use serde::Serialize;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use volact_core::catalog::VendorBundle;
+use volact_core::license::Tamper;
 use volact_core::setup_key::SetupKey;
 use volact_proto::{ApiError, DEFAULT_PORT, ErrorCode};
 
@@ -25,8 +26,15 @@ pub struct InstallReport {
     pub setup_key: String,
     /// When the initial grace started.
     pub installed_at: Timestamp,
-    /// Whether a held ticket was dropped because it was for another product or vendor.
+    /// Whether a held ticket was dropped because it was for another product or vendor,
+    /// or came with a state that was not believed.
     pub ticket_dropped: bool,
+    /// Why the state installed over was not believed, if it was not: the install sealed
+    /// it again on this machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resealed: Option<Tamper>,
+    /// Whether no initial grace remains (the state installed over had been edited).
+    pub grace_forfeited: bool,
 }
 
 /// Installs a setup key, like `slmgr /ipk`.
@@ -34,8 +42,14 @@ pub struct InstallReport {
 /// `bundle` is the vendor's public bundle; it is needed the first time and replaces the
 /// stored one when given again. The client id is kept if one exists (a machine keeps
 /// its identity across keys, so it is not counted twice), otherwise `new_id` makes one.
-/// A key of another product (or another vendor) drops the held ticket and restarts the
-/// initial grace; reinstalling the same product keeps both.
+/// A key of another product (or another vendor) drops the held ticket and starts that
+/// product's initial grace, once per product: going back to a product installed before
+/// resumes its grace where it was. Reinstalling the same product keeps both.
+///
+/// Over a state that is not believed, the install seals it again on this machine and
+/// drops the held ticket (it may have come from another machine): an intact copy keeps
+/// its record; an edited state keeps only the client id, with no initial grace and no
+/// rearms left, since nothing else in it can be believed.
 pub fn install_key(
     state: &mut ClientState,
     key_text: &str,
@@ -57,33 +71,66 @@ pub fn install_key(
     };
     let (_root, catalog) = bundle.open()?;
     let product = catalog.product_for_key(&key)?;
+    let tamper = state.tamper;
+    let edited = tamper == Some(Tamper::Edited);
 
     let same_vendor = previous.is_some_and(|p| p.vendor.root_public_key == bundle.root_public_key);
     let same_product = same_vendor && previous.is_some_and(|p| p.product == product.id);
-    let (client_id, new_client_id) = match previous {
-        Some(p) => (p.client_id.clone(), false),
+    // An edited file's client id is kept only if it is one volact could have made.
+    let kept_id = previous
+        .map(|p| p.client_id.clone())
+        .filter(|id| !edited || uuid::Uuid::parse_str(id).is_ok());
+    let (client_id, new_client_id) = match kept_id {
+        Some(id) => (id, false),
         None => (new_id(), true),
     };
-    let installed_at = match previous {
-        Some(p) if same_product => p.installed_at,
-        _ => now,
+    let mut guard = state.guard.clone();
+    let installed_at = if edited {
+        guard = Guard {
+            rearms: guard.rearms.max(product.rearm_limit()),
+            previous_client_id: guard.previous_client_id,
+            clock_seen: None,
+            earlier_products: Default::default(),
+            grace_forfeited: true,
+        };
+        now
+    } else {
+        match previous {
+            Some(p) if same_product => p.installed_at,
+            _ => {
+                if let Some(p) = previous {
+                    let started = guard
+                        .earlier_products
+                        .entry(p.product.clone())
+                        .or_insert(p.installed_at);
+                    *started = (*started).min(p.installed_at);
+                }
+                guard.earlier_products.remove(&product.id).unwrap_or(now)
+            }
+        }
     };
-    let ticket_dropped = !same_product && state.ticket.is_some();
-    if !same_product {
+    let drop_ticket = !same_product || tamper.is_some();
+    let ticket_dropped = drop_ticket && state.ticket.is_some();
+    if drop_ticket {
         state.ticket = None;
     }
-    state.installed = Some(Installed {
+    let mut installed = Installed {
         client_id: client_id.clone(),
         setup_key: key.clone(),
-        product: product.id.clone(),
-        product_name: product.name.clone(),
-        application: product.application.clone(),
-        application_name: catalog.application_name(&product.application),
-        minimum_count: product.minimum_count,
-        grace_days: product.grace_days,
+        product: String::new(),
+        product_name: String::new(),
+        application: String::new(),
+        application_name: String::new(),
+        minimum_count: 0,
+        grace_days: 0,
         installed_at,
         vendor: bundle,
-    });
+    };
+    installed.copy_from(&catalog, product);
+    state.installed = Some(installed);
+    state.guard = guard;
+    state.tamper = None;
+    state.observe_clock(now);
     Ok(InstallReport {
         client_id,
         new_client_id,
@@ -92,6 +139,8 @@ pub fn install_key(
         setup_key: key.to_string(),
         installed_at,
         ticket_dropped,
+        resealed: tamper,
+        grace_forfeited: state.guard.grace_forfeited,
     })
 }
 
@@ -104,33 +153,75 @@ pub struct RearmReport {
     pub client_id: String,
     /// When the new initial grace started.
     pub installed_at: Timestamp,
+    /// Rearms this installation has made, this one included.
+    pub rearms: u32,
+    /// The most the product's catalog allows.
+    pub rearm_limit: u32,
 }
 
 /// Gives the machine a new client id, like `slmgr /rearm`: for a machine cloned from a
 /// disk image after its setup key was installed, whose copies all share one client id and
 /// so count as one machine. The held ticket is dropped (it names the old id) and the
-/// initial grace starts again; the machine is counted anew at its next activation.
+/// initial grace starts again; the machine is counted anew at its next activation, and
+/// tells the host its old id, so a machine revoked under it stays refused.
+///
+/// Each installation may rearm as often as its product's signed `rearm_limit` says (3
+/// unless the catalog says otherwise); past that, `invalid-state`. An edited state is
+/// `state-tampered`: its rearm count cannot be believed. A copy from another machine may
+/// rearm (that is what it is for), and is sealed on this machine by it.
 pub fn rearm(
     state: &mut ClientState,
     now: Timestamp,
     new_id: impl FnOnce() -> String,
 ) -> Result<RearmReport, ApiError> {
-    let installed = state.installed.as_mut().ok_or_else(|| {
+    let installed = state.installed.as_ref().ok_or_else(|| {
         ApiError::new(
             ErrorCode::InvalidState,
             "no setup key is installed, so there is no client id to renew; run `volact install-key KEY --vendor FILE`",
         )
     })?;
+    if state.tamper == Some(Tamper::Edited) {
+        return Err(ApiError::new(
+            ErrorCode::StateTampered,
+            "rearm refused: the client state was changed outside volact, so its rearm count cannot be believed. Run `volact install-key KEY` to install the setup key again (the machine keeps its client id, with no initial grace and no rearms left), then `volact activate`",
+        ));
+    }
+    let (_, _, product) = installed.signed()?;
+    let limit = product.rearm_limit();
+    let rearms = state.guard.rearms;
+    if rearms >= limit {
+        return Err(ApiError::with_details(
+            ErrorCode::InvalidState,
+            format!(
+                "rearm refused: this installation of {} has been rearmed {rearms} times, the most its vendor allows ({limit}). A rearm gives a new client id and a new initial grace, so it is limited; activate this machine against a host instead (`volact activate`). If it really is a copy of another machine and needs an id of its own, its administrator must set it up afresh",
+                product.name
+            ),
+            serde_json::json!({ "rearms": rearms, "rearm_limit": limit, "product": product.id }),
+        ));
+    }
+    // The last attempt goes below; its time stays as a reading of the clock.
+    state.observe_clock(now);
+    let Some(installed) = state.installed.as_mut() else {
+        return Err(crate::activate::no_key());
+    };
     let old_client_id = std::mem::replace(&mut installed.client_id, new_id());
     installed.installed_at = now;
-    let report = RearmReport {
-        old_client_id,
-        client_id: installed.client_id.clone(),
-        installed_at: now,
-    };
+    let client_id = installed.client_id.clone();
+    let guard = &mut state.guard;
+    guard.rearms = rearms.saturating_add(1);
+    guard.previous_client_id = Some(old_client_id.clone());
+    guard.earlier_products.clear();
+    guard.grace_forfeited = false;
     state.ticket = None;
     state.last_attempt = None;
-    Ok(report)
+    state.tamper = None;
+    Ok(RearmReport {
+        old_client_id,
+        client_id,
+        installed_at: now,
+        rearms: state.guard.rearms,
+        rearm_limit: limit,
+    })
 }
 
 /// Pins a host, like `slmgr /skms`: `HOST`, `HOST:PORT`, an IPv4 address, an IPv6

@@ -4,6 +4,7 @@
 use crate::state::ClientState;
 use jiff::{SignedDuration, Timestamp};
 use volact_core::certificate::HostCertificate;
+use volact_core::license::CLOCK_ROLLBACK_TOLERANCE;
 use volact_core::settings::Settings;
 use volact_core::ticket::{Ticket, verify_stored};
 use volact_proto::HostIntervals;
@@ -25,29 +26,34 @@ pub(crate) fn held_ticket(
     let (Some(installed), Some(stored)) = (&state.installed, &state.ticket) else {
         return Ok(None);
     };
-    let (root, _) = installed.vendor.open().map_err(|e| e.message)?;
+    let (root, _, product) = installed.signed().map_err(|e| e.message)?;
     let (ticket, cert) = verify_stored(&root, &stored.host_certificate, &stored.token)
         .map_err(|e| format!("the stored ticket is not accepted: {}", e.message))?;
-    if ticket.sub != installed.client_id || ticket.product != installed.product {
+    if ticket.sub != installed.client_id || ticket.product != product.id {
         return Err(format!(
             "the stored ticket is for client {} and product {}, not this client ({}) and product ({})",
-            ticket.sub, ticket.product, installed.client_id, installed.product
+            ticket.sub, ticket.product, installed.client_id, product.id
         ));
     }
     Ok(Some((ticket, cert)))
 }
 
 /// When the client should next contact a host: at the ticket's renewal time while it
-/// holds a valid one, right away otherwise; never before a failed attempt's retry time;
-/// `now` when overdue. `None` when no setup key is installed (nothing to activate).
+/// holds a valid one, right away otherwise (and right away when the clock reads behind
+/// the latest time seen: a host's verified answer is what clears that); never before a
+/// failed attempt's retry time; `now` when overdue. `None` when no setup key is
+/// installed (nothing to activate).
 pub(crate) fn next_attempt(
     state: &ClientState,
     ticket: Option<&Ticket>,
     now: Timestamp,
 ) -> Option<Timestamp> {
     state.installed.as_ref()?;
+    let behind = state
+        .latest_trusted()
+        .is_some_and(|t| now < add(t, -CLOCK_ROLLBACK_TOLERANCE));
     let mut next = match ticket {
-        Some(t) if now < t.exp => t.renew_after,
+        Some(t) if now < t.exp && !behind => t.renew_after,
         _ => now,
     };
     if let Some(attempt) = &state.last_attempt

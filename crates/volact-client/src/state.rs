@@ -1,18 +1,32 @@
 //! The client's state file: what is installed, which host to ask, the held ticket and the
-//! last attempt. One JSON file, written atomically so a crash never leaves half a state.
+//! last attempt. One JSON file, written atomically so a crash never leaves half a state,
+//! and sealed (see [`crate::seal`]) so an edited or copied file is noticed.
 
 use crate::discovery::FoundBy;
-use jiff::Timestamp;
+use crate::seal::{self, MachineId, Seal};
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use volact_core::catalog::VendorBundle;
+use volact_core::catalog::{Catalog, Product, VendorBundle};
+use volact_core::keys::PublicKey;
+use volact_core::license::Tamper;
 use volact_core::setup_key::SetupKey;
 use volact_proto::{ApiError, ErrorCode, HostIntervals};
 
-/// The state format this code writes and reads.
-pub const STATE_VERSION: u32 = 1;
+/// The state format this code writes: 2 added the seal and the [`Guard`].
+pub const STATE_VERSION: u32 = 2;
+
+/// The format before the seal. Such a file is read once as it is, without any check it
+/// cannot pass, and sealed at its next save: see [`ClientState::load`].
+const UNSEALED_VERSION: u32 = 1;
+
+/// How far the clock must have moved past the latest reading before `status` and the
+/// agent write a new one: a rollback smaller than this after the last write goes unseen,
+/// and a machine that asks for its status every second does not write every second.
+const CLOCK_NOTE_STEP: SignedDuration = SignedDuration::from_hours(1);
 
 /// Everything a client remembers between runs.
 ///
@@ -53,6 +67,37 @@ pub struct ClientState {
     /// The DNS server for discovery, `ADDR:PORT`; the system's when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_server: Option<String>,
+    /// What the seal protects besides the installed key: rearms, the latest time the
+    /// clock was seen, when earlier products' graces started.
+    pub guard: Guard,
+    /// Why the file this state was read from is not believed, if it is not: set by
+    /// [`ClientState::load`], never written (the seal carries it). A state made in memory
+    /// is believed.
+    #[serde(skip)]
+    pub tamper: Option<Tamper>,
+}
+
+/// The protected record of an installation, kept by volact only and covered by the seal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Guard {
+    /// How many times this installation was rearmed.
+    pub rearms: u32,
+    /// The client id before the last rearm, sent to hosts so that a machine revoked under
+    /// it stays refused under the new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_client_id: Option<String>,
+    /// The latest time this client's clock is known to have reached: its own readings,
+    /// or the reading a host's verified answer confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_seen: Option<Timestamp>,
+    /// When the initial grace of each product installed before the current one started,
+    /// so that switching products back and forth never starts a grace twice.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub earlier_products: BTreeMap<String, Timestamp>,
+    /// The initial grace was given up when the key was installed over an edited state.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub grace_forfeited: bool,
 }
 
 impl Default for ClientState {
@@ -69,33 +114,61 @@ impl Default for ClientState {
             last_host: None,
             last_host_found_by: None,
             dns_server: None,
+            guard: Guard::default(),
+            tamper: None,
         }
     }
 }
 
 /// What installing a setup key records.
+///
+/// Only the client id, the setup key, the install time and the vendor bundle are the
+/// record (and sealed). The product's ids, names, minimum and grace are copies for
+/// people reading the file: [`ClientState::load`] replaces them from the bundle's signed
+/// catalog, and every decision reads the catalog itself ([`Installed::signed`]), so
+/// editing them changes nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Installed {
     /// The client's random id (hyphenated UUID v4); it survives key changes, like a CMID.
     pub client_id: String,
     /// The installed setup key.
     pub setup_key: SetupKey,
-    /// The product id the key names.
+    /// The product id the key names (copied from the signed catalog).
     pub product: String,
-    /// The product's display name.
+    /// The product's display name (copied from the signed catalog).
     pub product_name: String,
-    /// The product's application (count group) id.
+    /// The product's application (count group) id (copied from the signed catalog).
     pub application: String,
-    /// The application's display name.
+    /// The application's display name (copied from the signed catalog).
     pub application_name: String,
-    /// The minimum count from the vendor's catalog.
+    /// The minimum count (copied from the signed catalog).
     pub minimum_count: u32,
-    /// The product's initial grace, in days.
+    /// The product's initial grace, in days (copied from the signed catalog).
     pub grace_days: u32,
     /// When this product's key was first installed; the initial grace runs from here.
     pub installed_at: Timestamp,
     /// The vendor's public bundle: root key and signed catalog.
     pub vendor: VendorBundle,
+}
+
+impl Installed {
+    /// The vendor root, its signed catalog, and the catalog's product for the installed
+    /// setup key: the only source of the product, its minimum, grace and rearm limit.
+    pub fn signed(&self) -> Result<(PublicKey, Catalog, Product), ApiError> {
+        let (root, catalog) = self.vendor.open()?;
+        let product = catalog.product_for_key(&self.setup_key)?.clone();
+        Ok((root, catalog, product))
+    }
+
+    /// Sets the display copies from the signed catalog's `product`.
+    pub(crate) fn copy_from(&mut self, catalog: &Catalog, product: &Product) {
+        self.product.clone_from(&product.id);
+        self.product_name.clone_from(&product.name);
+        self.application.clone_from(&product.application);
+        self.application_name = catalog.application_name(&product.application);
+        self.minimum_count = product.minimum_count;
+        self.grace_days = product.grace_days;
+    }
 }
 
 /// A ticket as held by the client: the signed tokens, plus their claims for display.
@@ -181,9 +254,61 @@ impl ClientState {
         }
     }
 
-    /// Reads the state file. A missing file is a machine with nothing installed, not an
-    /// error; an unreadable or corrupt one is `invalid-state` naming the file.
+    /// The latest time this client's clock is known to have reached: the guard's mark or
+    /// the last attempt's time, whichever is later.
+    pub fn latest_trusted(&self) -> Option<Timestamp> {
+        let attempt = self.last_attempt.as_ref().map(|a| a.at);
+        self.guard.clock_seen.max(attempt)
+    }
+
+    /// Records that the clock read `now`; the mark only moves forward.
+    pub(crate) fn observe_clock(&mut self, now: Timestamp) {
+        self.guard.clock_seen = Some(self.latest_trusted().map_or(now, |t| t.max(now)));
+    }
+
+    /// Records that a host's verified answer accepted the clock reading `now`, within the
+    /// allowed difference: the mark becomes `now` even if it was later (a clock that ran
+    /// ahead and was put right), and an install time after it is pulled back to it, so
+    /// the grace never runs from a time the clock only wrongly read.
+    pub(crate) fn confirm_clock(&mut self, now: Timestamp) {
+        self.guard.clock_seen = Some(now);
+        if let Some(installed) = &mut self.installed {
+            installed.installed_at = installed.installed_at.min(now);
+        }
+        for started in self.guard.earlier_products.values_mut() {
+            *started = (*started).min(now);
+        }
+    }
+
+    /// Copies what a finished activation (`done`) learned of the clock into a state
+    /// re-read from disk, when both are the same installation.
+    pub(crate) fn merge_clock(&mut self, done: &ClientState) {
+        if let (Some(fresh), Some(d)) = (&mut self.installed, &done.installed)
+            && fresh.client_id == d.client_id
+            && fresh.setup_key == d.setup_key
+        {
+            fresh.installed_at = d.installed_at;
+            self.guard.clone_from(&done.guard);
+        }
+    }
+
+    /// Reads the state file on this machine; see [`ClientState::load_on`].
     pub fn load(path: &Path) -> Result<ClientState, ApiError> {
+        ClientState::load_on(path, &MachineId::this())
+    }
+
+    /// Reads the state file as `machine` would. A missing file is a machine with nothing
+    /// installed, not an error; an unreadable or corrupt one is `invalid-state` naming
+    /// the file. A file whose seal does not match is read, with
+    /// [`tamper`](ClientState::tamper) saying why it is not believed.
+    ///
+    /// A file of the unsealed format 1 is read as it is and sealed at its next save. It
+    /// gains nothing by that: its grace comes from the signed catalog, an install time
+    /// later than the clock reads is refused by the license rule, and its rearms start
+    /// at 0 of a limit it never had. Writing such a file by hand gives what deleting the
+    /// state and installing the key again gives (a grace from now), no more; refusing
+    /// it would instead take every client of an older release out of its grace.
+    pub fn load_on(path: &Path, machine: &MachineId) -> Result<ClientState, ApiError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ClientState::default()),
@@ -197,7 +322,7 @@ impl ClientState {
                 ));
             }
         };
-        let state: ClientState = serde_json::from_str(&text).map_err(|e| {
+        let corrupt = |e: serde_json::Error| {
             state_error(
                 path,
                 format!(
@@ -205,24 +330,59 @@ impl ClientState {
                     path.display()
                 ),
             )
-        })?;
-        if state.version != STATE_VERSION {
-            return Err(state_error(
-                path,
-                format!(
-                    "the client state file {} has format version {}, but this volact reads version {STATE_VERSION}; use the volact release that wrote it",
-                    path.display(),
-                    state.version
-                ),
-            ));
+        };
+        let mut value: serde_json::Value = serde_json::from_str(&text).map_err(corrupt)?;
+        // A seal that is not even shaped like one is an edit like any other.
+        let seal = value
+            .as_object_mut()
+            .and_then(|o| o.remove("seal"))
+            .map(|v| {
+                serde_json::from_value::<Seal>(v).unwrap_or(Seal {
+                    content: String::new(),
+                    machine: String::new(),
+                })
+            });
+        let mut state: ClientState = serde_json::from_value(value).map_err(corrupt)?;
+        match state.version {
+            STATE_VERSION => state.tamper = seal::verify(&state, seal.as_ref(), machine),
+            UNSEALED_VERSION => {
+                state.version = STATE_VERSION;
+                // Its last attempt is the latest clock reading a format-1 client kept.
+                state.guard = Guard {
+                    clock_seen: state.last_attempt.as_ref().map(|a| a.at),
+                    ..Guard::default()
+                };
+            }
+            other => {
+                return Err(state_error(
+                    path,
+                    format!(
+                        "the client state file {} has format version {other}, but this volact reads versions {UNSEALED_VERSION} and {STATE_VERSION}; use the volact release that wrote it",
+                        path.display(),
+                    ),
+                ));
+            }
+        }
+        if let Some(installed) = &mut state.installed {
+            match installed.signed() {
+                Ok((_, catalog, product)) => installed.copy_from(&catalog, &product),
+                Err(_) => state.tamper = state.tamper.or(Some(Tamper::Edited)),
+            }
         }
         Ok(state)
     }
 
-    /// Writes the state file atomically: a temporary file in the same directory, flushed
-    /// to disk, then renamed over the old one. Parent directories are created; on Unix
-    /// the file is readable by its owner only.
+    /// Writes the state file on this machine; see [`ClientState::save_on`].
     pub fn save(&self, path: &Path) -> Result<(), ApiError> {
+        self.save_on(path, &MachineId::this())
+    }
+
+    /// Writes the state file atomically, sealed for `machine`: a temporary file in the
+    /// same directory, flushed to disk, then renamed over the old one. Parent directories
+    /// are created; on Unix the file is readable by its owner only. A state read as
+    /// tampered is written with a seal that stays broken, so no command launders it;
+    /// only `install-key` and `rearm` make it sound again.
+    pub fn save_on(&self, path: &Path, machine: &MachineId) -> Result<(), ApiError> {
         let fail = |what: &str, e: std::io::Error| {
             state_error(
                 path,
@@ -232,12 +392,17 @@ impl ClientState {
                 ),
             )
         };
-        let json = serde_json::to_vec_pretty(self).map_err(|e| {
+        let encode = |e: serde_json::Error| {
             ApiError::new(
                 ErrorCode::Internal,
                 format!("cannot encode the client state: {e}"),
             )
-        })?;
+        };
+        let mut value = serde_json::to_value(self).map_err(encode)?;
+        if let (Some(object), Some(seal)) = (value.as_object_mut(), seal::seal(self, machine)) {
+            object.insert("seal".into(), serde_json::to_value(seal).map_err(encode)?);
+        }
+        let json = serde_json::to_vec_pretty(&value).map_err(encode)?;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -258,6 +423,23 @@ impl ClientState {
         sync_dir(&dir);
         Ok(())
     }
+}
+
+/// Records in the state file at `path` that this machine's clock read `now`, when that
+/// is well past the latest reading it holds, so that setting the clock back later is
+/// noticed. `status` and the agent call it: they are what a product runs while its
+/// licence runs out. Nothing is written for a tampered state, one with no key, or a
+/// clock behind the mark (that is the rollback itself, and the mark never moves back).
+pub fn note_clock(path: &Path, now: Timestamp) -> Result<(), ApiError> {
+    let mut state = ClientState::load(path)?;
+    let due = state
+        .latest_trusted()
+        .is_none_or(|t| now >= volact_core::util::add(t, CLOCK_NOTE_STEP));
+    if state.installed.is_none() || state.tamper.is_some() || !due {
+        return Ok(());
+    }
+    state.observe_clock(now);
+    state.save(path)
 }
 
 #[cfg(unix)]

@@ -7,7 +7,7 @@ use crate::schedule::{self, human, show};
 use crate::state::{Attempt, ClientState};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
-use volact_core::license::{LicenseInputs, LicenseState, LicenseStatus, license_state};
+use volact_core::license::{LicenseInputs, LicenseState, LicenseStatus, Tamper, license_state};
 use volact_proto::HostIntervals;
 
 /// Everything `volact status` shows.
@@ -55,6 +55,15 @@ pub struct Status {
     pub intervals_from_host: bool,
     /// When the client should next contact a host.
     pub next_attempt: Option<Timestamp>,
+    /// Rearms this installation has made.
+    pub rearms: Option<u32>,
+    /// The most rearms the product's signed catalog allows.
+    pub rearm_limit: Option<u32>,
+    /// The client id before the last rearm, sent to hosts with every request.
+    pub previous_client_id: Option<String>,
+    /// The latest time this client's clock is known to have reached; a clock reading
+    /// earlier than this (by more than a few minutes) is `clock-rollback`.
+    pub clock_seen: Option<Timestamp>,
 }
 
 /// The vendor behind the installed product.
@@ -92,27 +101,40 @@ pub struct TicketStatus {
 }
 
 /// The client's status at `now`. A stored ticket counts only if it verifies against the
-/// vendor root and names this client and product.
+/// vendor root and names this client and product; the product, its grace and its rearm
+/// limit come from the vendor's signed catalog, never from copies in the state; a state
+/// read as tampered, or a clock behind the latest time the client has seen, is never
+/// licensed nor in a grace.
 pub fn status(state: &ClientState, now: Timestamp) -> Status {
     let installed = state.installed.as_ref();
+    let signed = installed.and_then(|i| i.signed().ok());
     let (held, ticket_problem) = match schedule::held_ticket(state) {
         Ok(held) => (held, None),
         Err(problem) => (None, Some(problem)),
     };
+    // An installed key its own signed catalog does not vouch for is an edit, whether or
+    // not the state came through `load`.
+    let tamper = state
+        .tamper
+        .or((installed.is_some() && signed.is_none()).then_some(Tamper::Edited));
     let license = license_state(
         &LicenseInputs {
             installed_at: installed.map(|i| i.installed_at),
-            grace_days: installed.map_or(0, |i| i.grace_days),
+            grace_days: signed.as_ref().map_or(0, |(_, _, p)| p.grace_days),
+            grace_forfeited: state.guard.grace_forfeited,
             ticket_valid_until: held.as_ref().map(|(t, _)| t.exp),
+            ticket_issued_at: held.as_ref().map(|(t, _)| t.iat),
+            max_clock_skew: schedule::settings(state.intervals.as_ref()).max_clock_skew,
+            latest_trusted: state.latest_trusted(),
+            tamper,
         },
         now,
     );
-    let vendor = installed
-        .and_then(|i| i.vendor.open().ok())
-        .map(|(_, c)| VendorStatus {
-            name: c.vendor,
-            catalog_version: c.version,
-        });
+    let vendor = signed.as_ref().map(|(_, c, _)| VendorStatus {
+        name: c.vendor.clone(),
+        catalog_version: c.version,
+    });
+    let product = signed.as_ref().map(|(_, _, p)| p);
     let next_attempt = schedule::next_attempt(state, held.as_ref().map(|(t, _)| t), now);
     let ticket = held.map(|(t, c)| TicketStatus {
         ticket_id: t.jti,
@@ -130,10 +152,12 @@ pub fn status(state: &ClientState, now: Timestamp) -> Status {
     Status {
         license,
         client_id: installed.map(|i| i.client_id.clone()),
-        product: installed.map(|i| i.product.clone()),
-        product_name: installed.map(|i| i.product_name.clone()),
-        application: installed.map(|i| i.application.clone()),
-        application_name: installed.map(|i| i.application_name.clone()),
+        product: product.map(|p| p.id.clone()),
+        product_name: product.map(|p| p.name.clone()),
+        application: product.map(|p| p.application.clone()),
+        application_name: signed
+            .as_ref()
+            .map(|(_, c, p)| c.application_name(&p.application)),
         partial_key: key.map(|k| {
             k.chars()
                 .rev()
@@ -161,6 +185,10 @@ pub fn status(state: &ClientState, now: Timestamp) -> Status {
             .unwrap_or_else(|| schedule::settings(None).intervals()),
         intervals_from_host: state.intervals.is_some(),
         next_attempt,
+        rearms: installed.map(|_| state.guard.rearms),
+        rearm_limit: product.map(|p| p.rearm_limit()),
+        previous_client_id: state.guard.previous_client_id.clone(),
+        clock_seen: state.latest_trusted(),
     }
 }
 
@@ -215,6 +243,17 @@ impl Status {
         }
         if let Some(id) = &self.client_id {
             l.add("Client id", id.clone());
+        }
+        if verbose {
+            if let Some(id) = &self.previous_client_id {
+                l.add("Previous client id", id.clone());
+            }
+            if let (Some(n), Some(limit)) = (self.rearms, self.rearm_limit) {
+                l.add("Rearms", format!("{n} of {limit}"));
+            }
+            if let Some(seen) = self.clock_seen {
+                l.add("Clock last seen", show(seen));
+            }
         }
         if let Some(key) = &self.partial_key {
             l.add("Partial setup key", key.clone());
@@ -369,6 +408,18 @@ pub fn expiry(state: &ClientState, now: Timestamp) -> Expiry {
             None,
             "No setup key is installed; run `volact install-key KEY --vendor FILE`.".to_string(),
         ),
+        (LicenseState::ClockRollback, Some(t)) => (
+            None,
+            None,
+            format!(
+                "Not licensed: this machine's clock was set back. It clears once the clock passes {} ({} from now), or at the next successful activation.",
+                show(t),
+                left(t)
+            ),
+        ),
+        (LicenseState::StateTampered, _) => {
+            (None, None, format!("Not licensed: {}", s.license.reason))
+        }
         _ => (
             None,
             None,

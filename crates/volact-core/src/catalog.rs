@@ -58,6 +58,19 @@ pub struct Product {
     pub grace_days: u32,
     /// The public setup key that installs this product.
     pub setup_key: SetupKey,
+    /// How many times one installation may `rearm` (take a new client id and restart its
+    /// grace); [`DEFAULT_REARM_LIMIT`] when the catalog does not say. Signed with the
+    /// rest of the catalog, so a client machine cannot raise it; absent from catalogs
+    /// signed before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rearm_limit: Option<u32>,
+}
+
+impl Product {
+    /// The rearms one installation of this product may make.
+    pub fn rearm_limit(&self) -> u32 {
+        self.rearm_limit.unwrap_or(DEFAULT_REARM_LIMIT)
+    }
 }
 
 /// A named set of products a host key can be issued for.
@@ -131,10 +144,19 @@ pub struct ProductSource {
     /// Generated when left out.
     #[serde(default)]
     pub setup_key: Option<String>,
+    /// Rearms allowed per installation; defaults to 3.
+    #[serde(default)]
+    pub rearm_limit: Option<u32>,
 }
 
 /// Default initial grace of a new client, in days.
 pub const DEFAULT_GRACE_DAYS: u32 = 30;
+
+/// Default number of rearms one installation may make, as with KMS clients.
+pub const DEFAULT_REARM_LIMIT: u32 = 3;
+
+/// Most rearms a catalog may allow: beyond that a limit means nothing.
+pub const MAX_REARM_LIMIT: u32 = 1000;
 
 fn invalid(message: String) -> ApiError {
     ApiError::new(ErrorCode::BadRequest, message)
@@ -188,6 +210,14 @@ impl Catalog {
                     p.id
                 )));
             }
+            if let Some(limit) = p.rearm_limit
+                && limit > MAX_REARM_LIMIT
+            {
+                return Err(invalid(format!(
+                    "product `{}` has rearm_limit {limit}; at most {MAX_REARM_LIMIT}",
+                    p.id
+                )));
+            }
             let setup_key = match &p.setup_key {
                 Some(text) => SetupKey::parse(text)
                     .map_err(|e| invalid(format!("product `{}`: {}", p.id, e.message)))?,
@@ -207,6 +237,7 @@ impl Catalog {
                 minimum_count: minimum,
                 grace_days: grace,
                 setup_key,
+                rearm_limit: p.rearm_limit,
             });
         }
         let mut group_ids = BTreeSet::new();
@@ -307,6 +338,7 @@ pub fn demo_source() -> CatalogSource {
         minimum_count: Some(minimum),
         grace_days: None,
         setup_key: None,
+        rearm_limit: None,
     };
     CatalogSource {
         vendor: "Demo Vendor".into(),
@@ -381,6 +413,38 @@ mod tests {
         let mut s = demo_source();
         s.key_groups[0].products.push("ghost".into());
         assert!(Catalog::build(&s, 1, Timestamp::UNIX_EPOCH, counter()).is_err());
+    }
+
+    #[test]
+    fn a_signed_rearm_limit_is_optional_and_bounded() {
+        // As `catalog.toml` has it (`[[product]]` tables), in JSON form.
+        let source: CatalogSource = serde_json::from_value(serde_json::json!({
+            "vendor": "V",
+            "application": [{ "id": "a", "name": "A" }],
+            "product": [
+                { "id": "p", "name": "P", "application": "a", "kind": "server", "rearm_limit": 1 },
+                { "id": "q", "name": "Q", "application": "a", "kind": "server" },
+            ],
+        }))
+        .unwrap();
+        let c = Catalog::build(&source, 1, Timestamp::UNIX_EPOCH, counter()).unwrap();
+        assert_eq!(c.product("p").unwrap().rearm_limit(), 1);
+        assert_eq!(c.product("q").unwrap().rearm_limit(), DEFAULT_REARM_LIMIT);
+        // A catalog signed before the field existed reads the same, and one without a
+        // limit is written as before.
+        let json = serde_json::to_value(&c).unwrap();
+        assert!(json["products"][1].get("rearm_limit").is_none(), "{json}");
+        let mut old = json.clone();
+        old["products"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("rearm_limit");
+        let old: Catalog = serde_json::from_value(old).unwrap();
+        assert_eq!(old.product("p").unwrap().rearm_limit(), DEFAULT_REARM_LIMIT);
+        let mut s = source.clone();
+        s.products[0].rearm_limit = Some(MAX_REARM_LIMIT + 1);
+        let e = Catalog::build(&s, 1, Timestamp::UNIX_EPOCH, counter()).unwrap_err();
+        assert!(e.message.contains("rearm_limit"), "{}", e.message);
     }
 
     #[test]

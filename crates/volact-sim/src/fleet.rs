@@ -112,11 +112,11 @@ impl Machine {
         }
         let ts = |s: i64| jiff::Timestamp::from_second(s).ok();
         let status = license_state(
-            &LicenseInputs {
-                installed_at: ts(self.join + self.offset),
+            &LicenseInputs::plain(
+                ts(self.join + self.offset),
                 grace_days,
-                ticket_valid_until: self.valid_until.and_then(ts),
-            },
+                self.valid_until.and_then(ts),
+            ),
             ts(local).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
         );
         if status.state == LicenseState::Notification && self.notified_at.is_none() {

@@ -7,6 +7,7 @@ use crate::output::{Output, init_logging};
 use jiff::Timestamp;
 use std::path::PathBuf;
 use volact_client::{ClientState, default_state_path};
+use volact_core::license::Tamper;
 use volact_proto::{ApiError, ErrorCode};
 
 /// The machine's name for the host's inventory: `VOLACT_MACHINE_NAME` when set (tests
@@ -23,6 +24,16 @@ fn machine_name() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .or_else(|| std::env::var("COMPUTERNAME").ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Notes the clock in the state after `status` or `expiry`: what a product runs while its
+/// licence runs out, so a clock set back afterwards is seen. Best effort: a read-only
+/// state file must not make `status` fail, and the reading only strengthens a later
+/// rollback check; it never grants anything.
+fn note_clock(path: &std::path::Path, now: Timestamp) {
+    if let Err(e) = volact_client::note_clock(path, now) {
+        tracing::debug!(code = %e.code, "could not note the clock in the client state: {}", e.message);
+    }
 }
 
 fn nonce() -> String {
@@ -50,13 +61,22 @@ pub async fn run(
             })?;
             s.save(&path)?;
             out.result(&report, || {
+                let resealed = match report.resealed {
+                    None => "",
+                    Some(Tamper::OtherMachine) => {
+                        "\nThe state came from another machine; it is sealed on this one now, and its ticket was dropped: activate to be licensed here."
+                    }
+                    Some(Tamper::Edited) => {
+                        "\nThe state had been changed outside volact; it is sealed again, keeping the client id, but with no initial grace and no rearms left: activate now."
+                    }
+                };
                 format!(
-                    "Installed setup key {} for {} ({}).\nClient id: {}{}\nNext: volact set-host HOST[:PORT], then volact activate\n",
+                    "Installed setup key {} for {} ({}).\nClient id: {}{}{resealed}\nNext: volact set-host HOST[:PORT], then volact activate\n",
                     report.setup_key,
                     report.product_name,
                     report.product,
                     report.client_id,
-                    if report.ticket_dropped { "\nThe ticket of the previous product was dropped." } else { "" }
+                    if report.ticket_dropped && report.resealed.is_none() { "\nThe ticket of the previous product was dropped." } else { "" }
                 )
             });
         }
@@ -109,11 +129,13 @@ pub async fn run(
         Command::Status { verbose } => {
             let s = ClientState::load(&path)?;
             let status = volact_client::status(&s, now);
+            note_clock(&path, now);
             out.result(&status, || status.render_text(verbose));
         }
         Command::Expiry => {
             let s = ClientState::load(&path)?;
             let e = volact_client::expiry(&s, now);
+            note_clock(&path, now);
             out.result(&e, || format!("{}\n", e.text));
         }
         Command::Rearm => {
@@ -124,8 +146,8 @@ pub async fn run(
             s.save(&path)?;
             out.result(&report, || {
                 format!(
-                    "New client id {} (was {}); the initial grace starts again.\nNext: volact activate\n",
-                    report.client_id, report.old_client_id
+                    "New client id {} (was {}); the initial grace starts again. Rearm {} of the {} allowed.\nNext: volact activate\n",
+                    report.client_id, report.old_client_id, report.rearms, report.rearm_limit
                 )
             });
         }

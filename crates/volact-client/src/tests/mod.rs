@@ -6,12 +6,13 @@
 mod discovery_tests;
 mod http_tests;
 mod ops_tests;
+mod seal_tests;
 mod state_tests;
 mod status_tests;
 
 use crate::state::{ClientState, StoredTicket};
 use jiff::{SignedDuration, Timestamp};
-use volact_core::catalog::{Catalog, VendorBundle, demo_source};
+use volact_core::catalog::{Catalog, CatalogSource, VendorBundle, demo_source};
 use volact_core::certificate::{Ledger, activate_host, make_request};
 use volact_core::host_key::HostKey;
 use volact_core::keys::KeyPair;
@@ -50,9 +51,15 @@ impl Vendor {
 
     /// The same, with the catalog, host key and host certificate issued at `at`.
     pub fn issued_at(seed: u8, at: Timestamp) -> Vendor {
+        Vendor::from_source(seed, at, &demo_source())
+    }
+
+    /// The same, with the catalog built from `source` (the demo's ids, changed as a test
+    /// needs).
+    pub fn from_source(seed: u8, at: Timestamp, source: &CatalogSource) -> Vendor {
         let root = KeyPair::from_seed([seed; 32]).unwrap();
         let mut n = seed;
-        let catalog = Catalog::build(&demo_source(), 1, at, move || {
+        let catalog = Catalog::build(source, 1, at, move || {
             n = n.wrapping_add(1);
             [n; 24]
         })

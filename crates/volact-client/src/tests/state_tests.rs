@@ -116,10 +116,10 @@ fn a_corrupt_file_is_invalid_state_naming_the_file_and_is_left_alone() {
 fn a_newer_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("client.json");
-    std::fs::write(&path, r#"{"version":2}"#).unwrap();
+    std::fs::write(&path, r#"{"version":3}"#).unwrap();
     let e = ClientState::load(&path).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidState);
-    assert!(e.message.contains("version 2"), "{}", e.message);
+    assert!(e.message.contains("version 3"), "{}", e.message);
 }
 
 #[test]
