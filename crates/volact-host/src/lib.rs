@@ -9,6 +9,7 @@ pub mod clones;
 pub mod config;
 pub mod dashboard;
 pub mod data;
+pub mod dirlock;
 pub mod dns;
 pub mod engine;
 pub mod health;
