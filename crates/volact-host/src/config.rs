@@ -54,6 +54,8 @@ pub struct RawConfig {
     pub metrics_token_file: Option<String>,
     /// `[dns]`: DNS publishing (see [`crate::dns`]); file only.
     pub dns: Option<crate::dns::DnsSection>,
+    /// `[rate_limits]`: limits on new clients (see [`crate::admission`]); file only.
+    pub rate_limits: Option<crate::admission::RateLimitSection>,
 }
 
 impl RawConfig {
@@ -91,6 +93,7 @@ impl RawConfig {
             event_retention: get("event_retention"),
             metrics_token_file: get("metrics_token_file"),
             dns: None,
+            rate_limits: None,
         }
     }
 
@@ -122,6 +125,7 @@ impl RawConfig {
             event_retention: over.event_retention.or(self.event_retention),
             metrics_token_file: over.metrics_token_file.or(self.metrics_token_file),
             dns: over.dns.or(self.dns),
+            rate_limits: over.rate_limits.or(self.rate_limits),
         }
     }
 
@@ -182,11 +186,18 @@ impl RawConfig {
             Some(path) => Some(PathBuf::from(path)),
             None => None,
         };
+        let rate_limits = self
+            .rate_limits
+            .clone()
+            .unwrap_or_default()
+            .resolve()
+            .map_err(|e| bad("rate_limits", e))?;
         Ok(HostConfig {
             listen,
             settings,
             event_retention,
             metrics_token_file,
+            rate_limits,
         })
     }
 }
@@ -212,6 +223,8 @@ pub struct HostConfig {
     pub event_retention: SignedDuration,
     /// The file holding the metrics token, if metrics require one.
     pub metrics_token_file: Option<PathBuf>,
+    /// Limits on new clients.
+    pub rate_limits: volact_core::ratelimit::NewClientLimits,
 }
 
 /// Where a setting's value came from.

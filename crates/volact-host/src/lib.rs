@@ -3,6 +3,7 @@
 //! store), and the HTTP layer, which only translates.
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod clock;
 pub mod clones;

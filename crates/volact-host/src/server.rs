@@ -89,6 +89,7 @@ pub async fn start(
         clock,
     })
     .await?;
+    engine.admission().set_limits(config.rate_limits)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidState,
