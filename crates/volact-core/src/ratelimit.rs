@@ -161,8 +161,12 @@ struct Bucket {
 
 /// Microseconds between two tokens, and the bucket's depth; `None` when switched off.
 fn shape(rate: Rate) -> Option<(i64, i64)> {
-    (rate.per_minute > 0)
-        .then(|| (60_000_000 / i64::from(rate.per_minute), i64::from(rate.burst.max(1))))
+    (rate.per_minute > 0).then(|| {
+        (
+            60_000_000 / i64::from(rate.per_minute),
+            i64::from(rate.burst.max(1)),
+        )
+    })
 }
 
 /// The bucket's new arrival time if one more token fits at `now`, else the wait (µs).
@@ -370,7 +374,10 @@ mod tests {
         let Decision::Refused(r) = l.check(ip("198.51.100.200"), 0) else {
             panic!("the prefix is spent")
         };
-        assert_eq!((r.scope, r.subject.as_str()), (Scope::Prefix, "198.51.100.0/24"));
+        assert_eq!(
+            (r.scope, r.subject.as_str()),
+            (Scope::Prefix, "198.51.100.0/24")
+        );
         // IPv6: one /64 shares a bucket, the next /64 does not.
         assert_eq!(admitted(&mut l, "2001:db8:0:1::1", 0, 5), 5);
         assert_eq!(admitted(&mut l, "2001:db8:0:1::2", 0, 10), 5);
@@ -432,6 +439,10 @@ mod tests {
     fn zero_switches_a_limit_off() {
         let mut l = NewClientLimiter::new(limits((0, 0), (0, 0)));
         assert_eq!(admitted(&mut l, "192.0.2.1", 0, 10_000), 10_000);
-        assert_eq!(l.tracked(), (0, 0), "nothing remembered when nothing is limited");
+        assert_eq!(
+            l.tracked(),
+            (0, 0),
+            "nothing remembered when nothing is limited"
+        );
     }
 }

@@ -199,7 +199,10 @@ impl Admission {
         if let Some(previous) = req.previous_client_id.as_deref() {
             let key = uuid::Uuid::parse_str(previous.trim())
                 .map_err(|_| {
-                    ApiError::bad_request("previous_client_id", "must be a UUID (the client id before a rearm)")
+                    ApiError::bad_request(
+                        "previous_client_id",
+                        "must be a UUID (the client id before a rearm)",
+                    )
                 })?
                 .as_u128();
             if revoked.read().map_err(|_| poisoned())?.contains(&key) {

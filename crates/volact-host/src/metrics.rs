@@ -266,8 +266,11 @@ impl Metrics {
         help: &'static str,
         labels: &[(&'static str, &'static str)],
     ) -> Counter {
-        self.recorder
-            .describe_counter(KeyName::from_const_str(name), Some(Unit::Count), help.into());
+        self.recorder.describe_counter(
+            KeyName::from_const_str(name),
+            Some(Unit::Count),
+            help.into(),
+        );
         let labels: Vec<Label> = labels.iter().map(|(k, v)| Label::new(*k, *v)).collect();
         self.recorder
             .register_counter(&Key::from_parts(name, labels), &METADATA)

@@ -15,7 +15,7 @@ use volact_host::Clock;
 use volact_host::admission::RateLimitSection;
 use volact_host::config::RawConfig;
 use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
-use volact_proto::{ActivationRequest, ApiError, ActivationResponse, ErrorCode};
+use volact_proto::{ActivationRequest, ActivationResponse, ApiError, ErrorCode};
 
 const WS: &str = "demo-os-workstation";
 
@@ -64,7 +64,10 @@ fn metric(host: &TestHost, series: &str) -> f64 {
 async fn one_address_making_up_ids_is_rate_limited_while_known_clients_renew() {
     let host = host_with(TestHostOptions::default()).await;
     let known = client(1);
-    assert_eq!(code(&ask_from(&host, body(&host, &known), "192.0.2.7").await), "ok");
+    assert_eq!(
+        code(&ask_from(&host, body(&host, &known), "192.0.2.7").await),
+        "ok"
+    );
     let mut admitted = 1;
     let mut refused = Vec::new();
     for n in 2..=300 {
@@ -83,7 +86,10 @@ async fn one_address_making_up_ids_is_rate_limited_while_known_clients_renew() {
     assert_eq!(e.details["retry_after_secs"], 1);
     // A counted client from the same address renews, limited or not.
     for _ in 0..3 {
-        assert_eq!(code(&ask_from(&host, body(&host, &known), "192.0.2.7").await), "ok");
+        assert_eq!(
+            code(&ask_from(&host, body(&host, &known), "192.0.2.7").await),
+            "ok"
+        );
     }
     // Another address (another /24) is not affected.
     assert_eq!(
@@ -120,7 +126,10 @@ async fn one_address_making_up_ids_is_rate_limited_while_known_clients_renew() {
     host.clock.advance(SignedDuration::from_secs(60));
     let mut later = 0;
     for n in 301..=450 {
-        if ask_from(&host, body(&host, &client(n)), "192.0.2.7").await.is_ok() {
+        if ask_from(&host, body(&host, &client(n)), "192.0.2.7")
+            .await
+            .is_ok()
+        {
             later += 1;
         }
     }
@@ -137,7 +146,9 @@ async fn refused_requests_do_not_grow_the_inventory_without_bound() {
     let mut codes = std::collections::BTreeMap::<&str, u32>::new();
     for n in 1..=400 {
         let b = request(&client(n), &host.vendor.setup_key(WS), skewed);
-        *codes.entry(code(&ask_from(&host, b, "198.51.100.9").await)).or_default() += 1;
+        *codes
+            .entry(code(&ask_from(&host, b, "198.51.100.9").await))
+            .or_default() += 1;
     }
     assert_eq!(codes["clock-skew"], 200, "{codes:?}");
     assert_eq!(codes["rate-limited"], 200, "{codes:?}");
@@ -155,10 +166,20 @@ async fn refused_requests_do_not_grow_the_inventory_without_bound() {
     // Refusals of a client the count knows are still stored, as before.
     let before = client_total(&host).await;
     let known = client(5_000);
-    assert_eq!(code(&ask_from(&host, body(&host, &known), "192.0.2.1").await), "ok");
+    assert_eq!(
+        code(&ask_from(&host, body(&host, &known), "192.0.2.1").await),
+        "ok"
+    );
     let b = request(&known, &host.vendor.setup_key(WS), skewed);
     assert_eq!(code(&ask_from(&host, b, "192.0.2.1").await), "clock-skew");
-    let row = host.running.engine.store().client(&known).await.unwrap().unwrap();
+    let row = host
+        .running
+        .engine
+        .store()
+        .client(&known)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.last_result, "clock-skew");
     assert_eq!(client_total(&host).await, before + 1);
 }
@@ -222,8 +243,16 @@ async fn a_rearmed_revoked_machine_stays_refused_until_unrevoked() {
         b["machine_fingerprint"] = json!(fingerprint);
         b
     };
-    assert_eq!(code(&ask_from(&host, with_fp(&old), "192.0.2.10").await), "ok");
-    assert!(engine.set_revoked(&old, true, Some("stolen")).await.unwrap());
+    assert_eq!(
+        code(&ask_from(&host, with_fp(&old), "192.0.2.10").await),
+        "ok"
+    );
+    assert!(
+        engine
+            .set_revoked(&old, true, Some("stolen"))
+            .await
+            .unwrap()
+    );
     // The rearmed machine names its old id.
     let mut b = body(&host, &rearmed);
     b["previous_client_id"] = json!(old);
@@ -231,9 +260,14 @@ async fn a_rearmed_revoked_machine_stays_refused_until_unrevoked() {
     assert_eq!(e.code, ErrorCode::ClientRevoked, "{}", e.message);
     assert_eq!(e.details["revoked_client_id"], json!(old));
     // The old id asks again (its agent renewing): refused, and its machine remembered.
-    assert_eq!(code(&ask_from(&host, with_fp(&old), "192.0.2.10").await), "client-revoked");
+    assert_eq!(
+        code(&ask_from(&host, with_fp(&old), "192.0.2.10").await),
+        "client-revoked"
+    );
     // A new id without the old one, from the same machine: refused by its fingerprint.
-    let e = ask_from(&host, with_fp(&other_id), "192.0.2.10").await.unwrap_err();
+    let e = ask_from(&host, with_fp(&other_id), "192.0.2.10")
+        .await
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::ClientRevoked, "{}", e.message);
     assert_eq!(e.details["matched_by"], "machine fingerprint");
     // A malformed previous id is a bad request naming the field.
@@ -250,7 +284,10 @@ async fn a_rearmed_revoked_machine_stays_refused_until_unrevoked() {
     // The administrator lifts the revocation: both come in.
     assert!(engine.set_revoked(&old, false, None).await.unwrap());
     assert_eq!(code(&ask_from(&host, b, "192.0.2.10").await), "ok");
-    assert_eq!(code(&ask_from(&host, with_fp(&other_id), "192.0.2.10").await), "ok");
+    assert_eq!(
+        code(&ask_from(&host, with_fp(&other_id), "192.0.2.10").await),
+        "ok"
+    );
 }
 
 /// Many new clients at once against a host with N seats: exactly N are admitted and the

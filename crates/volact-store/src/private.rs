@@ -81,7 +81,11 @@ pub fn fix(file: &File) -> io::Result<()> {
 
 /// Creates (or truncates) `path` for writing, private.
 pub fn create(path: &Path) -> io::Result<File> {
-    let file = options().write(true).create(true).truncate(true).open(path)?;
+    let file = options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
     fix(&file)?;
     Ok(file)
 }

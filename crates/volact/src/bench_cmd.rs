@@ -165,4 +165,3 @@ fn text(r: &LoadReport) -> String {
         results.join(", "),
     )
 }
-

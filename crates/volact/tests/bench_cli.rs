@@ -72,11 +72,22 @@ fn features_of_volact(edges: &str) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let out = std::process::Command::new(cargo)
-        .args(["tree", "--offline", "--manifest-path", manifest, "-p", "volact"])
+        .args([
+            "tree",
+            "--offline",
+            "--manifest-path",
+            manifest,
+            "-p",
+            "volact",
+        ])
         .args(["-e", edges, "--depth", "0", "-f", "{p} [{f}]"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let line = text.lines().find(|l| l.starts_with("volact v")).unwrap();
     line[line.rfind('[').unwrap()..].to_string()
