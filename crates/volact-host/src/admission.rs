@@ -114,6 +114,11 @@ const REFUSED: &str = "volact_new_clients_refused_total";
 /// Metric of new client ids refused because their machine belongs to a revoked client.
 const REVOKED_MACHINES: &str = "volact_revoked_machine_refusals_total";
 
+/// Audit-log result of a machine learnt to belong to a revoked client.
+const REVOKED_MACHINE_EVENT: &str = "revoked-machine";
+/// Machines of revoked clients remembered at most.
+const MAX_REVOKED_MACHINES: usize = 100_000;
+
 /// The admission state of one engine.
 pub struct Admission {
     limiter: Mutex<NewClientLimiter>,
@@ -184,16 +189,10 @@ impl Admission {
         revoked: &RwLock<std::collections::HashSet<ClientKey>>,
     ) -> Result<(), ApiError> {
         self.rate_limit(address, now)?;
-        let fingerprint = self.fingerprint(req);
         if client_revoked {
             // The revoked client itself: remember its machine, so a new id from it
             // (a rearm that dropped the old id) is refused too.
-            if let Some(f) = fingerprint {
-                self.revoked_machines
-                    .write()
-                    .map_err(|_| poisoned())?
-                    .insert(f, client);
-            }
+            self.learn(req, client, address, now)?;
             return Ok(());
         }
         if let Some(previous) = req.previous_client_id.as_deref() {
@@ -206,16 +205,11 @@ impl Admission {
                 })?
                 .as_u128();
             if revoked.read().map_err(|_| poisoned())?.contains(&key) {
-                if let Some(f) = fingerprint {
-                    self.revoked_machines
-                        .write()
-                        .map_err(|_| poisoned())?
-                        .insert(f, key);
-                }
+                self.learn(req, key, address, now)?;
                 return Err(self.revoked_machine_refusal(key, "previous client id"));
             }
         }
-        if let Some(f) = fingerprint {
+        if let Some(f) = self.fingerprint(req) {
             let owner = self
                 .revoked_machines
                 .read()
@@ -224,6 +218,82 @@ impl Admission {
                 .copied();
             if let Some(owner) = owner {
                 return Err(self.revoked_machine_refusal(owner, "machine fingerprint"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Remembers the machine of `req` as revoked client `owner`'s, and records it in
+    /// the audit log (once per machine) so a restarted host still knows it.
+    fn learn(
+        &self,
+        req: &ActivationRequest,
+        owner: ClientKey,
+        address: &str,
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
+        let (Some(text), Some(f)) = (req.machine_fingerprint.as_deref(), self.fingerprint(req))
+        else {
+            return Ok(());
+        };
+        {
+            let mut machines = self.revoked_machines.write().map_err(|_| poisoned())?;
+            // Bounded: a revoked client sending made-up fingerprints (within the rate
+            // limits) cannot fill memory.
+            if machines.contains_key(&f) || machines.len() >= MAX_REVOKED_MACHINES {
+                return Ok(());
+            }
+            machines.insert(f, owner);
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Ok(());
+        };
+        let store = self.store.clone();
+        let detail = format!(
+            "client {} machine {text}",
+            uuid::Uuid::from_u128(owner).hyphenated()
+        );
+        let address = address.to_string();
+        let at = now.as_second();
+        runtime.spawn(async move {
+            if let Err(e) = store
+                .record_host_event(at, REVOKED_MACHINE_EVENT, &address, &detail)
+                .await
+            {
+                tracing::warn!(error = %e, "could not store a revoked client's machine");
+            }
+        });
+        Ok(())
+    }
+
+    /// Loads the machines of clients in `revoked` from the audit log (see
+    /// [`Admission::learn`]), when the host starts.
+    pub(crate) async fn load_revoked_machines(
+        &self,
+        store: &dyn Store,
+        revoked: &std::collections::HashSet<ClientKey>,
+    ) -> Result<(), volact_store::StoreError> {
+        let filter = volact_store::EventFilter {
+            result: Some(REVOKED_MACHINE_EVENT.into()),
+            limit: Some(MAX_REVOKED_MACHINES as u32),
+            ..volact_store::EventFilter::default()
+        };
+        let events = store.events(&filter).await?;
+        let Ok(mut machines) = self.revoked_machines.write() else {
+            return Ok(());
+        };
+        for e in events {
+            let mut words = e.machine_name.split(' ');
+            let (Some("client"), Some(id), Some("machine"), Some(text)) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
+                continue;
+            };
+            let Ok(owner) = uuid::Uuid::parse_str(id).map(|u| u.as_u128()) else {
+                continue;
+            };
+            if revoked.contains(&owner) {
+                machines.insert(self.hasher.hash_one(text.as_bytes()), owner);
             }
         }
         Ok(())

@@ -120,6 +120,10 @@ impl Engine {
         let storage_health = Arc::new(crate::health::StorageHealth::default());
         let metrics = crate::metrics::Metrics::new(&parts.catalog);
         let admission = crate::admission::Admission::new(&metrics, parts.store.clone());
+        admission
+            .load_revoked_machines(parts.store.as_ref(), &revoked)
+            .await
+            .map_err(storage)?;
         Ok(Arc::new(Engine {
             admission,
             writer: Writer::start(
