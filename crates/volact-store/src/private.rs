@@ -124,3 +124,52 @@ pub fn narrow_logs(path: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(all(test, unix))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn files_an_older_version_left_open_are_narrowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v.db");
+        let wal = dir.path().join("v.db-wal");
+        for path in [&db, &wal] {
+            std::fs::write(path, b"").unwrap();
+            set_mode(path, 0o666).unwrap();
+        }
+        // A link beside it is not followed: its target is not the store's.
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"").unwrap();
+        set_mode(&outside, 0o644).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.path().join("v.db-shm")).unwrap();
+        prepare_database(&db).unwrap();
+        assert_eq!(
+            (mode(&db), mode(&wal), mode(&outside)),
+            (0o600, 0o600, 0o644)
+        );
+        // A new database file and a new directory are private from the start.
+        let sub = dir.path().join("a/b");
+        create_dir(&sub).unwrap();
+        assert_eq!(mode(&sub), 0o700);
+        let fresh = sub.join("w.db");
+        prepare_database(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+        assert_eq!(mode(&create_path(&sub.join("seg"))), 0o600);
+    }
+
+    fn create_path(path: &Path) -> std::path::PathBuf {
+        create(path).unwrap();
+        path.to_path_buf()
+    }
+}
