@@ -119,6 +119,27 @@ const REVOKED_MACHINE_EVENT: &str = "revoked-machine";
 /// Machines of revoked clients remembered at most.
 const MAX_REVOKED_MACHINES: usize = 100_000;
 
+/// The request's `previous_client_id` (the id before a rearm), when it names a client
+/// in `revoked`; a malformed one is a `bad-request` naming the field. Cheap when the
+/// field is absent, as it is on every request but the first after a rearm.
+pub(crate) fn revoked_previous(
+    req: &ActivationRequest,
+    revoked: &std::collections::HashSet<ClientKey>,
+) -> Result<Option<ClientKey>, ApiError> {
+    let Some(previous) = req.previous_client_id.as_deref() else {
+        return Ok(None);
+    };
+    let key = uuid::Uuid::parse_str(previous.trim())
+        .map_err(|_| {
+            ApiError::bad_request(
+                "previous_client_id",
+                "must be a UUID (the client id before a rearm)",
+            )
+        })?
+        .as_u128();
+    Ok(revoked.contains(&key).then_some(key))
+}
+
 /// The admission state of one engine.
 pub struct Admission {
     limiter: Mutex<NewClientLimiter>,
@@ -177,16 +198,17 @@ impl Admission {
 
     /// Checks a client the host has not counted (`client`, revoked or not) asking from
     /// `address` at `now`: the rate limits first (so a flood of refusals stays within
-    /// them too), then whether its machine belongs to a revoked client. `revoked` is the
-    /// engine's set of revoked clients.
+    /// them too), then whether its machine belongs to a revoked client. `previous` is
+    /// [`revoked_previous`] of the request. Called under the count lock, so it takes no
+    /// lock of the engine's.
     pub(crate) fn admit_new(
         &self,
         client: ClientKey,
         client_revoked: bool,
+        previous: Result<Option<ClientKey>, ApiError>,
         req: &ActivationRequest,
         address: &str,
         now: Timestamp,
-        revoked: &RwLock<std::collections::HashSet<ClientKey>>,
     ) -> Result<(), ApiError> {
         self.rate_limit(address, now)?;
         if client_revoked {
@@ -195,19 +217,9 @@ impl Admission {
             self.learn(req, client, address, now)?;
             return Ok(());
         }
-        if let Some(previous) = req.previous_client_id.as_deref() {
-            let key = uuid::Uuid::parse_str(previous.trim())
-                .map_err(|_| {
-                    ApiError::bad_request(
-                        "previous_client_id",
-                        "must be a UUID (the client id before a rearm)",
-                    )
-                })?
-                .as_u128();
-            if revoked.read().map_err(|_| poisoned())?.contains(&key) {
-                self.learn(req, key, address, now)?;
-                return Err(self.revoked_machine_refusal(key, "previous client id"));
-            }
+        if let Some(key) = previous? {
+            self.learn(req, key, address, now)?;
+            return Err(self.revoked_machine_refusal(key, "previous client id"));
         }
         if let Some(f) = self.fingerprint(req) {
             let owner = self

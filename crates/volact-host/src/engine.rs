@@ -455,17 +455,18 @@ impl Engine {
         cert: &HostCertificate,
         now: Timestamp,
     ) -> Result<(u32, MutexGuard<'_, CountIndex>), ApiError> {
-        let revoked = self
-            .revoked
-            .read()
-            .map_err(|_| poisoned())?
-            .contains(&parsed.client);
+        // Read before the count lock: `set_revoked` takes them in the other order.
+        let (revoked, previous) = {
+            let set = self.revoked.read().map_err(|_| poisoned())?;
+            let previous = crate::admission::revoked_previous(req, &set);
+            (set.contains(&parsed.client), previous)
+        };
         let mut index = self.count.lock().map_err(|_| poisoned())?;
         let at = now.as_second();
         let counted = index.contains_anywhere(parsed.client, at);
         if !counted {
             self.admission
-                .admit_new(parsed.client, revoked, req, address, now, &self.revoked)?;
+                .admit_new(parsed.client, revoked, previous, req, address, now)?;
         }
         let seats_used = if cert.seats.is_some() {
             index.total(at)

@@ -355,3 +355,50 @@ async fn the_seat_cap_holds_under_concurrent_new_clients() {
         assert_eq!(ask(&host, &client(n), WS).await.0, 200);
     }
 }
+
+/// Revocations while rearmed machines ask: the engine takes the revoked set and the
+/// count in one order on both paths, so neither waits on the other for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoking_while_rearmed_machines_ask_does_not_deadlock() {
+    let host = std::sync::Arc::new(host_with(TestHostOptions::default()).await);
+    let old = client(1);
+    assert_eq!(
+        code(&ask_from(&host, body(&host, &old), "192.0.2.20").await),
+        "ok"
+    );
+    let toggler = {
+        let host = host.clone();
+        let old = old.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                host.running
+                    .engine
+                    .set_revoked(&old, i % 2 == 0, None)
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let askers: Vec<_> = (0..4u32)
+        .map(|t| {
+            let host = host.clone();
+            let old = old.clone();
+            tokio::spawn(async move {
+                for n in 0..50 {
+                    let mut b = body(&host, &client(10_000 + t * 100 + n));
+                    b["previous_client_id"] = json!(old);
+                    let _ = ask_from(&host, b, "::1").await;
+                }
+            })
+        })
+        .collect();
+    let all = async {
+        toggler.await.unwrap();
+        for a in askers {
+            a.await.unwrap();
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), all)
+        .await
+        .expect("no deadlock between revocations and admissions");
+}
