@@ -9,12 +9,24 @@
 #
 # DIR is made once by:  scripts/perf-rounds.sh VOLACT REFERENCE_HOST DIR setup
 # Loopback only; each load run stops by itself after DURATION seconds (default 10).
+#
+# VOLACT must be built with the bench-only `bench-seed` feature, which gives it the
+# `host seed-clients` command the setup uses (release builds do not have it: it writes
+# counted clients straight into a store):
+#   cargo build --release -p volact --features bench-seed
+# The setup refuses a VOLACT without it. Loopback clients are exempt from the host's
+# new-client rate limits by default, so the loads here are measured as before.
 set -eu
 V=$1; REF=$2; D=$3; N=$4; OLD=${5:-}; T=${DURATION:-10}
 key() { python3 -c "import json;print(json.load(open('$1'))['setup_keys']['demo-os-workstation'])"; }
 # The bench seed whose client ids are the seeded clients' (reported by seed-clients).
 seeded() { python3 -c "import json;print(json.load(open('$D/seed.json'))['bench_seed'])"; }
 if [ "$N" = setup ]; then
+  if ! "$V" host seed-clients --help > /dev/null 2>&1; then
+    echo "$V has no \`host seed-clients\`: build it with" \
+      "\`cargo build --release -p volact --features bench-seed\`" >&2
+    exit 2
+  fi
   rm -rf "$D"; mkdir -p "$D"
   for h in empty:7688 h1m:7690; do
     "$V" --json quickstart --data "$D/${h%:*}" --listen "127.0.0.1:${h#*:}" > "$D/${h%:*}.out" &

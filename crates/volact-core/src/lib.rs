@@ -15,6 +15,7 @@ mod ed25519;
 pub mod host_key;
 pub mod keys;
 pub mod license;
+pub mod ratelimit;
 pub mod settings;
 pub mod setup_key;
 pub mod ticket;

@@ -56,6 +56,8 @@ pub struct RawConfig {
     pub dns: Option<crate::dns::DnsSection>,
     /// `[limits]`: connection timeouts and caps (see [`crate::listener`]); file only.
     pub limits: Option<crate::listener::LimitsSection>,
+    /// `[rate_limits]`: limits on new clients (see [`crate::admission`]); file only.
+    pub rate_limits: Option<crate::admission::RateLimitSection>,
 }
 
 impl RawConfig {
@@ -94,6 +96,7 @@ impl RawConfig {
             metrics_token_file: get("metrics_token_file"),
             dns: None,
             limits: None,
+            rate_limits: None,
         }
     }
 
@@ -126,6 +129,7 @@ impl RawConfig {
             metrics_token_file: over.metrics_token_file.or(self.metrics_token_file),
             dns: over.dns.or(self.dns),
             limits: over.limits.or(self.limits),
+            rate_limits: over.rate_limits.or(self.rate_limits),
         }
     }
 
@@ -190,12 +194,19 @@ impl RawConfig {
             Some(section) => section.resolve()?,
             None => crate::listener::LimitsConfig::default(),
         };
+        let rate_limits = self
+            .rate_limits
+            .clone()
+            .unwrap_or_default()
+            .resolve()
+            .map_err(|e| bad("rate_limits", e))?;
         Ok(HostConfig {
             listen,
             settings,
             event_retention,
             metrics_token_file,
             limits,
+            rate_limits,
         })
     }
 }
@@ -223,6 +234,8 @@ pub struct HostConfig {
     pub metrics_token_file: Option<PathBuf>,
     /// Connection timeouts and caps.
     pub limits: crate::listener::LimitsConfig,
+    /// Limits on new clients.
+    pub rate_limits: volact_core::ratelimit::NewClientLimits,
 }
 
 /// Where a setting's value came from.

@@ -57,20 +57,21 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> ApiError {
     )
 }
 
-/// Writes a file atomically (temporary file, fsync, rename), with mode 0600 for secrets.
+/// Writes a file atomically (temporary file, fsync, rename), with mode 0600 whatever
+/// the umask. Every file is private, not only the secrets (`secret`): a data directory's
+/// files name its customer, its certificate and where it serves, which are nobody
+/// else's business. A missing directory is created 0700.
 pub fn write_atomic(path: &Path, contents: &[u8], secret: bool) -> Result<(), ApiError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_error("write in", dir, e))?;
-    #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| io_error("protect", path, e))?;
-    }
-    #[cfg(not(unix))]
     let _ = secret;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        volact_store::private::create_dir(dir).map_err(|e| io_error("create", dir, e))?;
+    }
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_error("write in", dir, e))?;
+    volact_store::private::fix(tmp.as_file()).map_err(|e| io_error("protect", path, e))?;
     tmp.write_all(contents)
         .map_err(|e| io_error("write", path, e))?;
     tmp.as_file()
@@ -90,6 +91,30 @@ impl HostData {
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Creates the directory (mode 0700) if it is missing, and narrows it to 0700 and
+    /// every file in it to 0600 if an older version left them readable to others.
+    pub fn secure(&self) -> Result<(), ApiError> {
+        use volact_store::private::{FILE_MODE, create_dir, narrow};
+        create_dir(&self.dir).map_err(|e| io_error("create", &self.dir, e))?;
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| io_error("read", &self.dir, e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            // Directories (the journal's) are the store's to narrow when it opens them.
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                narrow(&path, FILE_MODE).map_err(|e| io_error("protect", &path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Secures the directory and takes its lock (see [`crate::dirlock`]) for `purpose`:
+    /// refused, naming the holder's process id, while another process serves or writes
+    /// it.
+    pub fn lock(&self, purpose: &str) -> Result<crate::dirlock::DirLock, ApiError> {
+        self.secure()?;
+        crate::dirlock::lock(&self.dir, purpose)
     }
 
     /// Path of the database.
@@ -134,6 +159,7 @@ impl HostData {
             ));
         }
         let pair = KeyPair::from_seed(seed)?;
+        self.secure()?;
         write_atomic(&self.path(IDENTITY), pair.to_paserk().as_bytes(), true)?;
         self.ensure_admin_token()?;
         Ok(pair.public().clone())

@@ -53,6 +53,8 @@ pub struct Engine {
     clone_flags: crate::clones::CloneFlags,
     metrics: crate::metrics::Metrics,
     storage_health: Arc<crate::health::StorageHealth>,
+    /// Rate limits and revoked machines, for clients not counted (see `admission`).
+    admission: crate::admission::Admission,
 }
 
 fn client_key(id: &str) -> Option<ClientKey> {
@@ -116,7 +118,14 @@ impl Engine {
             .collect();
         let host_id = parts.identity.public().host_id();
         let storage_health = Arc::new(crate::health::StorageHealth::default());
+        let metrics = crate::metrics::Metrics::new(&parts.catalog);
+        let admission = crate::admission::Admission::new(&metrics, parts.store.clone());
+        admission
+            .load_revoked_machines(parts.store.as_ref(), &revoked)
+            .await
+            .map_err(storage)?;
         Ok(Arc::new(Engine {
+            admission,
             writer: Writer::start(
                 parts.store.clone(),
                 storage_health.clone(),
@@ -124,7 +133,7 @@ impl Engine {
             ),
             clones: crate::clones::CloneTracker::default(),
             clone_flags: crate::clones::CloneFlags::start(parts.store.clone()),
-            metrics: crate::metrics::Metrics::new(&parts.catalog),
+            metrics,
             storage_health,
             identity: parts.identity,
             host_id,
@@ -141,6 +150,12 @@ impl Engine {
     /// The host's metrics.
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
+    }
+
+    /// Admission of new clients: rate limits (set them with
+    /// [`crate::admission::Admission::set_limits`]) and revoked machines.
+    pub fn admission(&self) -> &crate::admission::Admission {
+        &self.admission
     }
 
     /// The outcome of the latest write to storage.
@@ -249,6 +264,7 @@ impl Engine {
                 self.count.lock().map_err(|_| poisoned())?.remove(key);
             } else {
                 set.remove(&key);
+                self.admission.unrevoked(key)?;
             }
         }
         Ok(known)
@@ -331,12 +347,21 @@ impl Engine {
                 ticket_id: None,
                 ticket_valid_until: None,
             };
+        // A rate-limited request is not stored: that is the limit's point.
         let refuse = |e: ApiError, product: Option<&Product>| {
-            let r = record(product, 0, e.code.as_str(), false);
-            Box::new((e, Some(r)))
+            let r = (e.code != ErrorCode::RateLimited)
+                .then(|| record(product, 0, e.code.as_str(), false));
+            Box::new((e, r))
+        };
+        // Refused before admission: stored only for a client the count knows, or
+        // within the new-client budget, so made-up ids cannot grow the inventory.
+        let refuse_early = |e: ApiError| {
+            let keep = self.may_store_early_refusal(parsed.client, address, now);
+            let r = keep.then(|| record(None, 0, e.code.as_str(), false));
+            Box::new((e, r))
         };
         if let Some(e) = self.not_ready(now) {
-            return Err(refuse(e, None));
+            return Err(refuse_early(e));
         }
         let Some((cert_token, cert)) = &self.certificate else {
             return Err(Box::new((
@@ -347,9 +372,9 @@ impl Engine {
         let product = self
             .catalog
             .product_for_key(&parsed.setup_key)
-            .map_err(|e| refuse(e, None))?;
+            .map_err(refuse_early)?;
         let (count, index) = self
-            .admit_and_count(&parsed, product, req, cert, now)
+            .admit_and_count(&parsed, product, req, address, cert, now)
             .map_err(|e| refuse(e, Some(product)))?;
         let minimum = decide::minimum(product, req.minimum_count);
         let outcome = decide::outcome(count, minimum, cert, &self.settings, now);
@@ -426,17 +451,23 @@ impl Engine {
         parsed: &ParsedRequest,
         product: &Product,
         req: &ActivationRequest,
+        address: &str,
         cert: &HostCertificate,
         now: Timestamp,
     ) -> Result<(u32, MutexGuard<'_, CountIndex>), ApiError> {
-        let revoked = self
-            .revoked
-            .read()
-            .map_err(|_| poisoned())?
-            .contains(&parsed.client);
+        // Read before the count lock: `set_revoked` takes them in the other order.
+        let (revoked, previous) = {
+            let set = self.revoked.read().map_err(|_| poisoned())?;
+            let previous = crate::admission::revoked_previous(req, &set);
+            (set.contains(&parsed.client), previous)
+        };
         let mut index = self.count.lock().map_err(|_| poisoned())?;
         let at = now.as_second();
         let counted = index.contains_anywhere(parsed.client, at);
+        if !counted {
+            self.admission
+                .admit_new(parsed.client, revoked, previous, req, address, now)?;
+        }
         let seats_used = if cert.seats.is_some() {
             index.total(at)
         } else {
@@ -453,5 +484,14 @@ impl Engine {
         decide::admit(&admission, &self.settings, now)?;
         let count = index.observe(&product.application, parsed.client, at);
         Ok((count, index))
+    }
+
+    /// Whether a refusal decided before admission may be stored (see `try_decide`).
+    fn may_store_early_refusal(&self, client: ClientKey, address: &str, now: Timestamp) -> bool {
+        let counted = self
+            .count
+            .lock()
+            .is_ok_and(|index| index.contains_anywhere(client, now.as_second()));
+        counted || self.admission.may_store_refusal(address, now)
     }
 }

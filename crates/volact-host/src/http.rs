@@ -22,7 +22,18 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self.0)).into_response()
+        // `rate-limited` says when to come back in a header too, for HTTP tooling.
+        let retry = (self.0.code == ErrorCode::RateLimited)
+            .then(|| self.0.details["retry_after_secs"].as_u64())
+            .flatten();
+        let mut response = (status, Json(self.0)).into_response();
+        if let Some(secs) = retry {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
+        response
     }
 }
 

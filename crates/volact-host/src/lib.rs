@@ -3,12 +3,14 @@
 //! store), and the HTTP layer, which only translates.
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod clock;
 pub mod clones;
 pub mod config;
 pub mod dashboard;
 pub mod data;
+pub mod dirlock;
 pub mod dns;
 pub mod engine;
 pub mod health;

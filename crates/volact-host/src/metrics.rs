@@ -349,6 +349,24 @@ impl Metrics {
         self.handle.run_upkeep();
     }
 
+    /// Registers (or finds) the counter `name` with `labels` in this host's recorder,
+    /// described by `help`: for parts of the host that keep series of their own.
+    pub(crate) fn counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &'static str)],
+    ) -> Counter {
+        self.recorder.describe_counter(
+            KeyName::from_const_str(name),
+            Some(Unit::Count),
+            help.into(),
+        );
+        let labels: Vec<Label> = labels.iter().map(|(k, v)| Label::new(*k, *v)).collect();
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
     /// The text exposition, with the live counts and readiness set first.
     pub fn render(&self, counts: &[(String, u32)], ready: bool) -> String {
         for (application, gauge) in &self.applications {

@@ -14,6 +14,8 @@ use volact_store::{SqliteStore, Store};
 /// A host that is serving.
 pub struct Running {
     data: HostData,
+    /// The data directory's lock, released (after the store) when this is dropped.
+    _lock: crate::dirlock::DirLock,
     /// The address it listens on (the real port when 0 was asked).
     pub addr: SocketAddr,
     /// The engine, for in-process callers.
@@ -74,6 +76,7 @@ pub async fn start(
     clock: Arc<dyn Clock>,
 ) -> Result<Running, ApiError> {
     let identity = data.identity()?;
+    let lock = data.lock("serving")?;
     let (_, catalog) = data.vendor()?;
     let certificate = data.certificate()?;
     let store = open_store(data).await?;
@@ -86,6 +89,7 @@ pub async fn start(
         clock,
     })
     .await?;
+    engine.admission().set_limits(config.rate_limits)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidState,
@@ -131,6 +135,7 @@ pub async fn start(
     let maintenance =
         crate::maintenance::Maintenance::start(engine.clone(), config.event_retention);
     Ok(Running {
+        _lock: lock,
         maintenance,
         data: data.clone(),
         addr,

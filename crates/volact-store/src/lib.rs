@@ -6,6 +6,7 @@
 //! touching them. [`SqliteStore`] is the embedded default. Times are Unix seconds (UTC).
 
 pub mod history;
+pub mod private;
 mod sqlite;
 mod types;
 

@@ -40,6 +40,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// each is written once, at commit, rather than spilled to the log midway.
 const APPLY_CACHE_KIB: i64 = 8_192;
 
+fn io(e: std::io::Error) -> StoreError {
+    StoreError::Database(sqlx::Error::Io(e))
+}
+
 /// Read connections: queries are short, and the machine may have few cores.
 const READ_CONNECTIONS: u32 = 4;
 
@@ -109,6 +113,9 @@ impl SqliteStore {
     }
 
     async fn open_database(path: &Path) -> Result<SqliteStore, StoreError> {
+        // Created private before SQLite opens it, so its logs (which SQLite gives the
+        // database file's mode) are private too.
+        crate::private::prepare_database(path).map_err(io)?;
         let base = SqliteConnectOptions::new()
             .filename(path)
             .busy_timeout(BUSY_TIMEOUT)
@@ -149,6 +156,8 @@ impl SqliteStore {
 
         // The reader is opened only now, so the file exists and is already in WAL mode.
         let reader = Self::read_pool(base.read_only(true)).await?;
+        // Logs an older version left (before they were private) are narrowed now.
+        crate::private::narrow_logs(path).map_err(io)?;
         Ok(SqliteStore {
             writer,
             reader,

@@ -216,7 +216,9 @@ pub enum HostCommand {
         data: DataDir,
     },
     /// Benchmarks only: write COUNT counted clients straight into the host's store.
-    #[command(hide = true)]
+    /// Only in builds with the `bench-seed` feature (scripts/perf-rounds.sh), never in a
+    /// release: it lifts any application past its minimum in one command.
+    #[cfg(feature = "bench-seed")]
     SeedClients {
         #[command(flatten)]
         data: DataDir,

@@ -136,8 +136,9 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
             let config = host.config(flags.into())?;
             serve(&host, &config).await?;
         }
+        #[cfg(feature = "bench-seed")]
         HostCommand::SeedClients { data, count, seed } => {
-            crate::bench_cmd::seed_clients(&data.data, count, seed, out).await?;
+            crate::seed_cmd::seed_clients(&data.data, count, seed, out).await?;
         }
         cmd @ (HostCommand::DnsRecord { .. }
         | HostCommand::PublishDns { .. }

@@ -10,6 +10,8 @@ mod dns_cmd;
 mod host_cmd;
 mod output;
 mod quickstart;
+#[cfg(feature = "bench-seed")]
+mod seed_cmd;
 mod simulate_cmd;
 mod table;
 mod vendor;

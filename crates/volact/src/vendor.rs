@@ -55,6 +55,22 @@ impl VendorDir {
         self.dir.join(name)
     }
 
+    /// Creates the directory 0700, or narrows it to 0700 and its files to 0600 when an
+    /// older version left them readable to others: it holds the root key and the ledger
+    /// of every customer's activations.
+    fn secure(&self) -> Result<(), ApiError> {
+        use volact_store::private::{FILE_MODE, create_dir, narrow};
+        create_dir(&self.dir).map_err(|e| io("create", &self.dir, e))?;
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| io("read", &self.dir, e))?;
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                let path = entry.path();
+                narrow(&path, FILE_MODE).map_err(|e| io("protect", &path, e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `init` has run.
     pub fn exists(&self) -> bool {
         self.path(ROOT_KEY).exists()
@@ -73,6 +89,7 @@ impl VendorDir {
             ));
         }
         let pair = KeyPair::from_seed(random_bytes()?)?;
+        self.secure()?;
         write_atomic(&self.path(ROOT_KEY), pair.to_paserk().as_bytes(), true)?;
         write_atomic(
             &self.path("root.pub"),
@@ -263,6 +280,7 @@ impl VendorDir {
     ) -> Result<HostActivationResponse, ApiError> {
         let root = self.root()?;
         let (_, catalog) = self.require_catalog()?;
+        self.secure()?;
         let path = self.path(LEDGER);
         let mut ledger: Ledger = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {

@@ -65,3 +65,46 @@ fn bench_renews_seeded_clients_with_the_reported_seed() {
     assert_eq!(newcomers["results"]["activated"], 10, "{newcomers:#}");
     assert_eq!(app_count(&host_status(&fx.data), "acme-suite"), 50);
 }
+
+/// Runs `cargo tree` on this package with `edges` and returns the features volact is
+/// built with, as cargo prints them (`[a,b]`).
+fn features_of_volact(edges: &str) -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let out = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "--manifest-path",
+            manifest,
+            "-p",
+            "volact",
+        ])
+        .args(["-e", edges, "--depth", "0", "-f", "{p} [{f}]"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text.lines().find(|l| l.starts_with("volact v")).unwrap();
+    line[line.rfind('[').unwrap()..].to_string()
+}
+
+/// The seeding command writes counted clients straight into a store: a build without
+/// dev-dependencies (`cargo build`, `cargo install`, a release) must not have it, while
+/// the tests here (which build the dev-dependencies) do.
+#[test]
+fn only_test_and_bench_builds_can_seed_clients() {
+    assert_eq!(
+        features_of_volact("normal,build"),
+        "[]",
+        "a plain build of volact enables bench-seed"
+    );
+    // Positive control: the resolver run the tests use does enable it, so the command
+    // the test above runs is the feature's.
+    assert!(features_of_volact("normal,build,dev").contains("bench-seed"));
+    run(&["host", "seed-clients", "--help"]).ok();
+}

@@ -60,12 +60,13 @@ pub(super) fn paths(db: &Path) -> (PathBuf, PathBuf) {
 
 /// Takes the journal's lock. `Ok(None)` when another store holds it.
 pub(super) fn lock(path: &Path) -> Result<Option<File>, StoreError> {
-    let file = std::fs::OpenOptions::new()
+    let file = crate::private::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
         .map_err(io)?;
+    crate::private::fix(&file).map_err(io)?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(TryLockError::WouldBlock) => Ok(None),
@@ -110,10 +111,12 @@ impl Journal {
     /// Opens the journal in `dir` (created if missing) and reads every batch it holds,
     /// in order. Call [`Journal::restart`] once they are in the database.
     pub(super) fn open(dir: &Path) -> Result<(Journal, Vec<Frame>), StoreError> {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        crate::private::create_dir(dir).map_err(io)?;
         let mut segments = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
+            // Segments and spares an older version left readable to all.
+            crate::private::narrow(&path, crate::private::FILE_MODE).map_err(io)?;
             let first = path
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -272,7 +275,7 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
 /// Creates the segment starting at `first`, empty (emptied if a file of that name
 /// exists), and makes its name durable.
 fn new_segment(dir: &Path, first: u64) -> Result<File, StoreError> {
-    let file = File::create(segment_path(dir, first)).map_err(io)?;
+    let file = crate::private::create(&segment_path(dir, first)).map_err(io)?;
     sync_dir(dir).map_err(io)?;
     Ok(file)
 }
@@ -317,7 +320,7 @@ fn prepare_spare(
         .name("volact-journal".into())
         .spawn(move || {
             let unfinished = dir.join(SPARE_UNFINISHED);
-            let mut file = File::create(&unfinished)?;
+            let mut file = crate::private::create(&unfinished)?;
             let zeros = vec![0u8; 1 << 20];
             for _ in 0..SEGMENT_BYTES / zeros.len() as u64 {
                 file.write_all(&zeros)?;
