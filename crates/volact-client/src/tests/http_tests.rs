@@ -73,6 +73,7 @@ fn not_yet(v: &Vendor, req: &ActivationRequest, count: u32) -> ActivationRespons
         retry_after: req.client_time + SignedDuration::from_hours(2),
         iss: v.host_id(),
         nonce: req.nonce.clone(),
+        intervals: Some(Settings::default().intervals()),
     };
     ActivationResponse {
         result: ActivationResult::CountInsufficient,

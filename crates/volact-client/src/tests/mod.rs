@@ -15,6 +15,7 @@ use volact_core::catalog::{Catalog, VendorBundle, demo_source};
 use volact_core::certificate::{Ledger, activate_host, make_request};
 use volact_core::host_key::HostKey;
 use volact_core::keys::KeyPair;
+use volact_core::settings::Settings;
 use volact_core::setup_key::SetupKey;
 use volact_core::ticket::{Ticket, sign_ticket, ticket_id};
 use volact_core::token;
@@ -50,6 +51,11 @@ impl Vendor {
 
     /// The same, with the catalog, host key and host certificate issued at `at`.
     pub fn issued_at(seed: u8, at: Timestamp) -> Vendor {
+        Vendor::certified_for(seed, at, 5 * 365)
+    }
+
+    /// The same, with a host certificate valid for `days` from `at`.
+    pub fn certified_for(seed: u8, at: Timestamp, days: u32) -> Vendor {
         let root = KeyPair::from_seed([seed; 32]).unwrap();
         let mut n = seed;
         let catalog = Catalog::build(&demo_source(), 1, at, move || {
@@ -81,7 +87,7 @@ impl Vendor {
             &mut Ledger::default(),
             &request,
             at,
-            5 * 365,
+            days,
         )
         .unwrap();
         Vendor {
@@ -115,6 +121,7 @@ impl Vendor {
             exp: iat + days(180),
             iss: self.host_id(),
             nonce: nonce.into(),
+            intervals: Some(Settings::default().intervals()),
         }
     }
 
