@@ -435,3 +435,8 @@ pub fn verify_stored(
 pub fn signed_intervals(intervals: Option<&HostIntervals>) -> Option<HostIntervals> {
     intervals.map(|i| Settings::from_intervals_clamped(i).intervals())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "verify_tests.rs"]
+mod tests;
