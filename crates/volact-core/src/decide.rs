@@ -332,7 +332,10 @@ mod tests {
             unreachable!("the count reached the minimum")
         };
         assert_eq!(valid_until, certificate.exp);
-        assert_eq!(renew_after, certificate.exp, "renewal no later than the end");
+        assert_eq!(
+            renew_after, certificate.exp,
+            "renewal no later than the end"
+        );
         let far = HostCertificate {
             exp: now + SignedDuration::from_hours(24 * 3650),
             ..certificate

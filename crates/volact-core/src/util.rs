@@ -115,15 +115,16 @@ mod printable_tests {
 
     #[test]
     fn escape_sequences_and_controls_never_survive() {
-        let hostile = "ok\u{1b}[2J\u{1b}]0;owned\u{7}\r\nnext\tline\u{9b}31m\u{7f}\u{202e}gnp.exe\u{0}";
+        let hostile =
+            "ok\u{1b}[2J\u{1b}]0;owned\u{7}\r\nnext\tline\u{9b}31m\u{7f}\u{202e}gnp.exe\u{0}";
         let safe = printable(hostile);
         assert_eq!(safe, "ok[2J]0;owned  next line31mgnp.exe");
         assert!(!safe.chars().any(unprintable));
-        assert_eq!(printable("plain text, kept as is"), "plain text, kept as is");
         assert_eq!(
-            printable_lines("a\u{1b}[1m\nb\r\n"),
-            "a[1m\nb \n"
+            printable("plain text, kept as is"),
+            "plain text, kept as is"
         );
+        assert_eq!(printable_lines("a\u{1b}[1m\nb\r\n"), "a[1m\nb \n");
         let v = serde_json::json!({ "m\u{1b}": ["x\u{1b}[0m", 3, { "k": "\u{9b}y" }] });
         assert_eq!(
             printable_json(&v),

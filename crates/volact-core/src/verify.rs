@@ -20,8 +20,7 @@ use volact_proto::{ActivationResponse, ActivationResult, ApiError, ErrorCode, Ho
 
 /// The longest a ticket may be valid, from its issue: the design's upper bound of the
 /// ticket validity (3650 days).
-pub const MAX_TICKET_VALIDITY: SignedDuration =
-    SignedDuration::from_secs(RANGES[2].max);
+pub const MAX_TICKET_VALIDITY: SignedDuration = SignedDuration::from_secs(RANGES[2].max);
 
 /// Slack for the time a request takes, on top of the allowed clock difference.
 const IN_FLIGHT: SignedDuration = SignedDuration::from_mins(1);
@@ -221,7 +220,13 @@ impl TrustedHost {
                     ))
                 })?;
                 let product = Some(not_yet.product.as_str());
-                self.for_this_request(&not_yet.sub, product, &not_yet.nonce, &not_yet.iss, expected)?;
+                self.for_this_request(
+                    &not_yet.sub,
+                    product,
+                    &not_yet.nonce,
+                    &not_yet.iss,
+                    expected,
+                )?;
                 signed_in_force(certificate, not_yet.iat)?;
                 Ok(VerifiedAnswer::NotYet {
                     not_yet,
@@ -353,12 +358,9 @@ fn check_ticket(
     }
     // A genuine host's own allowed difference, signed in the ticket, is the fairest
     // measure; the client's own applies to a ticket that does not say.
-    let skew = ticket
-        .intervals
-        .as_ref()
-        .map_or(expected.max_skew, |i| {
-            Settings::from_intervals_clamped(i).max_clock_skew
-        });
+    let skew = ticket.intervals.as_ref().map_or(expected.max_skew, |i| {
+        Settings::from_intervals_clamped(i).max_clock_skew
+    });
     let limit = skew.saturating_add(IN_FLIGHT);
     let now = expected.now;
     let difference = ticket.iat.duration_since(now);

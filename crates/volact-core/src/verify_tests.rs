@@ -108,12 +108,7 @@ impl Chain {
         )
         .unwrap();
         let signed = refusal::sign(&self.host, &claims).unwrap();
-        refusal::attach(
-            error,
-            signed,
-            &self.certificate_token(),
-            claims.retry_after,
-        )
+        refusal::attach(error, signed, &self.certificate_token(), claims.retry_after)
     }
 }
 
@@ -326,7 +321,11 @@ fn a_genuine_ticket_far_from_the_clients_clock_is_clock_skew_and_a_replay_untrus
     let chain = Chain::new(365);
     let answer = chain.answer(&chain.ticket(t0()));
     refused(
-        verify_answer(&chain.root(), &answer, expected(t0() + SignedDuration::from_hours(6))),
+        verify_answer(
+            &chain.root(),
+            &answer,
+            expected(t0() + SignedDuration::from_hours(6)),
+        ),
         ErrorCode::ClockSkew,
         "set the clock right",
     );
@@ -347,10 +346,19 @@ fn refusals_count_only_signed_for_this_request_with_their_own_code() {
     let verified = verify_refusal(&root, &signed, expected(t0())).unwrap();
     assert_eq!(verified.refusal.code, ErrorCode::ClientRevoked);
     assert_eq!(verified.retry_interval(), SignedDuration::from_hours(2));
-    assert!(refusal::without_signature(signed.clone()).details.get("signature").is_none());
+    assert!(
+        refusal::without_signature(signed.clone())
+            .details
+            .get("signature")
+            .is_none()
+    );
 
     refused(
-        verify_refusal(&root, &ApiError::new(ErrorCode::ClientRevoked, "x"), expected(t0())),
+        verify_refusal(
+            &root,
+            &ApiError::new(ErrorCode::ClientRevoked, "x"),
+            expected(t0()),
+        ),
         ErrorCode::UntrustedHost,
         "did not sign the refusal",
     );
@@ -385,18 +393,20 @@ fn refusals_count_only_signed_for_this_request_with_their_own_code() {
     let skew = chain.refusal(ErrorCode::ClockSkew, t0());
     assert!(verify_refusal(&root, &skew, expected(late)).is_ok());
     // Only refusals about the client are signed.
-    assert!(refusal::claims(
-        &ApiError::new(ErrorCode::RateLimited, "slow down"),
-        Refused {
-            client_id: CLIENT,
-            nonce: NONCE,
-            product: None
-        },
-        "h",
-        &Settings::default(),
-        t0()
-    )
-    .is_none());
+    assert!(
+        refusal::claims(
+            &ApiError::new(ErrorCode::RateLimited, "slow down"),
+            Refused {
+                client_id: CLIENT,
+                nonce: NONCE,
+                product: None
+            },
+            "h",
+            &Settings::default(),
+            t0()
+        )
+        .is_none()
+    );
 }
 
 #[test]
@@ -404,9 +414,20 @@ fn a_stored_ticket_claims_no_more_than_a_received_one() {
     let chain = Chain::new(200 * 365);
     let mut ticket = chain.ticket(t0());
     let cert = chain.certificate_token();
-    assert!(verify_stored(&chain.root(), &cert, &sign_ticket(&chain.host, &ticket).unwrap()).is_ok());
+    assert!(
+        verify_stored(
+            &chain.root(),
+            &cert,
+            &sign_ticket(&chain.host, &ticket).unwrap()
+        )
+        .is_ok()
+    );
     ticket.exp = t0() + days(100 * 365);
-    let e = verify_stored(&chain.root(), &cert, &sign_ticket(&chain.host, &ticket).unwrap())
-        .unwrap_err();
+    let e = verify_stored(
+        &chain.root(),
+        &cert,
+        &sign_ticket(&chain.host, &ticket).unwrap(),
+    )
+    .unwrap_err();
     assert_eq!(e.code, ErrorCode::UntrustedHost);
 }

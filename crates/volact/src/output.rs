@@ -92,7 +92,9 @@ mod tests {
         let json = serde_json::to_string_pretty(&serde_json::json!({ "m": hostile })).unwrap();
         let printed = json_text(&json);
         assert!(
-            printed.chars().all(|c| c == '\n' || !printable(&c.to_string()).is_empty()),
+            printed
+                .chars()
+                .all(|c| c == '\n' || !printable(&c.to_string()).is_empty()),
             "{printed:?}"
         );
         let back: serde_json::Value = serde_json::from_str(&printed).unwrap();

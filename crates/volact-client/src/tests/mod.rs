@@ -8,6 +8,7 @@ mod http_tests;
 mod ops_tests;
 mod state_tests;
 mod status_tests;
+mod trust_tests;
 
 use crate::state::{ClientState, StoredTicket};
 use jiff::{SignedDuration, Timestamp};
@@ -81,15 +82,8 @@ impl Vendor {
         let host_key = token::sign(&root, &host_key).unwrap();
         let host = KeyPair::from_seed([seed.wrapping_add(100); 32]).unwrap();
         let request = make_request(&host, &host_key, "host-nonce".into(), at).unwrap();
-        let (certificate, _) = activate_host(
-            &root,
-            &catalog,
-            &mut Ledger::default(),
-            &request,
-            at,
-            days,
-        )
-        .unwrap();
+        let (certificate, _) =
+            activate_host(&root, &catalog, &mut Ledger::default(), &request, at, days).unwrap();
         Vendor {
             catalog,
             bundle,
@@ -123,6 +117,30 @@ impl Vendor {
             nonce: nonce.into(),
             intervals: Some(Settings::default().intervals()),
         }
+    }
+
+    /// `error` signed by this vendor's host for request `req`, as a genuine host sends a
+    /// refusal about the client: retry `retry` after `iat`, with `intervals`.
+    pub fn signed_refusal(
+        &self,
+        req: &volact_proto::ActivationRequest,
+        error: volact_proto::ApiError,
+        iat: Timestamp,
+        retry: SignedDuration,
+        intervals: volact_proto::HostIntervals,
+    ) -> volact_proto::ApiError {
+        let claims = volact_core::refusal::Refusal {
+            sub: req.client_id.clone(),
+            product: None,
+            nonce: req.nonce.clone(),
+            code: error.code,
+            iat,
+            retry_after: iat + retry,
+            iss: self.host_id(),
+            intervals,
+        };
+        let signed = volact_core::refusal::sign(&self.host, &claims).unwrap();
+        volact_core::refusal::attach(error, signed, &self.certificate, claims.retry_after)
     }
 
     /// A ticket as the client stores it.
