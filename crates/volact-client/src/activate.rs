@@ -255,8 +255,15 @@ fn judge_refusal(error: ApiError, root: &PublicKey, expected: Expected<'_>) -> R
         )),
         // What a host says about itself (not activated, expired, rate-limited, storage
         // failure, a malformed request) needs no signature to send the client elsewhere,
-        // but none of its figures are used.
-        Err(_) => Reply::Failed(refusal::without_signature(error)),
+        // but nothing in it steers the client, nor is shown as if it did.
+        Err(_) => {
+            let mut error = refusal::without_signature(error);
+            if let Some(map) = error.details.as_object_mut() {
+                map.remove("retry_after");
+                map.remove("intervals");
+            }
+            Reply::Failed(error)
+        }
     }
 }
 

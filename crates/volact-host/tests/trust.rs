@@ -194,7 +194,12 @@ async fn refusals_about_the_client_come_signed_and_steer_it_within_the_ranges() 
     assert_eq!(status, 403);
     assert_eq!(body["code"], "client-revoked");
     let signature = &body["details"]["signature"];
-    assert!(signature["refusal"].as_str().unwrap().starts_with("v4.public."));
+    assert!(
+        signature["refusal"]
+            .as_str()
+            .unwrap()
+            .starts_with("v4.public.")
+    );
     assert!(signature["host_certificate"].is_string());
 }
 
@@ -251,5 +256,9 @@ async fn a_host_whose_certificate_expired_is_passed_over() {
         "{}",
         e.message
     );
-    assert!(e.message.contains("_volact._tcp.volact.test"), "{}", e.message);
+    assert!(
+        e.message.contains("_volact._tcp.volact.test"),
+        "{}",
+        e.message
+    );
 }

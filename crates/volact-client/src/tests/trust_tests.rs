@@ -74,6 +74,7 @@ async fn an_unsigned_refusal_changes_neither_the_retry_nor_the_intervals() {
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::RateLimited);
+    assert!(e.details.get("retry_after").is_none(), "{}", e.details);
     assert_eq!(state.intervals, None);
     assert_eq!(state.last_attempt.unwrap().retry_after, default_retry(now));
 }
