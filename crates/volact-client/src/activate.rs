@@ -11,7 +11,12 @@ use serde::Serialize;
 use std::path::Path;
 use volact_core::decide::count_insufficient;
 use volact_core::keys::PublicKey;
-use volact_core::ticket::{Expected, Ticket, VerifiedAnswer, verify_answer};
+use volact_core::refusal;
+use volact_core::ticket::Ticket;
+use volact_core::util::{printable, printable_json};
+use volact_core::verify::{
+    Expected, VerifiedAnswer, signed_intervals, verify_answer, verify_refusal,
+};
 use volact_proto::{ActivationRequest, ActivationResponse, ApiError, ErrorCode, HostIntervals};
 
 /// A successful activation or renewal.
@@ -35,51 +40,33 @@ pub(crate) fn no_key() -> ApiError {
     )
 }
 
-/// Whether another host may do better: this one is down, not trusted, or cannot serve.
-/// Refusals about the client itself (its count, clock, key or revocation) would be the
-/// same everywhere, so they end the search.
-pub(crate) fn try_next(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::HostUnreachable
-            | ErrorCode::UntrustedHost
-            | ErrorCode::HostNotActivated
-            | ErrorCode::HostCertificateExpired
-            | ErrorCode::StorageFailure
-            | ErrorCode::Internal
-    )
-}
-
-/// What one host's answer amounts to, before it is recorded.
+/// What one host's answer amounts to, before it is recorded. Only what verified along
+/// the vendor's chain may change the state: intervals and retry times come from signed
+/// documents alone, held to the design's ranges.
 pub(crate) enum Reply {
     Ticket {
-        ticket: Ticket,
+        ticket: Box<Ticket>,
         token: String,
         certificate: String,
-        intervals: HostIntervals,
+        intervals: Option<HostIntervals>,
     },
     NotYet {
         count: u32,
         minimum: u32,
         retry_after: Timestamp,
-        intervals: HostIntervals,
-    },
-    /// The host refused; any intervals or retry time it mentioned come along.
-    Refused {
-        error: ApiError,
         intervals: Option<HostIntervals>,
     },
-    /// No usable answer: nothing of it is stored.
+    /// A verified answer about this client that it cannot use (a signed refusal, or a
+    /// genuine ticket this machine's clock cannot use): every host would say the same,
+    /// so the search ends here.
+    Refused {
+        error: ApiError,
+        retry_after: Option<Timestamp>,
+        intervals: Option<HostIntervals>,
+    },
+    /// No usable answer (unreachable, unsigned, unverifiable, or a host that cannot
+    /// serve): nothing of it is stored, and the next host is asked.
     Failed(ApiError),
-}
-
-impl Reply {
-    pub(crate) fn error_code(&self) -> Option<ErrorCode> {
-        match self {
-            Reply::Refused { error, .. } | Reply::Failed(error) => Some(error.code),
-            _ => None,
-        }
-    }
 }
 
 /// Activates or renews now, like `slmgr /ato`, and records the outcome in `state`, with
@@ -211,58 +198,105 @@ pub(crate) async fn ask(
     host: &str,
     request: &ActivationRequest,
     root: &PublicKey,
-    installed: &Installed,
-    now: Timestamp,
+    expected: Expected<'_>,
 ) -> Reply {
-    match http::post_activation(client, host, request).await {
+    let reply = match http::post_activation(client, host, request).await {
         Err(e) => Reply::Failed(e),
-        Ok(HostReply::Refusal(error)) => {
-            let intervals = error
-                .details
-                .get("intervals")
-                .and_then(|v| serde_json::from_value(v.clone()).ok());
-            Reply::Refused { error, intervals }
-        }
-        Ok(HostReply::Answer(answer)) => judge(&answer, request, root, installed, now),
+        Ok(HostReply::Refusal(error)) => judge_refusal(error, root, expected),
+        Ok(HostReply::Answer(answer)) => judge(&answer, root, expected),
+    };
+    // Whatever the host wrote, and whatever of it a verification error quotes, reaches
+    // the terminal and the state file only as plain text.
+    match reply {
+        Reply::Refused {
+            error,
+            retry_after,
+            intervals,
+        } => Reply::Refused {
+            error: clean(error),
+            retry_after,
+            intervals,
+        },
+        Reply::Failed(error) => Reply::Failed(clean(error)),
+        other => other,
     }
 }
 
-/// Verifies an answer and checks that its times make sense on this machine's clock.
-fn judge(
-    answer: &ActivationResponse,
-    request: &ActivationRequest,
-    root: &PublicKey,
-    installed: &Installed,
-    now: Timestamp,
-) -> Reply {
-    let expected = Expected {
-        client_id: &installed.client_id,
-        product: &installed.product,
-        nonce: &request.nonce,
-    };
+fn clean(mut error: ApiError) -> ApiError {
+    error.message = printable(&error.message);
+    error.details = printable_json(&error.details);
+    error
+}
+
+/// A refusal counts only with a valid signature in the vendor's chain; then its retry
+/// time (measured on the host's clock, applied on this one) and intervals are used, held
+/// to the design's ranges. Without one it is a failed host and nothing of it is used.
+fn judge_refusal(error: ApiError, root: &PublicKey, expected: Expected<'_>) -> Reply {
+    match verify_refusal(root, &error, expected) {
+        Ok(verified) => {
+            let retry_after = add(expected.now, verified.retry_interval());
+            let mut error = refusal::without_signature(error);
+            if let Some(map) = error.details.as_object_mut() {
+                map.insert(
+                    "retry_after".into(),
+                    serde_json::Value::String(retry_after.to_string()),
+                );
+            }
+            Reply::Refused {
+                error,
+                retry_after: Some(retry_after),
+                intervals: signed_intervals(Some(&verified.refusal.intervals)),
+            }
+        }
+        // A refusal about the client must be signed: unsigned, it may come from anyone.
+        Err(why) if refusal::is_signed(error.code) => Reply::Failed(ApiError::with_details(
+            why.code,
+            format!("{} (the host said: {})", why.message, error.message),
+            serde_json::json!({ "refused_with": error.code }),
+        )),
+        // What a host says about itself (not activated, expired, rate-limited, storage
+        // failure, a malformed request) needs no signature to send the client elsewhere,
+        // but nothing in it steers the client, nor is shown as if it did.
+        Err(_) => {
+            let mut error = refusal::without_signature(error);
+            if let Some(map) = error.details.as_object_mut() {
+                map.remove("retry_after");
+                map.remove("intervals");
+            }
+            Reply::Failed(error)
+        }
+    }
+}
+
+/// Verifies an answer along the vendor's chain, against this machine's clock and catalog.
+fn judge(answer: &ActivationResponse, root: &PublicKey, expected: Expected<'_>) -> Reply {
     let verified = match verify_answer(root, answer, expected) {
         Ok(v) => v,
+        // Only a ticket that verified is judged against the clock: that is about this
+        // machine, and no other host would do better.
+        Err(e) if e.code == ErrorCode::ClockSkew => {
+            return Reply::Refused {
+                error: e,
+                retry_after: None,
+                intervals: None,
+            };
+        }
         Err(e) => return Reply::Failed(e),
     };
-    let settings = schedule::settings(Some(&answer.intervals));
+    let now = expected.now;
     match verified {
         VerifiedAnswer::Ticket { ticket, .. } => {
-            if let Err(e) = check_ticket_times(&ticket, now, settings.max_clock_skew) {
-                return Reply::Failed(e);
-            }
-            let (Some(token), certificate) =
-                (answer.ticket.clone(), answer.host_certificate.clone())
-            else {
+            let Some(token) = answer.ticket.clone() else {
                 return Reply::Failed(ApiError::new(
                     ErrorCode::UntrustedHost,
                     "the host sent no ticket",
                 ));
             };
             Reply::Ticket {
-                ticket,
+                intervals: signed_intervals(ticket.intervals.as_ref()),
+                ticket: Box::new(ticket),
                 token,
-                certificate,
-                intervals: answer.intervals,
+                certificate: answer.host_certificate.clone(),
             }
         }
         VerifiedAnswer::NotYet { not_yet, .. } => {
@@ -275,48 +309,10 @@ fn judge(
                 count: not_yet.count,
                 minimum: not_yet.minimum,
                 retry_after,
-                intervals: answer.intervals,
+                intervals: signed_intervals(not_yet.intervals.as_ref()),
             }
         }
     }
-}
-
-/// A signed ticket can still be unusable here: already over by this machine's clock, or
-/// issued far from it (one of the two clocks is wrong).
-fn check_ticket_times(
-    ticket: &Ticket,
-    now: Timestamp,
-    max_skew: SignedDuration,
-) -> Result<(), ApiError> {
-    if !(ticket.iat <= ticket.renew_after && ticket.renew_after <= ticket.exp) {
-        return Err(ApiError::new(
-            ErrorCode::UntrustedHost,
-            format!(
-                "host {} sent a ticket whose times are out of order (issued {}, renew after {}, valid until {}); report this to the host's administrator",
-                ticket.iss, ticket.iat, ticket.renew_after, ticket.exp
-            ),
-        ));
-    }
-    // The request itself takes time; a minute of slack keeps a slow answer from failing.
-    let limit = max_skew.saturating_add(SignedDuration::from_mins(1));
-    let skew = ticket.iat.duration_since(now);
-    if ticket.exp <= now || skew.abs() > limit {
-        return Err(ApiError::with_details(
-            ErrorCode::ClockSkew,
-            format!(
-                "host {} issued a ticket at {} valid until {}, but this machine's clock says {}; set the clock right (or sync it and the host's with NTP) and activate again",
-                ticket.iss, ticket.iat, ticket.exp, now
-            ),
-            serde_json::json!({
-                "client_time": now,
-                "host_time": ticket.iat,
-                "valid_until": ticket.exp,
-                "difference_secs": skew.as_secs(),
-                "limit_secs": limit.as_secs(),
-            }),
-        ));
-    }
-    Ok(())
 }
 
 /// Records the final reply of `host` in the state and turns it into the caller's result.
@@ -354,7 +350,7 @@ pub(crate) fn settle(
             };
             let renewed = state.ticket.is_some();
             state.ticket = Some(stored.clone());
-            state.intervals = Some(intervals);
+            state.intervals = intervals.or(state.intervals);
             state.last_host = Some(host.to_string());
             state.last_host_found_by = Some(found_by);
             state.last_attempt = Some(Attempt {
@@ -386,7 +382,7 @@ pub(crate) fn settle(
         } => {
             let error =
                 count_insufficient(count, minimum, retry_after, &installed.application_name);
-            state.intervals = Some(intervals);
+            state.intervals = intervals.or(state.intervals);
             state.last_host = Some(host.to_string());
             state.last_host_found_by = Some(found_by);
             state.last_attempt = Some(Attempt {
@@ -400,16 +396,12 @@ pub(crate) fn settle(
             });
             Err(error)
         }
-        Reply::Refused { error, intervals } => {
-            if intervals.is_some() {
-                state.intervals = intervals;
-            }
-            let retry_after = error
-                .details
-                .get("retry_after")
-                .and_then(|v| serde_json::from_value::<Timestamp>(v.clone()).ok())
-                .filter(|t| *t > now)
-                .map(|t| t.min(add(now, MAX_RETRY)));
+        Reply::Refused {
+            error,
+            retry_after,
+            intervals,
+        } => {
+            state.intervals = intervals.or(state.intervals);
             record_failure(state, now, host.to_string(), &error, retry_after);
             Err(error)
         }
@@ -441,7 +433,7 @@ pub(crate) fn record_failure(
         result: error.code.as_str().into(),
         count: figure("count"),
         minimum: figure("minimum"),
-        message: error.message.clone(),
+        message: printable(&error.message),
         retry_after: Some(retry_after.unwrap_or_else(|| add(now, retry_interval))),
     });
 }

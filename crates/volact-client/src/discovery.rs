@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+use volact_core::util::printable;
 
 /// The service label clients look up: `_volact._tcp.DOMAIN`.
 pub const SRV_SERVICE: &str = "_volact._tcp";
@@ -317,9 +318,10 @@ pub fn srv_name(domain: &str) -> String {
     format!("{SRV_SERVICE}.{}", host_name(domain))
 }
 
-/// A DNS name as volact shows it: lower case, no trailing dot.
+/// A DNS name as volact shows it: lower case, no trailing dot, and nothing a terminal
+/// would act on (a name from a DNS answer is the network's text).
 fn host_name(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
+    printable(&name.trim_end_matches('.').to_ascii_lowercase())
 }
 
 fn describe(e: &NetError, what: &str) -> String {
@@ -330,7 +332,7 @@ fn describe(e: &NetError, what: &str) -> String {
     } else if matches!(e, NetError::Timeout) {
         "the DNS server did not answer in time".into()
     } else {
-        format!("the lookup failed: {e}")
+        printable(&format!("the lookup failed: {e}"))
     }
 }
 

@@ -5,16 +5,16 @@
 //! cached host costs no DNS query, as with KMS. Hosts are asked in turn within the same
 //! attempt until one gives an answer about this client.
 
-use crate::activate::{
-    ActivationOutcome, Asking, Reply, ask, no_key, record_failure, settle, try_next,
-};
+use crate::activate::{ActivationOutcome, Asking, Reply, ask, no_key, record_failure, settle};
 use crate::discovery::{self, Candidate, Dns, DnsOptions, FoundBy, LookedUp, SplitMix, srv_name};
 use crate::http::{self, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use crate::schedule;
 use crate::state::ClientState;
 use jiff::Timestamp;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+use volact_core::verify::Expected;
 use volact_proto::{ApiError, ErrorCode};
 
 /// Most hosts asked in one attempt, however many DNS lists.
@@ -213,7 +213,8 @@ fn split_host(host: &str) -> Option<(String, u16)> {
 /// (unless the cache is off in the state or in `options`), then the hosts that
 /// `_volact._tcp.DOMAIN` SRV records name, by priority and at random by weight. A host
 /// that does not answer, is not trusted or cannot activate is skipped and the next one
-/// asked; a refusal about the client itself ends the search. When no host can serve,
+/// asked, as is a refusal without a valid signature; a signed refusal about the client
+/// itself ends the search. When no host can serve,
 /// the error is `no-host-found`, listing every name looked up and every host asked.
 pub async fn activate_with(
     state: &mut ClientState,
@@ -241,6 +242,14 @@ pub(crate) async fn run(
 ) -> Result<ActivationOutcome, ApiError> {
     let (root, _) = asking.installed.vendor.open()?;
     let request = asking.request(state);
+    let expected = Expected {
+        client_id: &asking.installed.client_id,
+        product: &asking.installed.product,
+        nonce: &request.nonce,
+        minimum: asking.installed.minimum_count,
+        now: asking.now,
+        max_skew: schedule::settings(state.intervals.as_ref()).max_clock_skew,
+    };
     let mut tried: Vec<Tried> = Vec::new();
     let mut last: Option<(Candidate, Reply)> = None;
     while tried.len() < MAX_HOSTS {
@@ -249,29 +258,20 @@ pub(crate) async fn run(
         };
         let reply = match plan.client_for(&mut host).await {
             Err(e) => Reply::Failed(e),
-            Ok(client) => {
-                ask(
-                    &client,
-                    &host.host,
-                    &request,
-                    &root,
-                    asking.installed,
-                    asking.now,
-                )
-                .await
-            }
+            Ok(client) => ask(&client, &host.host, &request, &root, expected).await,
         };
-        if !reply.error_code().is_some_and(try_next) {
+        // Only a verified answer ends the search: anything unsigned or unverifiable, and
+        // a host that cannot serve, sends the client to the next host, so one rogue or
+        // broken host ahead of the real ones cannot stop a site from activating.
+        let Reply::Failed(error) = &reply else {
             return settle(state, asking.now, &host, reply, asking.installed);
-        }
-        if let Reply::Refused { error, .. } | Reply::Failed(error) = &reply {
-            tracing::warn!(host = %host.host, found_by = %host.found_by, code = %error.code, "{}", error.message);
-            tried.push(Tried {
-                host: host.host.clone(),
-                found_by: host.found_by.clone(),
-                error: error.clone(),
-            });
-        }
+        };
+        tracing::warn!(host = %host.host, found_by = %host.found_by, code = %error.code, "{}", error.message);
+        tried.push(Tried {
+            host: host.host.clone(),
+            found_by: host.found_by.clone(),
+            error: error.clone(),
+        });
         last = Some((host, reply));
     }
     // One host and no discovery (a pinned host): its own error says the most.

@@ -3,6 +3,7 @@
 
 use crate::discovery::Candidate;
 use std::time::Duration;
+use volact_core::util::{printable, printable_json};
 use volact_proto::{ActivationRequest, ActivationResponse, ApiError, ErrorCode};
 
 /// How long to wait for a TCP connection before trying the next host (the default of
@@ -85,7 +86,10 @@ pub(crate) async fn post_activation(
     {
         return Ok(HostReply::Answer(Box::new(answer)));
     }
-    if let Ok(refusal) = serde_json::from_slice::<ApiError>(&body) {
+    if let Ok(mut refusal) = serde_json::from_slice::<ApiError>(&body) {
+        // The host's words go to the terminal and the state file: plain text only.
+        refusal.message = printable(&refusal.message);
+        refusal.details = printable_json(&refusal.details);
         return Ok(HostReply::Refusal(refusal));
     }
     Err(unreachable(

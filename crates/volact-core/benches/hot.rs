@@ -25,6 +25,7 @@ fn ticket(i: u64) -> Ticket {
         exp: Timestamp::from_second(1_815_552_000).unwrap(),
         iss: "h-0123456789abcdef".into(),
         nonce: "nonce-0123456789".into(),
+        intervals: Some(volact_core::settings::Settings::default().intervals()),
     }
 }
 

@@ -235,15 +235,18 @@ pub struct Counted {
     pub outcome: Outcome,
 }
 
-/// Builds the claims of the answer.
+/// Builds the claims of the answer; the host's intervals go in, signed, since the client
+/// uses no intervals it cannot verify.
 pub fn answer(
     parsed: &ParsedRequest,
     req: &ActivationRequest,
     product: &Product,
     counted: Counted,
     host_id: &str,
+    settings: &Settings,
     now: Timestamp,
 ) -> Answer {
+    let intervals = Some(settings.intervals());
     let Counted {
         count,
         minimum,
@@ -265,6 +268,7 @@ pub fn answer(
             exp: valid_until,
             iss: host_id.to_string(),
             nonce: req.nonce.clone(),
+            intervals,
         }),
         Outcome::NotYet { retry_after } => Answer::NotYet(NotYet {
             sub: parsed.client_id.clone(),
@@ -276,6 +280,7 @@ pub fn answer(
             retry_after,
             iss: host_id.to_string(),
             nonce: req.nonce.clone(),
+            intervals,
         }),
     }
 }
@@ -295,4 +300,52 @@ pub fn count_insufficient(
         ),
         serde_json::json!({ "count": count, "minimum": minimum, "retry_after": retry_after, "application": application }),
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use jiff::SignedDuration;
+
+    #[test]
+    fn a_ticket_never_outlives_the_host_certificate() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let certificate = HostCertificate {
+            sub: "h".into(),
+            host_public_key: String::new(),
+            vendor: "v".into(),
+            key_id: "k".into(),
+            customer: "c".into(),
+            group: "g".into(),
+            products: vec![],
+            seats: None,
+            iat: now - SignedDuration::from_hours(24 * 365),
+            exp: now + SignedDuration::from_hours(24 * 3),
+        };
+        let settings = Settings::default();
+        let Outcome::Activate {
+            renew_after,
+            valid_until,
+        } = outcome(5, 5, &certificate, &settings, now)
+        else {
+            unreachable!("the count reached the minimum")
+        };
+        assert_eq!(valid_until, certificate.exp);
+        assert_eq!(
+            renew_after, certificate.exp,
+            "renewal no later than the end"
+        );
+        let far = HostCertificate {
+            exp: now + SignedDuration::from_hours(24 * 3650),
+            ..certificate
+        };
+        assert_eq!(
+            outcome(5, 5, &far, &settings, now),
+            Outcome::Activate {
+                renew_after: now + settings.renew_interval,
+                valid_until: now + settings.ticket_validity,
+            }
+        );
+    }
 }

@@ -16,10 +16,12 @@ pub mod host_key;
 pub mod keys;
 pub mod license;
 pub mod ratelimit;
+pub mod refusal;
 pub mod settings;
 pub mod setup_key;
 pub mod ticket;
 pub mod token;
 pub mod util;
+pub mod verify;
 
 pub use volact_proto::{ApiError, ErrorCode};

@@ -1,13 +1,12 @@
-//! Activation tickets and signed "not yet" answers, and the client's check of an answer
-//! along the whole chain: vendor root → host certificate → ticket.
+//! Activation tickets and signed "not yet" answers. The client's check of an answer along
+//! the whole chain (vendor root → host certificate → ticket) is in [`crate::verify`].
 
-use crate::certificate::{self, HostCertificate};
-use crate::keys::{KeyPair, PublicKey};
+use crate::keys::KeyPair;
 use crate::token::{self, Document};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use volact_proto::{ActivationResponse, ActivationResult, ApiError, ErrorCode};
+use volact_proto::{ApiError, ErrorCode, HostIntervals};
 
 /// An activation ticket's claims: the host activates one client for one product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +33,10 @@ pub struct Ticket {
     pub iss: String,
     /// The request's nonce.
     pub nonce: String,
+    /// The host's intervals, signed so no relay can change what the client does; absent
+    /// from tickets of hosts older than this field (the client then keeps its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<HostIntervals>,
 }
 
 impl Document for Ticket {
@@ -61,6 +64,9 @@ pub struct NotYet {
     pub iss: String,
     /// The request's nonce.
     pub nonce: String,
+    /// The host's intervals, signed (see [`Ticket::intervals`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<HostIntervals>,
 }
 
 impl Document for NotYet {
@@ -108,201 +114,7 @@ pub fn sign_not_yet(host: &KeyPair, not_yet: &NotYet) -> Result<String, ApiError
     })
 }
 
-/// What the client expects an answer to be about.
-#[derive(Debug, Clone, Copy)]
-pub struct Expected<'a> {
-    /// Its client id.
-    pub client_id: &'a str,
-    /// Its product.
-    pub product: &'a str,
-    /// The nonce it sent.
-    pub nonce: &'a str,
-}
-
-/// An answer whose whole chain verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VerifiedAnswer {
-    /// A ticket.
-    Ticket {
-        /// The ticket's claims.
-        ticket: Ticket,
-        /// The host certificate that vouches for the signing host.
-        certificate: HostCertificate,
-    },
-    /// A "not yet".
-    NotYet {
-        /// Its claims.
-        not_yet: NotYet,
-        /// The host certificate.
-        certificate: HostCertificate,
-    },
-}
-
-fn untrusted(message: String) -> ApiError {
-    ApiError::new(ErrorCode::UntrustedHost, message)
-}
-
-/// Verifies an activation answer against the vendor root the client ships with: the host
-/// certificate chains to `root`, covers the product and was in force when the host
-/// signed; the ticket (or "not yet") is signed by that host and names this client,
-/// product and nonce. Anything else is `untrusted-host`.
-pub fn verify_answer(
-    root: &PublicKey,
-    answer: &ActivationResponse,
-    expected: Expected<'_>,
-) -> Result<VerifiedAnswer, ApiError> {
-    let host = TrustedHost::verify(root, &answer.host_id, &answer.host_certificate)?;
-    signed_answer(host.certificate, &host.key, answer, expected)
-}
-
-/// A host certificate that chains to the vendor root, and the host key it certifies: the
-/// first half of [`verify_answer`]. It depends only on the root and the certificate's
-/// text, so a caller that sees the same certificate again (a fleet of simulated clients
-/// of one host) may keep it instead of verifying and parsing the chain once per answer.
-#[derive(Debug, Clone)]
-pub struct TrustedHost {
-    certificate: HostCertificate,
-    key: PublicKey,
-}
-
-impl TrustedHost {
-    /// Verifies `host_certificate` (sent by host `host_id`, named in errors) against `root`.
-    pub fn verify(
-        root: &PublicKey,
-        host_id: &str,
-        host_certificate: &str,
-    ) -> Result<TrustedHost, ApiError> {
-        let certificate = certificate::verify_certificate(root, host_certificate, None).map_err(|e| {
-            untrusted(format!(
-                "host {host_id} is not trusted: its certificate does not chain to this vendor's root key ({}); it may be an impostor or belong to another vendor",
-                e.message
-            ))
-        })?;
-        let key = PublicKey::from_paserk(&certificate.host_public_key)
-            .map_err(|_| untrusted("the host certificate carries no usable public key".into()))?;
-        if certificate.sub != key.host_id() {
-            return Err(untrusted(
-                "the host certificate's host id does not match its key".into(),
-            ));
-        }
-        Ok(TrustedHost { certificate, key })
-    }
-
-    /// The second half of [`verify_answer`], for an answer whose `host_certificate` is
-    /// the one this was verified from.
-    pub fn verify_answer(
-        &self,
-        answer: &ActivationResponse,
-        expected: Expected<'_>,
-    ) -> Result<VerifiedAnswer, ApiError> {
-        signed_answer(self.certificate.clone(), &self.key, answer, expected)
-    }
-}
-
-/// Checks an answer's signed document against its host's certificate.
-fn signed_answer(
-    certificate: HostCertificate,
-    host_key: &PublicKey,
-    answer: &ActivationResponse,
-    expected: Expected<'_>,
-) -> Result<VerifiedAnswer, ApiError> {
-    if !certificate.products.iter().any(|p| p == expected.product) {
-        return Err(untrusted(format!(
-            "host {} is not entitled to activate product {}",
-            certificate.sub, expected.product
-        )));
-    }
-    let check = |sub: &str,
-                 product: &str,
-                 nonce: &str,
-                 iss: &str,
-                 iat: Timestamp|
-     -> Result<(), ApiError> {
-        if sub != expected.client_id
-            || product != expected.product
-            || nonce != expected.nonce
-            || iss != certificate.sub
-        {
-            return Err(untrusted(
-                "the host's answer is not for this request (client id, product, nonce or host differ); it may be a replay".into(),
-            ));
-        }
-        if iat < certificate.iat || iat >= certificate.exp {
-            return Err(untrusted(format!(
-                "the host signed at {iat}, outside its certificate's validity ({} to {})",
-                certificate.iat, certificate.exp
-            )));
-        }
-        Ok(())
-    };
-    match answer.result {
-        ActivationResult::Activated => {
-            let text = answer
-                .ticket
-                .as_deref()
-                .ok_or_else(|| untrusted("the host said activated but sent no ticket".into()))?;
-            let ticket: Ticket = token::verify(host_key, text).map_err(|e| {
-                untrusted(format!(
-                    "the ticket does not verify with host {}'s key: {e}",
-                    certificate.sub
-                ))
-            })?;
-            check(
-                &ticket.sub,
-                &ticket.product,
-                &ticket.nonce,
-                &ticket.iss,
-                ticket.iat,
-            )?;
-            Ok(VerifiedAnswer::Ticket {
-                ticket,
-                certificate,
-            })
-        }
-        ActivationResult::CountInsufficient => {
-            let text = answer
-                .not_yet
-                .as_deref()
-                .ok_or_else(|| untrusted("the host sent an unsigned answer".into()))?;
-            let not_yet: NotYet = token::verify(host_key, text).map_err(|e| {
-                untrusted(format!(
-                    "the answer does not verify with host {}'s key: {e}",
-                    certificate.sub
-                ))
-            })?;
-            check(
-                &not_yet.sub,
-                &not_yet.product,
-                &not_yet.nonce,
-                &not_yet.iss,
-                not_yet.iat,
-            )?;
-            Ok(VerifiedAnswer::NotYet {
-                not_yet,
-                certificate,
-            })
-        }
-    }
-}
-
-/// Re-verifies a stored ticket (e.g. when the state file is read back).
-pub fn verify_stored(
-    root: &PublicKey,
-    certificate: &str,
-    ticket: &str,
-) -> Result<(Ticket, HostCertificate), ApiError> {
-    let cert = certificate::verify_certificate(root, certificate, None)?;
-    let host_key = PublicKey::from_paserk(&cert.host_public_key)
-        .map_err(|_| untrusted("bad host key in certificate".into()))?;
-    let t: Ticket = token::verify(&host_key, ticket)
-        .map_err(|e| untrusted(format!("stored ticket does not verify: {e}")))?;
-    if t.iss != cert.sub {
-        return Err(untrusted(
-            "stored ticket was not signed by the certified host".into(),
-        ));
-    }
-    Ok((t, cert))
-}
+pub use crate::verify::{Expected, TrustedHost, VerifiedAnswer, verify_answer, verify_stored};
 
 #[cfg(test)]
 mod tests {

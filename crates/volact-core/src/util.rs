@@ -59,6 +59,80 @@ pub fn machine_fingerprint(machine_id: &str) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether `c` must never reach a terminal or a stored message: control characters
+/// (C0, DEL, C1: escape sequences start with them) and the Unicode controls that reorder
+/// or hide text (bidirectional overrides and isolates, zero-width marks), which make a
+/// message read otherwise than it is.
+fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Text that came from the network (a host's message, a DNS name), made safe to print and
+/// store: every control character removed, tabs and line breaks turned into one space
+/// each, plain spaces kept. A hostile host cannot move the cursor, recolour, retitle or
+/// rewrite a user's terminal through it.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\n' | '\r' | '\t') {
+            out.push(' ');
+        } else if !unprintable(c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// [`printable`] for text of several lines made by this program (status, a report):
+/// line breaks are kept, every other control character is removed.
+pub fn printable_lines(text: &str) -> String {
+    text.split('\n')
+        .map(printable)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every string (and key) of a JSON value made [`printable`], for the figures that come
+/// with a refusal from the network.
+pub fn printable_json(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(printable(s)),
+        Value::Array(items) => Value::Array(items.iter().map(printable_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (printable(k), printable_json(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_and_controls_never_survive() {
+        let hostile =
+            "ok\u{1b}[2J\u{1b}]0;owned\u{7}\r\nnext\tline\u{9b}31m\u{7f}\u{202e}gnp.exe\u{0}";
+        let safe = printable(hostile);
+        assert_eq!(safe, "ok[2J]0;owned  next line31mgnp.exe");
+        assert!(!safe.chars().any(unprintable));
+        assert_eq!(
+            printable("plain text, kept as is"),
+            "plain text, kept as is"
+        );
+        assert_eq!(printable_lines("a\u{1b}[1m\nb\r\n"), "a[1m\nb \n");
+        let v = serde_json::json!({ "m\u{1b}": ["x\u{1b}[0m", 3, { "k": "\u{9b}y" }] });
+        assert_eq!(
+            printable_json(&v),
+            serde_json::json!({ "m": ["x[0m", 3, { "k": "y" }] })
+        );
+    }
+}
+
 #[cfg(test)]
 mod fingerprint_tests {
     #[test]

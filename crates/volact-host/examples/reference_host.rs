@@ -76,6 +76,7 @@ async fn activate(
         exp: now + SignedDuration::from_hours(180 * 24),
         iss: r.host_id.clone(),
         nonce,
+        intervals: None,
     };
     let ticket = sign_ticket(&r.key, &ticket).map_err(failed)?;
     Ok(Json(Answer {

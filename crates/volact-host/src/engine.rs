@@ -11,6 +11,7 @@ use volact_core::certificate::HostCertificate;
 use volact_core::count::{ClientKey, CountIndex};
 use volact_core::decide::{self, Admission, Answer, Counted, Outcome, ParsedRequest};
 use volact_core::keys::KeyPair;
+use volact_core::refusal;
 use volact_core::settings::Settings;
 use volact_core::token;
 use volact_proto::{
@@ -351,6 +352,7 @@ impl Engine {
         let refuse = |e: ApiError, product: Option<&Product>| {
             let r = (e.code != ErrorCode::RateLimited)
                 .then(|| record(product, 0, e.code.as_str(), false));
+            let e = self.sign_refusal(e, &parsed, req, product, now);
             Box::new((e, r))
         };
         // Refused before admission: stored only for a client the count knows, or
@@ -358,6 +360,7 @@ impl Engine {
         let refuse_early = |e: ApiError| {
             let keep = self.may_store_early_refusal(parsed.client, address, now);
             let r = keep.then(|| record(None, 0, e.code.as_str(), false));
+            let e = self.sign_refusal(e, &parsed, req, None, now);
             Box::new((e, r))
         };
         if let Some(e) = self.not_ready(now) {
@@ -383,7 +386,15 @@ impl Engine {
             minimum,
             outcome,
         };
-        let answer = decide::answer(&parsed, req, product, counted, &self.host_id, now);
+        let answer = decide::answer(
+            &parsed,
+            req,
+            product,
+            counted,
+            &self.host_id,
+            &self.settings,
+            now,
+        );
         let mut rec = record(Some(product), count, "", true);
         let document = match &answer {
             Answer::Ticket(t) => {
@@ -441,6 +452,40 @@ impl Engine {
             }
         }
         Ok((response, ack))
+    }
+
+    /// A refusal about the client, signed so the client may act on it (its retry time,
+    /// its intervals, the end of its search for a host); any other refusal, or one this
+    /// host cannot sign in the chain (no certificate in force), goes unsigned and tells
+    /// the client only to try another host. Refusals are rare, so each is signed here
+    /// rather than in the writer's batches.
+    fn sign_refusal(
+        &self,
+        error: ApiError,
+        parsed: &ParsedRequest,
+        req: &ActivationRequest,
+        product: Option<&Product>,
+        now: Timestamp,
+    ) -> ApiError {
+        let Some((cert_token, cert)) = &self.certificate else {
+            return error;
+        };
+        let who = refusal::Refused {
+            client_id: &parsed.client_id,
+            nonce: &req.nonce,
+            product: product.map(|p| p.id.as_str()),
+        };
+        let claims = match refusal::claims(&error, who, &self.host_id, &self.settings, now) {
+            Some(c) if now < cert.exp => c,
+            _ => return error,
+        };
+        match refusal::sign(&self.identity, &claims) {
+            Ok(signed) => refusal::attach(error, signed, cert_token, claims.retry_after),
+            Err(e) => {
+                tracing::warn!(code = %error.code, "{}", e.message);
+                error
+            }
+        }
     }
 
     /// Admits and counts the client under one lock, so two requests cannot both take the

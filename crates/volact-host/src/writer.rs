@@ -295,6 +295,7 @@ mod tests {
             exp: now,
             iss: "h".into(),
             nonce: "n".into(),
+            intervals: None,
         };
         (id % 2 == 1).then(|| token::prepare(&ticket).unwrap())
     }

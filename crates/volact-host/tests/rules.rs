@@ -60,6 +60,9 @@ async fn twenty_five_workstations_the_story_from_the_field() {
         client_id: &client(1),
         product: WS,
         nonce: &ticket.nonce,
+        minimum: 25,
+        now: host.clock.now(),
+        max_skew: SignedDuration::from_hours(4),
     };
     match verify_answer(&root, &response, expected).unwrap() {
         VerifiedAnswer::Ticket { ticket, .. } => {

@@ -136,3 +136,129 @@ async fn a_cloned_client_counts_once_until_rearmed() {
         "after rearm the copy counts on its own"
     );
 }
+
+#[tokio::test]
+async fn refusals_about_the_client_come_signed_and_steer_it_within_the_ranges() {
+    let vendor = TestVendor::new(1).unwrap();
+    let options = TestHostOptions {
+        config: volact_host::config::RawConfig {
+            retry_interval: Some("3h".into()),
+            max_clock_skew: Some("1h".into()),
+            ..Default::default()
+        },
+        ..TestHostOptions::default()
+    };
+    let host = TestHost::start(vendor.clone(), options).await.unwrap();
+    let now = host.clock.now();
+    let mut state = new_client(&vendor, "demo-office", &host, 1);
+    // Known to the host (not yet activated), then revoked by its administrator.
+    activate(&mut state, now, "pc1", "nonce-signed-0001".into())
+        .await
+        .unwrap_err();
+    assert!(
+        host.running
+            .engine
+            .set_revoked(&client(1), true, None)
+            .await
+            .unwrap()
+    );
+    let e = activate(&mut state, now, "pc1", "nonce-signed-0002".into())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::ClientRevoked, "{}", e.message);
+    assert!(e.details.get("signature").is_none(), "{}", e.details);
+    assert_eq!(
+        state.last_attempt.clone().unwrap().retry_after,
+        Some(now + SignedDuration::from_hours(3)),
+        "the host's signed retry interval"
+    );
+    let intervals = state.intervals.unwrap();
+    assert_eq!(intervals.retry_interval_secs, 3 * 3600);
+    assert_eq!(intervals.max_clock_skew_secs, 3600);
+
+    // A clock two hours off: the host refuses, signed, and the client learns the limit.
+    let mut other = new_client(&vendor, "demo-office", &host, 2);
+    let wrong = now + SignedDuration::from_hours(2);
+    let e = activate(&mut other, wrong, "pc2", "nonce-signed-0003".into())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::ClockSkew, "{}", e.message);
+    assert_eq!(
+        other.last_attempt.unwrap().retry_after,
+        Some(wrong + SignedDuration::from_hours(3))
+    );
+    assert_eq!(other.intervals.unwrap().max_clock_skew_secs, 3600);
+
+    // On the wire the refusal carries the signed document and the host certificate.
+    let (status, body) = ask(&host, &client(1), "demo-office").await;
+    assert_eq!(status, 403);
+    assert_eq!(body["code"], "client-revoked");
+    let signature = &body["details"]["signature"];
+    assert!(
+        signature["refusal"]
+            .as_str()
+            .unwrap()
+            .starts_with("v4.public.")
+    );
+    assert!(signature["host_certificate"].is_string());
+}
+
+#[tokio::test]
+async fn a_host_whose_certificate_expired_is_passed_over() {
+    let vendor = TestVendor::new(1).unwrap();
+    let host = TestHost::start(vendor.clone(), TestHostOptions::default())
+        .await
+        .unwrap();
+    let mut state = new_client(&vendor, "demo-office", &host, 1);
+    // Past the certificate's five years.
+    host.clock.advance(SignedDuration::from_hours(
+        24 * i64::from(volact_core::certificate::DEFAULT_CERTIFICATE_DAYS + 1),
+    ));
+    let now = host.clock.now();
+    let (status, body) = ask(&host, &client(2), "demo-office").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["code"], "host-certificate-expired");
+    assert!(body["details"].get("signature").is_none(), "{body}");
+
+    // Pinned: its own error, and the client's own retry.
+    let e = activate(&mut state, now, "pc1", "nonce-expired-0001".into())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::HostCertificateExpired, "{}", e.message);
+    assert_eq!(
+        state.last_attempt.clone().unwrap().retry_after,
+        Some(now + SignedDuration::from_hours(2))
+    );
+    assert!(state.intervals.is_none());
+
+    // Found in the host cache: the client goes on to discovery, which lists it.
+    volact_client::clear_host(&mut state);
+    state.last_host = Some(host.address());
+    state.domain = Some("volact.test".into());
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let options = volact_client::ActivateOptions {
+        dns_server: Some(dead.local_addr().unwrap()),
+        dns_timeout: std::time::Duration::from_millis(300),
+        ..volact_client::ActivateOptions::default()
+    };
+    let e = volact_client::activate_with(
+        &mut state,
+        now,
+        "pc1",
+        "nonce-expired-0002".into(),
+        &options,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NoHostFound, "{}", e.message);
+    assert!(
+        e.message.contains(&host.address()) && e.message.contains("host-certificate-expired"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("_volact._tcp.volact.test"),
+        "{}",
+        e.message
+    );
+}

@@ -77,9 +77,10 @@ pub struct ActivationResponse {
     pub host_id: String,
     /// The host's clock when it answered.
     pub host_time: Timestamp,
-    /// The host's intervals; clients use these once they have heard from the host.
+    /// The host's intervals, for display only: this field is not signed, so clients use
+    /// the copy inside the signed ticket or "not yet" instead.
     pub intervals: HostIntervals,
-    /// When to ask again if not activated.
+    /// When to ask again if not activated (for display; the signed "not yet" says it too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<Timestamp>,
     /// The activation ticket (PASETO v4.public, signed by the host), when activated.
@@ -132,5 +133,23 @@ pub struct HostActivationRequest {
 #[serde(deny_unknown_fields)]
 pub struct HostActivationResponse {
     /// The host certificate (PASETO v4.public signed by the vendor root).
+    pub host_certificate: String,
+}
+
+/// The key of an [`crate::ApiError`]'s `details` under which a host puts its
+/// [`RefusalSignature`].
+pub const REFUSAL_SIGNATURE: &str = "signature";
+
+/// A host's proof that a refusal about a client (revoked, clock skew, seat limit, product
+/// or setup key not served) is its own: a signed `volact.refusal` document naming the
+/// client, the request's nonce, the code, the retry time and the host's intervals, and
+/// the host certificate that chains the signing key to the vendor root. Carried in the
+/// refusal's `details` under [`REFUSAL_SIGNATURE`]; a client acts on nothing in a refusal
+/// without it (a refusal without one only tells it to try another host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalSignature {
+    /// The `volact.refusal` document (PASETO v4.public, signed by the host).
+    pub refusal: String,
+    /// The host certificate (PASETO v4.public, signed by the vendor root).
     pub host_certificate: String,
 }

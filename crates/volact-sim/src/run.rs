@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::path::PathBuf;
 use volact_core::keys::PublicKey;
 use volact_core::license::LicenseState;
-use volact_core::settings::RANGES;
+use volact_core::settings::{RANGES, Settings};
 use volact_core::ticket::{Expected, Ticket, TrustedHost, VerifiedAnswer};
 use volact_core::token;
 use volact_proto::{ActivationRequest, ActivationResponse, ActivationResult, ApiError, ErrorCode};
@@ -298,11 +298,11 @@ impl Sim {
         m.answers += 1;
         let group = m.group;
         let offset = m.offset;
-        let product = self
+        let (product, minimum) = self
             .fleet
             .products
             .get(m.product)
-            .map_or("", |p| p.id.as_str());
+            .map_or(("", 0), |p| (p.id.as_str(), p.minimum));
         let checked = match answer {
             Ok(resp) => {
                 if let Ok(r) = i64::try_from(resp.intervals.retry_interval_secs) {
@@ -321,6 +321,9 @@ impl Sim {
                         client_id: &m.client_id,
                         product,
                         nonce: &nonce,
+                        minimum,
+                        now: ts(t + offset),
+                        max_skew: Settings::default().max_clock_skew,
                     };
                     self.trust.verify(&resp, expected)
                 } else {
@@ -342,14 +345,10 @@ impl Sim {
                 self.reschedule(t, i, retry_after.map_or(t + retry, |r| r - offset));
             }
             Err(e) => {
-                let retry_after = e
-                    .details
-                    .get("retry_after")
-                    .and_then(|v| serde_json::from_value::<Timestamp>(v.clone()).ok())
-                    .map(|r| r.as_second() - offset)
-                    .filter(|r| *r > t);
+                // As the client does with a refusal it has not verified: its own retry
+                // interval (a signed refusal of this host says the same interval).
                 self.count(group, Err(e.code));
-                self.reschedule(t, i, retry_after.unwrap_or(t + retry));
+                self.reschedule(t, i, t + retry);
             }
         }
     }
@@ -410,6 +409,8 @@ impl Sim {
 }
 
 /// An answer as the client takes it.
+// Moved once per answer: boxing the ticket would cost an allocation for each instead.
+#[allow(clippy::large_enum_variant)]
 enum Judged {
     Ticket(Ticket),
     NotYet(Option<i64>),

@@ -1,6 +1,7 @@
 //! Printing results and errors: text for people, JSON for programs.
 
 use serde::Serialize;
+use volact_core::util::{printable, printable_lines};
 use volact_proto::ApiError;
 
 /// Where and how to print.
@@ -15,11 +16,11 @@ impl Output {
     pub fn result<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
         if self.json {
             match serde_json::to_string_pretty(value) {
-                Ok(s) => println!("{s}"),
+                Ok(s) => println!("{}", json_text(&s)),
                 Err(e) => eprintln!("error: cannot print the result as JSON: {e}"),
             }
         } else {
-            let t = text();
+            let t = printable_lines(&text());
             print!("{t}");
             if !t.ends_with('\n') {
                 println!();
@@ -31,13 +32,31 @@ impl Output {
     pub fn error(&self, e: &ApiError) {
         if self.json {
             match serde_json::to_string_pretty(e) {
-                Ok(s) => println!("{s}"),
-                Err(_) => eprintln!("error: {}", e.message),
+                Ok(s) => println!("{}", json_text(&s)),
+                Err(_) => eprintln!("error: {}", printable(&e.message)),
             }
         } else {
-            eprintln!("error: {} [{}]", e.message, e.code);
+            eprintln!("error: {} [{}]", printable(&e.message), e.code);
         }
     }
+}
+
+/// JSON as printed: serde escapes the C0 controls in strings, but not DEL, the C1
+/// controls (a terminal may take U+009B for an escape sequence) nor the controls that
+/// reorder text; they are escaped here too, so the data stays exact and the terminal
+/// safe. Text printed for people goes through `printable_lines` instead: whatever a
+/// host sent, or a state file holds, is shown as plain text (the client already strips
+/// it when it arrives; this is the second line of defence).
+fn json_text(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if printable(c.encode_utf8(&mut [0; 4])).is_empty() {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Starts logging to stderr in the chosen format.
@@ -60,4 +79,25 @@ pub fn init_logging(format: &str) -> Result<(), ApiError> {
     // A second initialisation (tests, quickstart calling serve) is harmless.
     let _ = result;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_output_escapes_every_control_and_keeps_the_data() {
+        let hostile = "a\u{1b}[2J\u{9b}1m\u{7f}\u{202e}b";
+        let json = serde_json::to_string_pretty(&serde_json::json!({ "m": hostile })).unwrap();
+        let printed = json_text(&json);
+        assert!(
+            printed
+                .chars()
+                .all(|c| c == '\n' || !printable(&c.to_string()).is_empty()),
+            "{printed:?}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&printed).unwrap();
+        assert_eq!(back["m"], hostile);
+    }
 }

@@ -225,6 +225,37 @@ async fn the_preferred_host_serves_and_a_dead_one_is_skipped_in_the_same_attempt
 }
 
 #[tokio::test]
+async fn a_rogue_srv_record_ahead_of_the_real_host_cannot_block_activation() {
+    let v = Arc::new(Vendor::new(1));
+    let (good, seen) = good_host(v.clone()).await;
+    // A host with no keys, published ahead of the real one, refusing every client as
+    // revoked with a retry a month away.
+    let rogue_handler: Handler = Arc::new(|req| {
+        let body = volact_proto::ApiError::with_details(
+            ErrorCode::ClientRevoked,
+            "revoked",
+            serde_json::json!({ "retry_after": req.client_time + days(29) }),
+        );
+        super::http_tests::json(403, &body)
+    });
+    let (rogue, _) = stub(rogue_handler).await;
+    let dns = FakeDns::start().await;
+    dns.srv("volact.test", 0, 0, "rogue.volact.test", port_of(&rogue));
+    dns.srv("volact.test", 10, 0, "real.volact.test", port_of(&good));
+    dns.a("rogue.volact.test", Ipv4Addr::LOCALHOST);
+    dns.a("real.volact.test", Ipv4Addr::LOCALHOST);
+    let mut state = v.installed(WORKSTATION, t0());
+    crate::set_domain(&mut state, "volact.test").unwrap();
+    let now = t0() + days(1);
+    let out = activate_with(&mut state, now, "pc", "nonce-0001".into(), &dns.options())
+        .await
+        .unwrap();
+    assert_eq!(out.host, format!("real.volact.test:{}", port_of(&good)));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(status(&state, now).next_attempt, Some(now + days(7)));
+}
+
+#[tokio::test]
 async fn the_host_cache_wins_over_priority_until_it_is_switched_off() {
     let v = Arc::new(Vendor::new(1));
     let (first, first_seen) = good_host(v.clone()).await;

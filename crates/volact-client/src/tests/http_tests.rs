@@ -44,7 +44,11 @@ pub(super) async fn closed_port() -> String {
     addr
 }
 
-fn activated(v: &Vendor, req: &ActivationRequest, host_time: Timestamp) -> ActivationResponse {
+pub(super) fn activated(
+    v: &Vendor,
+    req: &ActivationRequest,
+    host_time: Timestamp,
+) -> ActivationResponse {
     let t = v.ticket(&req.client_id, WORKSTATION, &req.nonce, host_time);
     ActivationResponse {
         result: ActivationResult::Activated,
@@ -62,7 +66,7 @@ fn activated(v: &Vendor, req: &ActivationRequest, host_time: Timestamp) -> Activ
     }
 }
 
-fn not_yet(v: &Vendor, req: &ActivationRequest, count: u32) -> ActivationResponse {
+pub(super) fn not_yet(v: &Vendor, req: &ActivationRequest, count: u32) -> ActivationResponse {
     let n = NotYet {
         sub: req.client_id.clone(),
         product: WORKSTATION.into(),
@@ -73,6 +77,7 @@ fn not_yet(v: &Vendor, req: &ActivationRequest, count: u32) -> ActivationRespons
         retry_after: req.client_time + SignedDuration::from_hours(2),
         iss: v.host_id(),
         nonce: req.nonce.clone(),
+        intervals: Some(Settings::default().intervals()),
     };
     ActivationResponse {
         result: ActivationResult::CountInsufficient,
@@ -102,7 +107,7 @@ pub(super) async fn good_host(v: Arc<Vendor>) -> (String, Arc<Mutex<Vec<Activati
     .await
 }
 
-fn pinned(v: &Vendor, host: &str) -> ClientState {
+pub(super) fn pinned(v: &Vendor, host: &str) -> ClientState {
     let mut state = v.installed(WORKSTATION, t0());
     set_host(&mut state, host).unwrap();
     state
@@ -251,23 +256,38 @@ async fn a_ticket_already_over_by_the_client_clock_is_clock_skew() {
 }
 
 #[tokio::test]
-async fn a_refusal_is_returned_and_recorded() {
-    let v = Vendor::new(1);
+async fn a_signed_refusal_is_returned_and_recorded() {
+    let v = Arc::new(Vendor::new(1));
     let refusal = ApiError::new(
         ErrorCode::ClientRevoked,
         "the host's administrator revoked this client",
     );
-    let body = refusal.clone();
-    let (host, _) = stub(Arc::new(move |_| json(403, &body))).await;
+    let (host_vendor, body) = (v.clone(), refusal.clone());
+    let (host, _) = stub(Arc::new(move |req| {
+        let signed = host_vendor.signed_refusal(
+            req,
+            body.clone(),
+            req.client_time,
+            SignedDuration::from_hours(3),
+            Settings::default().intervals(),
+        );
+        json(403, &signed)
+    }))
+    .await;
     let mut state = pinned(&v, &host);
     let now = t0() + days(1);
     let e = activate(&mut state, now, "pc-1", "nonce-0001".into())
         .await
         .unwrap_err();
-    assert_eq!(e, refusal);
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (refusal.code, refusal.message.as_str())
+    );
+    assert!(e.details.get("signature").is_none(), "{}", e.details);
     let a = state.last_attempt.unwrap();
     assert_eq!(a.result, "client-revoked");
-    assert_eq!(a.retry_after, Some(now + SignedDuration::from_hours(2)));
+    assert_eq!(a.retry_after, Some(now + SignedDuration::from_hours(3)));
+    assert_eq!(state.intervals, Some(Settings::default().intervals()));
 }
 
 #[tokio::test]
@@ -371,8 +391,18 @@ async fn hosts_are_tried_in_order_until_one_can_answer() {
     let (impostor, _) = good_host(Arc::new(Vendor::new(10))).await;
     let closed = closed_port().await;
     let revoked = ApiError::new(ErrorCode::ClientRevoked, "revoked");
-    let body = revoked.clone();
-    let (revoking, _) = stub(Arc::new(move |_| json(403, &body))).await;
+    let (host_vendor, body) = (v.clone(), revoked.clone());
+    let (revoking, _) = stub(Arc::new(move |req| {
+        let signed = host_vendor.signed_refusal(
+            req,
+            body.clone(),
+            req.client_time,
+            SignedDuration::from_hours(2),
+            Settings::default().intervals(),
+        );
+        json(403, &signed)
+    }))
+    .await;
     let now = t0() + days(1);
 
     let mut state = v.installed(WORKSTATION, t0());
@@ -387,7 +417,7 @@ async fn hosts_are_tried_in_order_until_one_can_answer() {
     .unwrap();
     assert_eq!(out.host, good);
 
-    // A refusal about the client itself ends the search.
+    // A signed refusal about the client itself ends the search.
     let mut state = v.installed(WORKSTATION, t0());
     let e = activate_hosts(
         &mut state,
@@ -398,7 +428,7 @@ async fn hosts_are_tried_in_order_until_one_can_answer() {
     )
     .await
     .unwrap_err();
-    assert_eq!(e, revoked);
+    assert_eq!((e.code, e.message.as_str()), (revoked.code, "revoked"));
 
     // When every host fails, the error lists them all.
     let mut state = v.installed(WORKSTATION, t0());

@@ -9,6 +9,7 @@ mod ops_tests;
 mod seal_tests;
 mod state_tests;
 mod status_tests;
+mod trust_tests;
 
 use crate::state::{ClientState, StoredTicket};
 use jiff::{SignedDuration, Timestamp};
@@ -16,6 +17,7 @@ use volact_core::catalog::{Catalog, CatalogSource, VendorBundle, demo_source};
 use volact_core::certificate::{Ledger, activate_host, make_request};
 use volact_core::host_key::HostKey;
 use volact_core::keys::KeyPair;
+use volact_core::settings::Settings;
 use volact_core::setup_key::SetupKey;
 use volact_core::ticket::{Ticket, sign_ticket, ticket_id};
 use volact_core::token;
@@ -51,12 +53,21 @@ impl Vendor {
 
     /// The same, with the catalog, host key and host certificate issued at `at`.
     pub fn issued_at(seed: u8, at: Timestamp) -> Vendor {
-        Vendor::from_source(seed, at, &demo_source())
+        Vendor::build(seed, at, &demo_source(), 5 * 365)
     }
 
     /// The same, with the catalog built from `source` (the demo's ids, changed as a test
     /// needs).
     pub fn from_source(seed: u8, at: Timestamp, source: &CatalogSource) -> Vendor {
+        Vendor::build(seed, at, source, 5 * 365)
+    }
+
+    /// The same, with a host certificate valid for `days` from `at`.
+    pub fn certified_for(seed: u8, at: Timestamp, days: u32) -> Vendor {
+        Vendor::build(seed, at, &demo_source(), days)
+    }
+
+    fn build(seed: u8, at: Timestamp, source: &CatalogSource, days: u32) -> Vendor {
         let root = KeyPair::from_seed([seed; 32]).unwrap();
         let mut n = seed;
         let catalog = Catalog::build(source, 1, at, move || {
@@ -82,15 +93,8 @@ impl Vendor {
         let host_key = token::sign(&root, &host_key).unwrap();
         let host = KeyPair::from_seed([seed.wrapping_add(100); 32]).unwrap();
         let request = make_request(&host, &host_key, "host-nonce".into(), at).unwrap();
-        let (certificate, _) = activate_host(
-            &root,
-            &catalog,
-            &mut Ledger::default(),
-            &request,
-            at,
-            5 * 365,
-        )
-        .unwrap();
+        let (certificate, _) =
+            activate_host(&root, &catalog, &mut Ledger::default(), &request, at, days).unwrap();
         Vendor {
             catalog,
             bundle,
@@ -122,7 +126,32 @@ impl Vendor {
             exp: iat + days(180),
             iss: self.host_id(),
             nonce: nonce.into(),
+            intervals: Some(Settings::default().intervals()),
         }
+    }
+
+    /// `error` signed by this vendor's host for request `req`, as a genuine host sends a
+    /// refusal about the client: retry `retry` after `iat`, with `intervals`.
+    pub fn signed_refusal(
+        &self,
+        req: &volact_proto::ActivationRequest,
+        error: volact_proto::ApiError,
+        iat: Timestamp,
+        retry: SignedDuration,
+        intervals: volact_proto::HostIntervals,
+    ) -> volact_proto::ApiError {
+        let claims = volact_core::refusal::Refusal {
+            sub: req.client_id.clone(),
+            product: None,
+            nonce: req.nonce.clone(),
+            code: error.code,
+            iat,
+            retry_after: iat + retry,
+            iss: self.host_id(),
+            intervals,
+        };
+        let signed = volact_core::refusal::sign(&self.host, &claims).unwrap();
+        volact_core::refusal::attach(error, signed, &self.certificate, claims.retry_after)
     }
 
     /// A ticket as the client stores it.

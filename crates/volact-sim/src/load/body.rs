@@ -31,6 +31,8 @@ pub(super) fn nonce(task: u32, seq: u64) -> String {
 pub(super) struct Template {
     /// Seed of the client ids.
     pub(super) seed: u64,
+    /// The minimum count every request asks for, which a verified ticket must reach.
+    pub(super) minimum_count: u32,
     /// The request head up to the `Content-Length` value.
     head: Vec<u8>,
     /// The body between the client id and the client time: setup key and minimum count.
@@ -47,6 +49,7 @@ impl Template {
         let setup_key = serde_json::to_string(setup_key).map_err(|e| refuse(e.to_string()))?;
         Ok(Template {
             seed,
+            minimum_count,
             head: format!(
                 "POST /v1/activations HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\ncontent-length: "
             )
