@@ -35,6 +35,14 @@ pub(crate) fn held_ticket(
             ticket.sub, ticket.product, installed.client_id, product.id
         ));
     }
+    // The same floor an answer is held to when it arrives: a ticket put into the file by
+    // hand, from a genuine host that counted too few machines, is no licence.
+    if ticket.count < product.minimum_count || ticket.minimum < product.minimum_count {
+        return Err(format!(
+            "the stored ticket counted {} machines of a minimum of {}, but this product needs {}; run `volact activate`",
+            ticket.count, ticket.minimum, product.minimum_count
+        ));
+    }
     Ok(Some((ticket, cert)))
 }
 
