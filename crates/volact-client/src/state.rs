@@ -197,7 +197,15 @@ impl ClientState {
                 ));
             }
         };
-        let state: ClientState = serde_json::from_str(&text).map_err(|e| {
+        ClientState::parse(&text, path)
+    }
+
+    /// Parses the text of a state file (`path` only names it in errors); what [`load`]
+    /// does once the file is read, public so the fuzz targets reach it without a file.
+    ///
+    /// [`load`]: ClientState::load
+    pub fn parse(text: &str, path: &Path) -> Result<ClientState, ApiError> {
+        let state: ClientState = serde_json::from_str(text).map_err(|e| {
             state_error(
                 path,
                 format!(
