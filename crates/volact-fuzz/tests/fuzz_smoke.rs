@@ -79,7 +79,29 @@ fn host_triple() -> String {
 fn build(dir: &Path, triple: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let started = Instant::now();
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // The variables cargo sets for this test (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, …)
+    // would make build scripts that watch them run again, and the build differ from
+    // the one README.md shows; CARGO_HOME and cargo's own settings stay.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key == "OUT_DIR"
+            || key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_EXE_")
+            || matches!(
+                key.as_str(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            )
+        {
+            command.env_remove(key);
+        }
+    }
+    let status = command
         .current_dir(dir)
         .args(["build", "--release", "--bins", "--target", triple])
         .arg("--target-dir")
