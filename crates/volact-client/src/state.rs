@@ -322,6 +322,20 @@ impl ClientState {
                 ));
             }
         };
+        ClientState::parse_on(&text, path, machine)
+    }
+
+    /// Parses the text of a state file as this machine would (`path` only names it in
+    /// errors); see [`ClientState::parse_on`].
+    pub fn parse(text: &str, path: &Path) -> Result<ClientState, ApiError> {
+        ClientState::parse_on(text, path, &MachineId::this())
+    }
+
+    /// Parses the text of a state file as `machine` would: what [`load_on`] does once the
+    /// file is read, public so the fuzz targets reach it without a file.
+    ///
+    /// [`load_on`]: ClientState::load_on
+    pub fn parse_on(text: &str, path: &Path, machine: &MachineId) -> Result<ClientState, ApiError> {
         let corrupt = |e: serde_json::Error| {
             state_error(
                 path,
@@ -331,7 +345,7 @@ impl ClientState {
                 ),
             )
         };
-        let mut value: serde_json::Value = serde_json::from_str(&text).map_err(corrupt)?;
+        let mut value: serde_json::Value = serde_json::from_str(text).map_err(corrupt)?;
         // A seal that is not even shaped like one is an edit like any other.
         let seal = value
             .as_object_mut()
@@ -372,6 +386,22 @@ impl ClientState {
         Ok(state)
     }
 
+    /// The text [`ClientState::save_on`] writes: the state as JSON with its seal for
+    /// `machine`, which [`ClientState::parse_on`] reads back.
+    pub fn sealed_json(&self, machine: &MachineId) -> Result<Vec<u8>, ApiError> {
+        let encode = |e: serde_json::Error| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("cannot encode the client state: {e}"),
+            )
+        };
+        let mut value = serde_json::to_value(self).map_err(encode)?;
+        if let (Some(object), Some(seal)) = (value.as_object_mut(), seal::seal(self, machine)) {
+            object.insert("seal".into(), serde_json::to_value(seal).map_err(encode)?);
+        }
+        serde_json::to_vec_pretty(&value).map_err(encode)
+    }
+
     /// Writes the state file on this machine; see [`ClientState::save_on`].
     pub fn save(&self, path: &Path) -> Result<(), ApiError> {
         self.save_on(path, &MachineId::this())
@@ -392,17 +422,7 @@ impl ClientState {
                 ),
             )
         };
-        let encode = |e: serde_json::Error| {
-            ApiError::new(
-                ErrorCode::Internal,
-                format!("cannot encode the client state: {e}"),
-            )
-        };
-        let mut value = serde_json::to_value(self).map_err(encode)?;
-        if let (Some(object), Some(seal)) = (value.as_object_mut(), seal::seal(self, machine)) {
-            object.insert("seal".into(), serde_json::to_value(seal).map_err(encode)?);
-        }
-        let json = serde_json::to_vec_pretty(&value).map_err(encode)?;
+        let json = self.sealed_json(machine)?;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),

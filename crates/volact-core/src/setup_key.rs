@@ -148,6 +148,9 @@ mod tests {
         fn any_single_substitution_is_caught(seed in proptest::array::uniform24(any::<u8>()), pos in 0usize..25, delta in 1usize..24) {
             let key = SetupKey::generate(seed);
             let mut chars: Vec<u8> = key.as_str().bytes().filter(|c| *c != b'-').collect();
+            // Positive control: the key written exactly this way parses, so the refusal
+            // below is the typo's doing and not the form's.
+            prop_assert_eq!(SetupKey::parse(std::str::from_utf8(&chars).unwrap()).unwrap(), key.clone());
             let v = ALPHABET.iter().position(|a| *a == chars[pos]).unwrap();
             chars[pos] = ALPHABET[(v + delta) % N];
             let typo = String::from_utf8(chars).unwrap();
@@ -159,6 +162,7 @@ mod tests {
         fn adjacent_swaps_are_caught(seed in proptest::array::uniform24(any::<u8>()), pos in 0usize..24) {
             let key = SetupKey::generate(seed);
             let mut chars: Vec<u8> = key.as_str().bytes().filter(|c| *c != b'-').collect();
+            prop_assert_eq!(SetupKey::parse(std::str::from_utf8(&chars).unwrap()).unwrap(), key.clone());
             prop_assume!(chars[pos] != chars[pos + 1]);
             // Luhn mod N's one blind spot: the first and last characters of the alphabet.
             let pair = [chars[pos], chars[pos + 1]];
@@ -166,6 +170,19 @@ mod tests {
             chars.swap(pos, pos + 1);
             let typo = String::from_utf8(chars).unwrap();
             prop_assert!(SetupKey::parse(&typo).is_err());
+        }
+
+        #[test]
+        fn generated_keys_parse_in_every_written_form(seed in proptest::array::uniform24(any::<u8>()), sep in prop::sample::select(vec!["-", " ", "", "\t", " - "])) {
+            let key = SetupKey::generate(seed);
+            prop_assert_eq!(key.as_str().len(), 29);
+            prop_assert_eq!(SetupKey::parse(key.as_str()).unwrap(), key.clone());
+            let groups: Vec<&str> = key.as_str().split('-').collect();
+            prop_assert_eq!(groups.len(), 5);
+            let written = groups.join(sep).to_lowercase();
+            prop_assert_eq!(SetupKey::parse(&written).unwrap(), key.clone());
+            let json = serde_json::to_string(&key).unwrap();
+            prop_assert_eq!(serde_json::from_str::<SetupKey>(&json).unwrap(), key);
         }
 
         #[test]

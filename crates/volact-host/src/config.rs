@@ -73,7 +73,13 @@ impl RawConfig {
                 ));
             }
         };
-        toml::from_str(&text).map_err(|e| {
+        RawConfig::from_toml(&text, path)
+    }
+
+    /// Parses the text of a configuration file (`path` only names it in errors); what
+    /// [`RawConfig::from_file`] does once the file is read.
+    pub fn from_toml(text: &str, path: &Path) -> Result<RawConfig, ApiError> {
+        toml::from_str(text).map_err(|e| {
             ApiError::new(
                 ErrorCode::BadRequest,
                 format!("{}: {}", path.display(), e.to_string().trim()),

@@ -115,7 +115,8 @@ impl TsigKey {
             .ok_or_else(|| bad_key(path, "it has no `key` statement"))?;
         let name = t
             .get(start + 1)
-            .filter(|n| n.as_str() != "{")
+            // An empty name (`key "" {`) would sign as the root name, which no server has.
+            .filter(|n| n.as_str() != "{" && !n.trim().is_empty())
             .ok_or_else(|| bad_key(path, "the key has no name"))?
             .clone();
         if t.get(start + 2).map(String::as_str) != Some("{") {

@@ -5,7 +5,7 @@ use super::config::SrvRecord;
 use hickory_proto::op::update_message::UpdateMessage;
 use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, SRV};
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigVerifier, TSigner};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -89,34 +89,47 @@ pub async fn exchange(
             Ok(Err(e)) => return Err(no_answer(e)),
             Ok(Ok(n)) => n,
         };
-        let answer_bytes = &buf[..n];
-        let Ok(answer) = Message::from_vec(answer_bytes) else {
-            continue;
-        };
-        if answer.metadata.id != message.metadata.id {
-            continue;
+        if let Some(answer) = read_answer(&buf[..n], message.metadata.id, verifier.as_mut()) {
+            return answer;
         }
-        if answer.metadata.response_code != ResponseCode::NoError {
-            return Err(WireError::Rcode {
-                rcode: mnemonic(answer.metadata.response_code),
-                tsig: answer
-                    .signature()
-                    .and_then(|s| s.data.error)
-                    .map(|e| format!("{e:?}").to_uppercase()),
-            });
-        }
-        if let Some(v) = verifier.as_mut() {
-            v.verify(answer_bytes).map_err(|e| {
-                WireError::BadAnswer(format!(
-                    "the server's answer is not signed with the TSIG key ({e}); it may not be the server the key belongs to"
-                ))
-            })?;
-        }
-        return Ok(answer);
     }
     Err(WireError::BadAnswer(format!(
         "the DNS server {server} sent only answers that do not match the request"
     )))
+}
+
+/// What one datagram received from the server means for a request with id `id`: `None`
+/// when it is not the answer (garbled, or another id: a stray or a forgery to ignore),
+/// else the answer or why it fails. With a `verifier`, a successful answer must carry a
+/// valid TSIG signature. Public so the fuzz targets reach the parser of server input.
+pub fn read_answer(
+    answer_bytes: &[u8],
+    id: u16,
+    verifier: Option<&mut TSigVerifier>,
+) -> Option<Result<Message, WireError>> {
+    let Ok(answer) = Message::from_vec(answer_bytes) else {
+        return None;
+    };
+    if answer.metadata.id != id {
+        return None;
+    }
+    if answer.metadata.response_code != ResponseCode::NoError {
+        return Some(Err(WireError::Rcode {
+            rcode: mnemonic(answer.metadata.response_code),
+            tsig: answer
+                .signature()
+                .and_then(|s| s.data.error)
+                .map(|e| format!("{e:?}").to_uppercase()),
+        }));
+    }
+    if let Some(v) = verifier
+        && let Err(e) = v.verify(answer_bytes)
+    {
+        return Some(Err(WireError::BadAnswer(format!(
+            "the server's answer is not signed with the TSIG key ({e}); it may not be the server the key belongs to"
+        ))));
+    }
+    Some(Ok(answer))
 }
 
 /// The RFC mnemonic of a response code (`NOTAUTH`, `REFUSED`…), as BIND logs it.
