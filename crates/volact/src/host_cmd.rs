@@ -254,7 +254,7 @@ fn activate_choices(data: &std::path::Path) -> ApiError {
     ApiError::with_details(
         ErrorCode::BadRequest,
         format!(
-            "say how to activate this host. Offline, in two steps:\n  1. volact host activate --data {d} --request-out request.json   (take request.json to the vendor)\n  2. volact host activate --data {d} --response response.json     (install the vendor's answer)"
+            "`host activate` needs --request-out or --response: offline activation takes two steps.\n  1. volact host activate --data {d} --request-out request.json   (take request.json to the vendor)\n  2. volact host activate --data {d} --response response.json     (install the vendor's answer)"
         ),
         serde_json::json!({ "choices": ["--request-out", "--response"] }),
     )
