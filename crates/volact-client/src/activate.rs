@@ -380,8 +380,13 @@ pub(crate) fn settle(
             retry_after,
             intervals,
         } => {
-            let error =
-                count_insufficient(count, minimum, retry_after, &installed.application_name);
+            let error = count_insufficient(
+                count,
+                minimum,
+                retry_after,
+                &installed.application,
+                &installed.application_name,
+            );
             state.intervals = intervals.or(state.intervals);
             state.last_host = Some(host.to_string());
             state.last_host_found_by = Some(found_by);

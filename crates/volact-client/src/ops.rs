@@ -233,8 +233,12 @@ pub fn set_host(state: &mut ClientState, text: &str) -> Result<String, ApiError>
 }
 
 /// Unpins the host, like `slmgr /ckms`: back to discovery.
+/// How the last host was found is forgotten if it was the pin, which no longer holds.
 pub fn clear_host(state: &mut ClientState) {
     state.pinned_host = None;
+    if state.last_host_found_by == Some(crate::discovery::FoundBy::Pinned) {
+        state.last_host_found_by = None;
+    }
 }
 
 /// Sets the domain for SRV discovery (`_volact._tcp.DOMAIN`). Returns it normalised.

@@ -43,6 +43,10 @@ pub struct Status {
     pub host_cache: bool,
     /// The DNS server discovery asks; the system's when `None`.
     pub dns_server: Option<String>,
+    /// Whether `dns_server` was given for this command (`--dns-server` or
+    /// `VOLACT_DNS_SERVER`) rather than saved with `set-dns-server`.
+    #[serde(default)]
+    pub dns_server_given: bool,
     /// The held ticket, verified against the vendor root.
     pub ticket: Option<TicketStatus>,
     /// Why a stored ticket was not accepted, if it was not.
@@ -177,6 +181,7 @@ pub fn status(state: &ClientState, now: Timestamp) -> Status {
         host_found_by: state.last_host_found_by.clone(),
         host_cache: state.use_host_cache,
         dns_server: state.dns_server.clone(),
+        dns_server_given: false,
         ticket,
         ticket_problem,
         last_attempt: state.last_attempt.clone(),
@@ -217,6 +222,14 @@ fn secs(s: u64) -> String {
 }
 
 impl Status {
+    /// The status as a command with `--dns-server ADDR` sees it: discovery asks `addr`,
+    /// whatever `set-dns-server` saved.
+    pub fn with_dns_server(mut self, addr: std::net::SocketAddr) -> Status {
+        self.dns_server = Some(addr.to_string());
+        self.dns_server_given = true;
+        self
+    }
+
     /// The status as aligned `Name: value` lines, like `slmgr /dli` (or `/dlv` when
     /// `verbose`, which adds ids, the host certificate, the vendor and the intervals).
     pub fn render_text(&self, verbose: bool) -> String {
@@ -276,9 +289,13 @@ impl Status {
                 );
                 l.add(
                     "DNS server",
-                    self.dns_server
-                        .clone()
-                        .unwrap_or_else(|| "the system's".into()),
+                    match &self.dns_server {
+                        Some(d) if self.dns_server_given => {
+                            format!("{d} (given on this command)")
+                        }
+                        Some(d) => d.clone(),
+                        None => "the system's".into(),
+                    },
                 );
                 l.add(
                     "Host cache",

@@ -285,20 +285,30 @@ pub fn answer(
     }
 }
 
-/// The `count-insufficient` refusal a client shows for a "not yet".
+/// The `count-insufficient` refusal a client shows for a "not yet". Its details carry the
+/// application's id (`application`), with the display name apart (`application_name`).
+/// The message says when a try can succeed, not who makes it: a one-shot `activate`
+/// and an agent go on differently, and each says so.
 pub fn count_insufficient(
     count: u32,
     minimum: u32,
     retry_after: Timestamp,
     application: &str,
+    application_name: &str,
 ) -> ApiError {
     ApiError::with_details(
         ErrorCode::CountInsufficient,
         format!(
-            "the host has counted {count} of the {minimum} machines {application} needs; activation starts once {} more ask. Retry at {retry_after} (the client retries by itself)",
+            "the host has counted {count} of the {minimum} machines {application_name} needs; activation starts once {} more ask. The next try is due at {retry_after}",
             minimum.saturating_sub(count)
         ),
-        serde_json::json!({ "count": count, "minimum": minimum, "retry_after": retry_after, "application": application }),
+        serde_json::json!({
+            "count": count,
+            "minimum": minimum,
+            "retry_after": retry_after,
+            "application": application,
+            "application_name": application_name,
+        }),
     )
 }
 
@@ -347,5 +357,25 @@ mod tests {
                 valid_until: now + settings.ticket_validity,
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod count_insufficient_tests {
+    use super::count_insufficient;
+
+    #[test]
+    fn details_carry_the_application_id_and_its_name_apart() {
+        let e = count_insufficient(
+            2,
+            5,
+            jiff::Timestamp::UNIX_EPOCH,
+            "acme-suite",
+            "Acme Suite",
+        );
+        assert_eq!(e.details["application"], "acme-suite");
+        assert_eq!(e.details["application_name"], "Acme Suite");
+        assert!(e.message.contains("Acme Suite"), "{}", e.message);
+        assert!(!e.message.contains("retries by itself"), "{}", e.message);
     }
 }

@@ -37,3 +37,73 @@ pub struct HostKey {
 impl Document for HostKey {
     const TYPE: &'static str = "volact.host-key";
 }
+
+/// A product a seat cap keeps from ever activating: its minimum count is more than the
+/// distinct clients the host may count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreachableProduct {
+    /// Product id.
+    pub product: String,
+    /// Its display name.
+    pub product_name: String,
+    /// Its minimum count.
+    pub minimum: u32,
+    /// The seat cap that is below it.
+    pub seats: u32,
+}
+
+/// The products among `products` (ids in `catalog`) that a host with `seats` can never
+/// activate, because the count can never reach their minimum. Unknown ids are skipped:
+/// the caller has already checked them against the catalog, or reports them elsewhere.
+pub fn unreachable_products<'a>(
+    catalog: &crate::catalog::Catalog,
+    products: impl IntoIterator<Item = &'a String>,
+    seats: Option<u32>,
+) -> Vec<UnreachableProduct> {
+    let Some(seats) = seats else {
+        return Vec::new();
+    };
+    products
+        .into_iter()
+        .filter_map(|id| catalog.product(id))
+        .filter(|p| p.minimum_count > seats)
+        .map(|p| UnreachableProduct {
+            product: p.id.clone(),
+            product_name: p.name.clone(),
+            minimum: p.minimum_count,
+            seats,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod seat_tests {
+    use super::*;
+    use crate::catalog::{Catalog, demo_source};
+
+    fn demo() -> Catalog {
+        let mut n = 0u8;
+        Catalog::build(&demo_source(), 1, Timestamp::UNIX_EPOCH, || {
+            n = n.wrapping_add(1);
+            [n; 24]
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_seat_cap_below_a_minimum_makes_that_product_unreachable() {
+        let c = demo();
+        let all: Vec<String> = c.products.iter().map(|p| p.id.clone()).collect();
+        let min = c.products.iter().map(|p| p.minimum_count).min().unwrap();
+        let max = c.products.iter().map(|p| p.minimum_count).max().unwrap();
+        assert_eq!(
+            unreachable_products(&c, &all, Some(min - 1)).len(),
+            all.len()
+        );
+        assert!(unreachable_products(&c, &all, Some(max)).is_empty());
+        assert!(unreachable_products(&c, &all, None).is_empty());
+        let some = unreachable_products(&c, &all, Some(min));
+        assert!(!some.is_empty() && some.iter().all(|u| u.minimum > min));
+    }
+}

@@ -113,6 +113,10 @@ pub struct HostStatus {
     /// events 12294 / 12293), if the host ever published.
     #[serde(default)]
     pub dns_publish: Option<crate::dns::PublishResult>,
+    /// Products this host should activate that its seat cap keeps from ever activating
+    /// (their minimum count is above the cap).
+    #[serde(default)]
+    pub unreachable_products: Vec<volact_core::host_key::UnreachableProduct>,
     /// When this status was taken.
     pub at: Timestamp,
 }
@@ -157,6 +161,21 @@ pub async fn collect(
         .map_err(storage)?
         .into_iter()
         .collect();
+    // The certificate's products when activated, else the key group's: either way the
+    // products this host is meant to activate.
+    let unreachable_products = match (&vendor, &host_key) {
+        (Some((_, catalog)), Some(key)) => {
+            let products = match &certificate {
+                Some(c) => c.products.clone(),
+                None => catalog
+                    .key_group(&key.group)
+                    .map(|g| g.products.clone())
+                    .unwrap_or_default(),
+            };
+            volact_core::host_key::unreachable_products(catalog, &products, key.seats)
+        }
+        _ => Vec::new(),
+    };
     let mut applications = Vec::new();
     if let Some((_, catalog)) = &vendor {
         for app in &catalog.applications {
@@ -217,6 +236,7 @@ pub async fn collect(
         by_result,
         cloned_clients: store.clones(since).await.map_err(storage)?.len() as u64,
         dns_publish: crate::dns::read_log(data).and_then(|l| l.last),
+        unreachable_products,
         at: now,
     })
 }
@@ -252,6 +272,15 @@ impl HostStatus {
                         .map(|s| s.to_string())
                         .unwrap_or_else(|| "none".into()),
                 );
+                for u in &self.unreachable_products {
+                    line(
+                        "WARNING:",
+                        format!(
+                            "{} ({}) needs a count of {} but the seat cap is {}: this host can never activate it; ask the vendor for a host key with more seats",
+                            u.product_name, u.product, u.minimum, u.seats
+                        ),
+                    );
+                }
                 line(
                     "Host key expires:",
                     k.expires
@@ -342,6 +371,7 @@ impl HostStatus {
                 app.name, app.id, app.count
             );
             for p in &app.products {
+                let never = self.unreachable_products.iter().any(|u| u.product == p.id);
                 let _ = writeln!(
                     out,
                     "  {:<28} {:<12} minimum {:>4}  {}{}",
@@ -350,6 +380,8 @@ impl HostStatus {
                     p.minimum,
                     if p.activating {
                         "activating"
+                    } else if never {
+                        "never (above the seat cap)"
                     } else {
                         "waiting for count"
                     },

@@ -44,10 +44,8 @@ pub struct ClientsArgs {
     #[arg(long, value_name = "P")]
     product: Option<String>,
     /// Only active (counted within the window), stale or revoked clients.
-    // The id and type match the global `--state PATH` of client commands, which clap
-    // would otherwise confuse with this flag; the value parser checks the choice.
-    #[arg(long, value_name = "active|stale|revoked", value_parser = client_state)]
-    state: Option<PathBuf>,
+    #[arg(long, value_name = "active|stale|revoked", value_parser = ["active", "stale", "revoked"])]
+    state: Option<String>,
     /// Only clients whose id, machine name or address contains TEXT.
     #[arg(long, value_name = "TEXT")]
     search: Option<String>,
@@ -57,14 +55,6 @@ pub struct ClientsArgs {
     /// At most N clients, most recently seen first.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     limit: u32,
-}
-
-/// `--state` of `host clients`: active, stale or revoked.
-fn client_state(text: &str) -> Result<PathBuf, String> {
-    match text {
-        "active" | "stale" | "revoked" => Ok(PathBuf::from(text)),
-        _ => Err(format!("`{text}` is not active, stale or revoked")),
-    }
 }
 
 /// `volact host events`.
@@ -280,7 +270,7 @@ pub async fn clients(args: ClientsArgs, out: Output) -> Result<(), ApiError> {
     let query = params(&[
         ("application", args.application),
         ("product", args.product),
-        ("state", args.state.map(|p| p.display().to_string())),
+        ("state", args.state),
         ("search", args.search),
         ("limit", Some(args.limit.to_string())),
     ]);

@@ -10,18 +10,63 @@ pub struct Cli {
     /// Print results and errors as JSON.
     #[arg(long, global = true)]
     pub json: bool,
-    /// The client's state file (one file is one machine).
-    #[arg(long, global = true, env = "VOLACT_STATE", value_name = "PATH")]
-    pub state: Option<PathBuf>,
     /// Log format of long-running commands: text or json.
     #[arg(long, global = true, default_value = "text", value_name = "FORMAT")]
     pub log_format: String,
-    /// Discovery flags: --dns-server, --no-host-cache, --connect-timeout.
+    /// Client options given before the command (`volact --state F activate`): the same
+    /// as after it. Not global, so host and vendor commands' help does not list them.
     #[command(flatten)]
-    pub discovery: crate::dns_cmd::DiscoveryFlags,
+    pub client: LeadingClientFlags,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Client options written before the command. They carry no `env`: the environment is
+/// read by the command's own flags, so a value typed here beats one from the environment.
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "Client options (also accepted after the client command)")]
+pub struct LeadingClientFlags {
+    /// The client's state file (one file is one machine).
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// DNS server for host discovery, ADDR[:PORT].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub dns_server: Option<String>,
+    /// Do not ask the host that answered last time first.
+    #[arg(long)]
+    pub no_host_cache: bool,
+    /// How long to wait for a host's connection before trying the next, e.g. 2s.
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+}
+
+impl LeadingClientFlags {
+    /// The options given, by name, for the message refusing them on other commands.
+    pub fn given(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.state.is_some() {
+            names.push("--state");
+        }
+        if self.dns_server.is_some() {
+            names.push("--dns-server");
+        }
+        if self.no_host_cache {
+            names.push("--no-host-cache");
+        }
+        if self.connect_timeout.is_some() {
+            names.push("--connect-timeout");
+        }
+        names
+    }
+}
+
+/// `--state` of every client command.
+#[derive(Debug, Args, Default, Clone)]
+pub struct StateFlag {
+    /// The client's state file (one file is one machine).
+    #[arg(long, env = "VOLACT_STATE", value_name = "PATH")]
+    pub state: Option<PathBuf>,
 }
 
 /// Top-level commands.
@@ -35,54 +80,97 @@ pub enum Command {
         /// The vendor's public bundle (from `volact vendor export`); needed the first time.
         #[arg(long, value_name = "FILE")]
         vendor: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateFlag,
     },
     /// Pin a host; disables discovery (like slmgr /skms).
     #[command(visible_alias = "skms")]
     SetHost {
         /// HOST or HOST:PORT (default port 7688).
         host: String,
+        #[command(flatten)]
+        state: StateFlag,
     },
     /// Forget the pinned host; back to DNS discovery (like slmgr /ckms).
     #[command(visible_alias = "ckms")]
-    ClearHost,
+    ClearHost {
+        #[command(flatten)]
+        state: StateFlag,
+    },
     /// Domain for DNS SRV discovery (like slmgr /skms-domain).
     #[command(visible_alias = "skms-domain")]
     SetDomain {
         /// The domain.
         domain: String,
+        #[command(flatten)]
+        state: StateFlag,
     },
     /// Activate or renew now (like slmgr /ato).
     #[command(visible_alias = "ato")]
-    Activate,
-    /// License state, product, host, count seen and dates (like slmgr /dli, /dlv).
-    #[command(visible_aliases = ["dli", "dlv"])]
+    Activate {
+        #[command(flatten)]
+        state: StateFlag,
+        #[command(flatten)]
+        discovery: crate::dns_cmd::DiscoveryFlags,
+    },
+    /// License state, product, host, count seen and dates (like slmgr /dli).
+    #[command(visible_alias = "dli")]
     Status {
         /// Show everything.
         #[arg(long, short)]
         verbose: bool,
+        #[command(flatten)]
+        state: StateFlag,
+        #[command(flatten)]
+        discovery: crate::dns_cmd::DiscoveryFlags,
+    },
+    /// Everything status knows: `status --verbose` (like slmgr /dlv).
+    Dlv {
+        #[command(flatten)]
+        state: StateFlag,
+        #[command(flatten)]
+        discovery: crate::dns_cmd::DiscoveryFlags,
     },
     /// When the activation ends (like slmgr /xpr).
     #[command(visible_alias = "xpr")]
-    Expiry,
+    Expiry {
+        #[command(flatten)]
+        state: StateFlag,
+    },
     /// Give this machine a new client id (like slmgr /rearm): for copies of a disk image
     /// cloned after the setup key was installed, which otherwise count as one machine.
-    Rearm,
+    Rearm {
+        #[command(flatten)]
+        state: StateFlag,
+    },
     /// Stay running and renew on schedule.
-    Agent,
+    Agent {
+        #[command(flatten)]
+        state: StateFlag,
+        #[command(flatten)]
+        discovery: crate::dns_cmd::DiscoveryFlags,
+    },
     /// Turn the host cache on or off: whether the host that answered last is asked
     /// first (like slmgr /skhc and /ckhc).
     HostCache {
         /// on or off.
         #[arg(value_parser = ["on", "off"])]
         switch: String,
+        #[command(flatten)]
+        state: StateFlag,
     },
     /// DNS server for discovery, ADDR[:PORT] (default port 53).
     SetDnsServer {
         /// The server's address.
         server: String,
+        #[command(flatten)]
+        state: StateFlag,
     },
     /// Back to the system's DNS servers for discovery.
-    ClearDnsServer,
+    ClearDnsServer {
+        #[command(flatten)]
+        state: StateFlag,
+    },
     /// Host commands: run an activation host.
     #[command(subcommand)]
     Host(HostCommand),
@@ -164,12 +252,9 @@ pub enum HostCommand {
         #[command(flatten)]
         data: DataDir,
         /// Write the activation request to FILE, for the vendor.
-        #[arg(
-            long,
-            value_name = "FILE",
-            conflicts_with = "response",
-            required_unless_present = "response"
-        )]
+        // Neither flag is required by clap, so that without one the command explains both
+        // steps rather than naming only the first.
+        #[arg(long, value_name = "FILE", conflicts_with = "response")]
         request_out: Option<PathBuf>,
         /// Install the vendor's answer from FILE.
         #[arg(long, value_name = "FILE")]
@@ -290,4 +375,33 @@ pub enum VendorCommand {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
     },
+}
+
+impl Command {
+    /// A client command's own `--state` and, for the commands that look for a host (and
+    /// `status`, which shows how), its discovery flags; `None` for other commands.
+    pub fn client_flags(&self) -> Option<(&StateFlag, Option<&crate::dns_cmd::DiscoveryFlags>)> {
+        match self {
+            Command::Activate { state, discovery }
+            | Command::Status {
+                state, discovery, ..
+            }
+            | Command::Dlv { state, discovery }
+            | Command::Agent { state, discovery } => Some((state, Some(discovery))),
+            Command::InstallKey { state, .. }
+            | Command::SetHost { state, .. }
+            | Command::ClearHost { state }
+            | Command::SetDomain { state, .. }
+            | Command::Expiry { state }
+            | Command::Rearm { state }
+            | Command::HostCache { state, .. }
+            | Command::SetDnsServer { state, .. }
+            | Command::ClearDnsServer { state } => Some((state, None)),
+            Command::Host(_)
+            | Command::Vendor(_)
+            | Command::Quickstart { .. }
+            | Command::Simulate(_)
+            | Command::Bench(_) => None,
+        }
+    }
 }

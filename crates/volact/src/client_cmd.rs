@@ -36,6 +36,24 @@ fn note_clock(path: &std::path::Path, now: Timestamp) {
     }
 }
 
+/// A "not yet" from a one-shot `activate`: the message also says what happens next,
+/// since this command does not retry (an agent, if one runs, does).
+fn one_shot_not_yet(mut e: ApiError) -> ApiError {
+    if e.code == ErrorCode::CountInsufficient {
+        let when = e
+            .details
+            .get("retry_after")
+            .and_then(|v| v.as_str())
+            .map(|t| format!(" from {t}"))
+            .unwrap_or_default();
+        e.message = format!(
+            "{}.\nThis command does not try again: run `volact activate`{when}, or leave `volact agent` running, which tries by itself",
+            e.message
+        );
+    }
+    e
+}
+
 fn nonce() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -53,7 +71,7 @@ pub async fn run(
     };
     let now = volact_host::whole_seconds(Timestamp::now());
     match cmd {
-        Command::InstallKey { key, vendor } => {
+        Command::InstallKey { key, vendor, .. } => {
             let bundle = vendor.as_deref().map(read_bundle).transpose()?;
             let mut s = ClientState::load(&path)?;
             let report = volact_client::install_key(&mut s, &key, bundle, now, || {
@@ -80,7 +98,7 @@ pub async fn run(
                 )
             });
         }
-        Command::SetHost { host } => {
+        Command::SetHost { host, .. } => {
             let mut s = ClientState::load(&path)?;
             let pinned = volact_client::set_host(&mut s, &host)?;
             s.save(&path)?;
@@ -90,7 +108,7 @@ pub async fn run(
                 )
             });
         }
-        Command::ClearHost => {
+        Command::ClearHost { .. } => {
             let mut s = ClientState::load(&path)?;
             volact_client::clear_host(&mut s);
             s.save(&path)?;
@@ -98,7 +116,7 @@ pub async fn run(
                 "Pinned host cleared; the client will use DNS discovery.\n".into()
             });
         }
-        Command::SetDomain { domain } => {
+        Command::SetDomain { domain, .. } => {
             let mut s = ClientState::load(&path)?;
             let d = volact_client::set_domain(&mut s, &domain)?;
             s.save(&path)?;
@@ -106,7 +124,7 @@ pub async fn run(
                 format!("Discovery domain set to {d} (_volact._tcp.{d}).\n")
             });
         }
-        Command::Activate => {
+        Command::Activate { .. } => {
             let outcome = volact_client::activate_and_save_with(
                 &path,
                 now,
@@ -114,7 +132,8 @@ pub async fn run(
                 nonce(),
                 &discovery.options()?,
             )
-            .await?;
+            .await
+            .map_err(one_shot_not_yet)?;
             out.result(&outcome, || {
                 format!(
                     "Product activated successfully by host {} (count {} of {}).\nValid until {}; renews after {}.\n",
@@ -126,19 +145,22 @@ pub async fn run(
                 )
             });
         }
-        Command::Status { verbose } => {
+        Command::Status { verbose, .. } => {
             let s = ClientState::load(&path)?;
-            let status = volact_client::status(&s, now);
+            let mut status = volact_client::status(&s, now);
+            if let Some(addr) = discovery.options()?.dns_server {
+                status = status.with_dns_server(addr);
+            }
             note_clock(&path, now);
             out.result(&status, || status.render_text(verbose));
         }
-        Command::Expiry => {
+        Command::Expiry { .. } => {
             let s = ClientState::load(&path)?;
             let e = volact_client::expiry(&s, now);
             note_clock(&path, now);
             out.result(&e, || format!("{}\n", e.text));
         }
-        Command::Rearm => {
+        Command::Rearm { .. } => {
             let mut s = ClientState::load(&path)?;
             let report = volact_client::rearm(&mut s, now, || {
                 uuid::Uuid::new_v4().hyphenated().to_string()
@@ -151,7 +173,7 @@ pub async fn run(
                 )
             });
         }
-        Command::Agent => {
+        Command::Agent { .. } => {
             init_logging("text")?;
             tracing::info!(state = %path.display(), "agent running; renews on schedule until Ctrl-C");
             volact_client::run_agent_with(
@@ -162,7 +184,10 @@ pub async fn run(
             )
             .await?;
         }
-        Command::HostCache { .. } | Command::SetDnsServer { .. } | Command::ClearDnsServer => {
+        Command::HostCache { .. }
+        | Command::SetDnsServer { .. }
+        | Command::ClearDnsServer { .. }
+        | Command::Dlv { .. } => {
             return Err(ApiError::new(ErrorCode::Internal, "a DNS command"));
         }
         Command::Host(_)

@@ -17,22 +17,17 @@ use volact_proto::{ApiError, ErrorCode};
 /// First retry after a failed publish; it doubles up to 15 minutes.
 const PUBLISH_RETRY_FIRST: Duration = Duration::from_secs(10);
 
-/// Discovery flags, accepted anywhere on the command line.
+/// Discovery flags of the commands that look for a host (and `status`, which shows them).
 #[derive(Debug, Clone, Default, Args)]
 pub struct DiscoveryFlags {
     /// DNS server for host discovery, ADDR[:PORT]; overrides `volact set-dns-server`.
-    #[arg(
-        long,
-        global = true,
-        env = "VOLACT_DNS_SERVER",
-        value_name = "ADDR:PORT"
-    )]
+    #[arg(long, env = "VOLACT_DNS_SERVER", value_name = "ADDR:PORT")]
     pub dns_server: Option<String>,
     /// Do not ask the host that answered last time first (see `volact host-cache`).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub no_host_cache: bool,
     /// How long to wait for a host's connection before trying the next, e.g. 2s.
-    #[arg(long, global = true, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<String>,
 }
 
@@ -95,7 +90,7 @@ pub fn run_client(cmd: Command, state: Option<PathBuf>, out: Output) -> Result<(
     };
     let mut s = ClientState::load(&path)?;
     match cmd {
-        Command::HostCache { switch } => {
+        Command::HostCache { switch, .. } => {
             let on = switch == "on";
             volact_client::set_host_cache(&mut s, on);
             s.save(&path)?;
@@ -107,14 +102,14 @@ pub fn run_client(cmd: Command, state: Option<PathBuf>, out: Output) -> Result<(
                 }
             });
         }
-        Command::SetDnsServer { server } => {
+        Command::SetDnsServer { server, .. } => {
             let addr = volact_client::set_dns_server(&mut s, &server)?;
             s.save(&path)?;
             out.result(&serde_json::json!({ "dns_server": addr }), || {
                 format!("Discovery asks the DNS server {addr}.\n")
             });
         }
-        Command::ClearDnsServer => {
+        Command::ClearDnsServer { .. } => {
             volact_client::clear_dns_server(&mut s);
             s.save(&path)?;
             out.result(&serde_json::json!({ "dns_server": null }), || {

@@ -128,6 +128,8 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
                         data.data.display()
                     )
                 });
+            } else {
+                return Err(activate_choices(&data.data));
             }
         }
         HostCommand::Serve { data, flags } => {
@@ -244,4 +246,17 @@ impl ShutdownSignal {
         }
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `host activate` without a flag: what the flows are, instead of one required flag that
+/// hides the other.
+fn activate_choices(data: &std::path::Path) -> ApiError {
+    let d = data.display();
+    ApiError::with_details(
+        ErrorCode::BadRequest,
+        format!(
+            "`host activate` needs --request-out or --response: offline activation takes two steps.\n  1. volact host activate --data {d} --request-out request.json   (take request.json to the vendor)\n  2. volact host activate --data {d} --response response.json     (install the vendor's answer)"
+        ),
+        serde_json::json!({ "choices": ["--request-out", "--response"] }),
+    )
 }

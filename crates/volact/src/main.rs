@@ -49,17 +49,56 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, out: Output) -> Result<(), ApiError> {
-    match cli.command {
-        Command::Host(cmd) => host_cmd::run(cmd, out, &cli.log_format).await,
-        Command::Vendor(cmd) => vendor_cmd::run(cmd, out),
-        Command::Simulate(args) => simulate_cmd::run(args, out).await,
-        Command::Bench(args) => bench_cmd::run(args, out).await,
-        Command::Quickstart { data, listen } => {
-            quickstart::run(&data, &listen, out, &cli.log_format).await
+    let Cli {
+        log_format,
+        client: leading,
+        command,
+        ..
+    } = cli;
+    // `dlv` is `status --verbose`, as slmgr's /dlv is the verbose /dli.
+    let command = match command {
+        Command::Dlv { state, discovery } => Command::Status {
+            verbose: true,
+            state,
+            discovery,
+        },
+        other => other,
+    };
+    let Some((own_state, own_discovery)) = command.client_flags() else {
+        let given = leading.given();
+        if !given.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "{} only applies to client commands (install-key, activate, status, …), not to this one",
+                    given.join(", ")
+                ),
+            ));
         }
+        return match command {
+            Command::Host(cmd) => host_cmd::run(cmd, out, &log_format).await,
+            Command::Vendor(cmd) => vendor_cmd::run(cmd, out),
+            Command::Simulate(args) => simulate_cmd::run(args, out).await,
+            Command::Bench(args) => bench_cmd::run(args, out).await,
+            Command::Quickstart { data, listen } => {
+                quickstart::run(&data, &listen, out, &log_format).await
+            }
+            _ => Err(ApiError::new(ErrorCode::Internal, "not a client command")),
+        };
+    };
+    // A flag before the command beats the command's own, which may come from the
+    // environment (`VOLACT_STATE`, `VOLACT_DNS_SERVER`).
+    let state = leading.state.clone().or_else(|| own_state.state.clone());
+    let own = own_discovery.cloned().unwrap_or_default();
+    let discovery = dns_cmd::DiscoveryFlags {
+        dns_server: leading.dns_server.clone().or(own.dns_server),
+        no_host_cache: leading.no_host_cache || own.no_host_cache,
+        connect_timeout: leading.connect_timeout.clone().or(own.connect_timeout),
+    };
+    match command {
         cmd @ (Command::HostCache { .. }
         | Command::SetDnsServer { .. }
-        | Command::ClearDnsServer) => dns_cmd::run_client(cmd, cli.state, out),
-        other => client_cmd::run(other, cli.state, out, &cli.discovery).await,
+        | Command::ClearDnsServer { .. }) => dns_cmd::run_client(cmd, state, out),
+        other => client_cmd::run(other, state, out, &discovery).await,
     }
 }

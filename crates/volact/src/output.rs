@@ -36,7 +36,13 @@ impl Output {
                 Err(_) => eprintln!("error: {}", printable(&e.message)),
             }
         } else {
-            eprintln!("error: {} [{}]", printable(&e.message), e.code);
+            // "Not yet" is the product's state, not a failure of the command.
+            let label = if e.code == volact_proto::ErrorCode::CountInsufficient {
+                "not activated yet"
+            } else {
+                "error"
+            };
+            eprintln!("{label}: {} [{}]", printable(&e.message), e.code);
         }
     }
 }
@@ -65,6 +71,10 @@ pub fn init_logging(format: &str) -> Result<(), ApiError> {
     let filter = EnvFilter::try_from_env("VOLACT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_writer(std::io::stderr);
     let result = match format {
         "json" => builder.json().try_init(),
@@ -99,5 +109,26 @@ mod tests {
         );
         let back: serde_json::Value = serde_json::from_str(&printed).unwrap();
         assert_eq!(back["m"], hostile);
+    }
+}
+
+/// Whether logs on stderr are coloured: only on a terminal, since a file or a journal
+/// would keep the escape codes, and never when `NO_COLOR` is set to anything but the
+/// empty string (<https://no-color.org>).
+fn colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod colour_tests {
+    use super::colour;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+        assert!(!colour(false, Some("1".into())));
     }
 }

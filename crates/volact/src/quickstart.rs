@@ -46,7 +46,7 @@ pub async fn run(dir: &Path, listen: &str, out: Output, log_format: &str) -> Res
             max_hosts: DEFAULT_MAX_HOSTS,
             max_activations: DEFAULT_MAX_ACTIVATIONS,
         };
-        let (key, _) = vendor.host_key(spec, now)?;
+        let (key, _, _) = vendor.host_key(spec, now)?;
         host.install_key(&key, Some(&bundle))?;
     }
     let needs_certificate = match host.certificate()? {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use volact_core::catalog::{Catalog, CatalogSource, VendorBundle};
 use volact_core::certificate::{self, Ledger};
-use volact_core::host_key::HostKey;
+use volact_core::host_key::{HostKey, UnreachableProduct, unreachable_products};
 use volact_core::keys::KeyPair;
 use volact_core::token;
 use volact_host::data::write_atomic;
@@ -222,12 +222,14 @@ impl VendorDir {
         })
     }
 
-    /// Issues a host key.
+    /// Issues a host key, with the products of its group that its seat cap keeps from
+    /// ever activating (a warning). A seat cap below every product's minimum is refused:
+    /// such a key makes hosts that can never activate anything.
     pub fn host_key(
         &self,
         spec: HostKeySpec,
         now: Timestamp,
-    ) -> Result<(String, HostKey), ApiError> {
+    ) -> Result<(String, HostKey, Vec<UnreachableProduct>), ApiError> {
         let root = self.root()?;
         let (_, catalog) = self.require_catalog()?;
         if catalog.key_group(&spec.group).is_none() {
@@ -239,6 +241,31 @@ impl VendorDir {
                     spec.group,
                     groups.join(", ")
                 ),
+            ));
+        }
+        let group_products = catalog
+            .key_group(&spec.group)
+            .map(|g| g.products.clone())
+            .unwrap_or_default();
+        let unreachable = unreachable_products(&catalog, &group_products, spec.seats);
+        if let Some(seats) = spec.seats
+            && !group_products.is_empty()
+            && unreachable.len() == group_products.len()
+        {
+            let lowest = unreachable.iter().map(|u| u.minimum).min().unwrap_or(0);
+            return Err(ApiError::with_details(
+                ErrorCode::BadRequest,
+                format!(
+                    "--seats {seats} is below the minimum count of every product in key group `{}` (the lowest is {lowest}): hosts with this key could never activate anything. Give --seats {lowest} or more, or leave it out for no cap",
+                    spec.group
+                ),
+                serde_json::json!({
+                    "field": "seats",
+                    "seats": seats,
+                    "group": spec.group,
+                    "lowest_minimum": lowest,
+                    "unreachable": unreachable,
+                }),
             ));
         }
         if spec.customer.trim().is_empty() {
@@ -268,7 +295,11 @@ impl VendorDir {
             max_activations: spec.max_activations,
             iat: now,
         };
-        Ok((token::sign(&root, &key).map_err(internal)?, key))
+        Ok((
+            token::sign(&root, &key).map_err(internal)?,
+            key,
+            unreachable,
+        ))
     }
 
     /// Signs a host certificate for an activation request, within the key's limits.

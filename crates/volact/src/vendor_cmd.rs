@@ -24,6 +24,14 @@ pub fn parse_date(text: &str) -> Result<Timestamp, ApiError> {
         .map_err(|e| ApiError::bad_request("expires", e.to_string()))
 }
 
+/// The warning for a product a host key's seat cap keeps from ever activating.
+fn unreachable_warning(u: &volact_core::host_key::UnreachableProduct) -> String {
+    format!(
+        "warning: {} ({}) needs a count of {} but this key allows {} seats: hosts with this key can never activate it",
+        u.product_name, u.product, u.minimum, u.seats
+    )
+}
+
 /// Runs a vendor command.
 pub fn run(cmd: VendorCommand, out: Output) -> Result<(), ApiError> {
     let now = volact_host::whole_seconds(Timestamp::now());
@@ -73,9 +81,20 @@ pub fn run(cmd: VendorCommand, out: Output) -> Result<(), ApiError> {
                 max_hosts,
                 max_activations,
             };
-            let (token, key) = VendorDir::new(&dir).host_key(spec, now)?;
+            let (token, key, unreachable) = VendorDir::new(&dir).host_key(spec, now)?;
+            // The key is printed on stdout (often redirected into a file), so the warning
+            // goes to stderr where the vendor sees it, and into the JSON for programs.
+            if !out.json {
+                for u in &unreachable {
+                    eprintln!("{}", unreachable_warning(u));
+                }
+            }
             out.result(
-                &serde_json::json!({ "host_key": token, "claims": key }),
+                &serde_json::json!({
+                    "host_key": token,
+                    "claims": key,
+                    "unreachable_products": unreachable,
+                }),
                 || format!("{token}\n"),
             );
         }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::discovery::FoundBy;
 use crate::state::Attempt;
 use crate::{expiry, status};
 use volact_core::license::LicenseState;
@@ -194,4 +195,45 @@ fn a_ticket_that_does_not_verify_counts_for_nothing() {
     state.ticket = Some(stored);
     let s = status(&state, t0() + days(200));
     assert_eq!(s.license.state, LicenseState::OutOfToleranceGrace);
+}
+
+#[test]
+fn clearing_the_pin_forgets_that_the_host_was_found_by_it() {
+    let v = Vendor::new(1);
+    let mut state = v.installed(WORKSTATION, t0());
+    crate::set_host(&mut state, "kms.example.com").unwrap();
+    state.last_host = Some("kms.example.com:7688".into());
+    state.last_host_found_by = Some(FoundBy::Pinned);
+    let pinned = FoundBy::Pinned.to_string();
+    assert!(status(&state, t0()).render_text(true).contains(&pinned));
+    crate::clear_host(&mut state);
+    let s = status(&state, t0());
+    assert_eq!(s.host_found_by, None);
+    let text = s.render_text(true);
+    assert!(!text.contains(&pinned), "{text}");
+    // A host found by SRV stays as found: clearing a pin says nothing about it.
+    let srv = FoundBy::Srv {
+        record: "_volact._tcp.example.com".into(),
+        priority: 0,
+        weight: 0,
+    };
+    state.last_host_found_by = Some(srv.clone());
+    crate::clear_host(&mut state);
+    assert_eq!(status(&state, t0()).host_found_by, Some(srv));
+}
+
+#[test]
+fn status_shows_the_dns_server_given_on_the_command() {
+    let v = Vendor::new(1);
+    let state = v.installed(WORKSTATION, t0());
+    let plain = status(&state, t0()).render_text(true);
+    assert!(plain.contains("the system's"), "{plain}");
+    let given = status(&state, t0())
+        .with_dns_server("127.0.0.1:5353".parse().unwrap())
+        .render_text(true);
+    assert!(
+        given.contains("127.0.0.1:5353 (given on this command)"),
+        "{given}"
+    );
+    assert!(!given.contains("the system's"), "{given}");
 }
