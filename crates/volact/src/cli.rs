@@ -10,8 +10,9 @@ pub struct Cli {
     /// Print results and errors as JSON.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Log format of long-running commands: text or json.
-    #[arg(long, global = true, default_value = "text", value_name = "FORMAT")]
+    /// Log format of `host serve` and `quickstart`, written before the command: text or
+    /// json. Not global, so the help of commands that log nothing does not list it.
+    #[arg(long, default_value = "text", value_name = "FORMAT")]
     pub log_format: String,
     /// Client options given before the command (`volact --state F activate`): the same
     /// as after it. Not global, so host and vendor commands' help does not list them.
