@@ -43,8 +43,9 @@ pub(crate) fn client(
         // Hosts sit on the organisation's own network; a proxy from the environment would
         // only send requests somewhere they cannot arrive.
         .no_proxy()
-        // A host closes a keep-alive connection idle for 10 s (its header-read timeout);
-        // a pooled one reused just then would fail the request, so let go sooner.
+        // A host closes a keep-alive connection after its idle timeout (30 s by default,
+        // less where configured); a pooled one reused just then would fail the request,
+        // so let go well before.
         .pool_idle_timeout(Duration::from_secs(5))
         .user_agent(concat!("volact-client/", env!("CARGO_PKG_VERSION")))
         .build()

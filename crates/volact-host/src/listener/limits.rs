@@ -6,8 +6,7 @@ use std::time::Duration;
 use volact_core::settings::parse_duration;
 use volact_proto::{ApiError, ErrorCode};
 
-/// Default time a client has to send a request's headers (and, on HTTP/1, to start the
-/// next request on a kept-alive connection).
+/// Default time a client has to send a request's headers, from their first byte.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a client has to send a request's body, from the end of its headers.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,8 +27,7 @@ pub const MAX_DEFAULT_CONNECTIONS: usize = 16_384;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
-    /// Time to send a request's headers, e.g. `10s`; on HTTP/1 also the longest wait for
-    /// the next request on a kept-alive connection.
+    /// Time to send a request's headers from their first byte, e.g. `10s`.
     pub header_read_timeout: Option<String>,
     /// Time to send a request's body once its headers are in, e.g. `10s`.
     pub body_timeout: Option<String>,
@@ -158,7 +156,7 @@ impl LimitsSection {
 /// The limits in force on a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Time to send a request's headers; on HTTP/1 also the keep-alive idle limit.
+    /// Time to send a request's headers, counted from their first byte.
     pub header_read_timeout: Duration,
     /// Time to send a request's body once its headers are in.
     pub body_timeout: Duration,
