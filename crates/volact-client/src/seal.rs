@@ -159,7 +159,7 @@ pub(crate) fn verify(
 /// Values volact never writes, whatever the seal says: a setup key its own bundle does
 /// not list, or a key installed later than the clock was ever seen. (With no clock
 /// reading at all, the license rule compares the install time with `now` instead.)
-fn impossible(state: &ClientState) -> bool {
+pub(crate) fn impossible(state: &ClientState) -> bool {
     let Some(installed) = &state.installed else {
         return false;
     };

@@ -366,6 +366,11 @@ impl ClientState {
                     clock_seen: state.last_attempt.as_ref().map(|a| a.at),
                     ..Guard::default()
                 };
+                // The values a seal would never vouch for are refused here too, or the
+                // next save would read back as edited (found by the fuzzer).
+                if seal::impossible(&state) {
+                    state.tamper = Some(Tamper::Edited);
+                }
             }
             other => {
                 return Err(state_error(
