@@ -17,9 +17,9 @@ use volact_core::settings::Settings;
 use volact_core::setup_key::SetupKey;
 use volact_core::ticket::{self, Expected, NotYet, Ticket};
 use volact_core::token::{self, Document};
-use volact_host::config::RawConfig;
-use volact_host::dns::tsig::TsigKey;
-use volact_host::dns::wire;
+use volact_engine::config::RawConfig;
+use volact_engine::dns::tsig::TsigKey;
+use volact_engine::dns::wire;
 use volact_proto::{ActivationRequest, ActivationResponse, ErrorCode, HostActivationRequest};
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -230,7 +230,7 @@ pub fn host_config(data: &[u8]) {
     }
 }
 
-fn dns_record_round_trip(record: &volact_host::dns::config::SrvRecord) {
+fn dns_record_round_trip(record: &volact_engine::dns::config::SrvRecord) {
     let (Ok(srv), Ok(address), Ok(zone)) = (
         wire::srv_record(record),
         wire::address_record(record),

@@ -121,7 +121,7 @@ fn valid_seeds_are_accepted_by_their_parsers() {
     )
     .unwrap();
     let text = std::fs::read_to_string(fuzz_dir().join("corpus/host_config/full.toml")).unwrap();
-    let raw = volact_host::config::RawConfig::from_toml(&text, Path::new("volact.toml")).unwrap();
+    let raw = volact_engine::config::RawConfig::from_toml(&text, Path::new("volact.toml")).unwrap();
     raw.resolve().unwrap();
     let publish = raw.dns.unwrap().publish.unwrap();
     publish
@@ -132,7 +132,7 @@ fn valid_seeds_are_accepted_by_their_parsers() {
     let state = volact_client::ClientState::parse(&text, Path::new("client.json")).unwrap();
     assert!(state.ticket.is_some());
     let key = std::fs::read_to_string(fuzz_dir().join("corpus/tsig_key/update.key")).unwrap();
-    volact_host::dns::tsig::TsigKey::parse(&key, Path::new("update.key"))
+    volact_engine::dns::tsig::TsigKey::parse(&key, Path::new("update.key"))
         .unwrap()
         .signer()
         .unwrap();

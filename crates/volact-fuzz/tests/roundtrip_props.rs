@@ -14,10 +14,10 @@ use std::net::IpAddr;
 use std::path::Path;
 use volact_client::{Attempt, ClientState, FoundBy, Installed, STATE_VERSION, StoredTicket};
 use volact_core::setup_key::SetupKey;
+use volact_engine::config::RawConfig;
+use volact_engine::dns::config::SrvRecord;
+use volact_engine::dns::wire;
 use volact_fuzz::fixtures::world;
-use volact_host::config::RawConfig;
-use volact_host::dns::config::SrvRecord;
-use volact_host::dns::wire;
 use volact_proto::HostIntervals;
 
 fn timestamp() -> impl Strategy<Value = Timestamp> {

@@ -8,14 +8,10 @@
 //! | `GET /v1/admin/events?since=&client=&result=&after_id=&limit=` | [`EventList`] |
 //! | `POST /v1/admin/clients/{id}/revoke` `{"reason": "…"}` | [`RevokeAnswer`] |
 //! | `POST /v1/admin/clients/{id}/unrevoke` | [`RevokeAnswer`] |
-//! | `GET /v1/admin/status` | [`crate::status::HostStatus`] |
+//! | `GET /v1/admin/status` | [`volact_engine::status::HostStatus`] |
 //! | `GET /v1/admin/clones?since=` | [`CloneList`] |
 
 use crate::http::{AppState, HttpError, parse_json};
-use crate::inventory::{
-    ClientList, ClientQuery, ClientRow, CloneList, EventList, EventQuery, canonical_client_id,
-    parse_since,
-};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
@@ -27,6 +23,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
+use volact_engine::inventory::{
+    ClientList, ClientQuery, ClientRow, CloneList, EventList, EventQuery, canonical_client_id,
+    parse_since,
+};
 use volact_proto::{ApiError, ErrorCode};
 
 /// Longest revocation reason kept.
@@ -154,7 +154,7 @@ async fn list_clones(
 
 async fn status(_: Admin, State(state): State<AppState>) -> Result<Response, HttpError> {
     let engine = &state.engine;
-    let report = crate::status::collect(
+    let report = volact_engine::status::collect(
         &state.data,
         engine.store().as_ref(),
         &state.config,

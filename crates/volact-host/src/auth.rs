@@ -81,7 +81,7 @@ impl AdminAuth {
         let compare = self.strong || waiting.is_none();
         if compare
             && let Some(p) = presented
-            && crate::secret_matches(p.trim(), &self.token)
+            && volact_engine::secret_matches(p.trim(), &self.token)
         {
             return Ok(());
         }

@@ -1,9 +1,6 @@
 //! The HTTP layer: it only translates between HTTP and the engine.
 
 use crate::auth::AdminAuth;
-use crate::config::HostConfig;
-use crate::data::HostData;
-use crate::engine::Engine;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -13,6 +10,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use volact_engine::config::HostConfig;
+use volact_engine::data::HostData;
+use volact_engine::engine::Engine;
 use volact_proto::{ActivationRequest, ApiError, ErrorCode, MAX_BODY_BYTES};
 
 /// An [`ApiError`] as an HTTP response: the code's status and the error as JSON.
@@ -71,7 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/host", get(host))
         .route("/healthz", get(healthz))
         .merge(crate::admin::routes())
-        .merge(crate::metrics::routes())
+        .merge(crate::metrics_route::routes())
         .merge(crate::dashboard::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -156,7 +156,7 @@ async fn host(State(engine): State<Arc<Engine>>) -> Response {
 }
 
 async fn healthz(State(engine): State<Arc<Engine>>) -> Response {
-    match crate::health::readiness(&engine) {
+    match volact_engine::health::readiness(&engine) {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,13 +1,13 @@
 //! Starting and stopping a serving host from its data directory.
 
-use crate::clock::Clock;
-use crate::config::HostConfig;
-use crate::data::{HostData, ServingInfo};
-use crate::engine::{Engine, EngineParts};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use volact_engine::clock::Clock;
+use volact_engine::config::HostConfig;
+use volact_engine::data::{HostData, ServingInfo};
+use volact_engine::engine::{Engine, EngineParts};
 use volact_proto::{ApiError, ErrorCode};
 use volact_store::{SqliteStore, Store};
 
@@ -15,7 +15,7 @@ use volact_store::{SqliteStore, Store};
 pub struct Running {
     data: HostData,
     /// The data directory's lock, released (after the store) when this is dropped.
-    _lock: crate::dirlock::DirLock,
+    _lock: volact_engine::dirlock::DirLock,
     /// The address it listens on (the real port when 0 was asked).
     pub addr: SocketAddr,
     /// The engine, for in-process callers.
@@ -23,7 +23,7 @@ pub struct Running {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     /// Retention, store-backed gauges and the storage probe, in the background.
-    pub maintenance: crate::maintenance::Maintenance,
+    pub maintenance: volact_engine::maintenance::Maintenance,
 }
 
 impl Running {
@@ -133,7 +133,7 @@ pub async fn start(
     };
     data.set_serving(Some(&info))?;
     let maintenance =
-        crate::maintenance::Maintenance::start(engine.clone(), config.event_retention);
+        volact_engine::maintenance::Maintenance::start(engine.clone(), config.event_retention);
     Ok(Running {
         _lock: lock,
         maintenance,

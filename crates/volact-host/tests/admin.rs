@@ -8,8 +8,8 @@ mod common;
 use common::*;
 use jiff::SignedDuration;
 use serde_json::{Value, json};
-use volact_host::Clock;
-use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
+use volact_engine::Clock;
+use volact_testkit::{TestHost, TestHostOptions, TestVendor};
 
 const OFFICE: &str = "demo-office";
 const WS: &str = "demo-os-workstation";

@@ -11,11 +11,11 @@ mod common;
 use common::*;
 use jiff::SignedDuration;
 use serde_json::{Value, json};
-use volact_host::Clock;
-use volact_host::admission::RateLimitSection;
-use volact_host::config::RawConfig;
-use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
+use volact_engine::Clock;
+use volact_engine::admission::RateLimitSection;
+use volact_engine::config::RawConfig;
 use volact_proto::{ActivationRequest, ActivationResponse, ApiError, ErrorCode};
+use volact_testkit::{TestHost, TestHostOptions, TestVendor};
 
 const WS: &str = "demo-os-workstation";
 

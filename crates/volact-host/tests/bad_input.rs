@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use volact_host::Clock;
-use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
+use volact_engine::Clock;
+use volact_testkit::{TestHost, TestHostOptions, TestVendor};
 
 #[tokio::test]
 async fn malformed_requests_are_refused_and_change_nothing() {
@@ -173,7 +173,7 @@ async fn malformed_requests_are_refused_and_change_nothing() {
 async fn garbage_keys_certificates_and_bundles_are_refused_without_harm() {
     let vendor = TestVendor::new(1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let data = volact_host::data::HostData::new(dir.path().join("host"));
+    let data = volact_engine::data::HostData::new(dir.path().join("host"));
     data.init([9; 32]).unwrap();
     assert!(data.install_key("garbage", Some(&vendor.bundle)).is_err());
     assert!(
@@ -202,7 +202,7 @@ async fn garbage_keys_certificates_and_bundles_are_refused_without_harm() {
         Some(&vendor.bundle),
     )
     .unwrap();
-    let now = volact_host::testkit::test_epoch();
+    let now = volact_testkit::test_epoch();
     for cert in ["", "garbage", "v4.public.AAAA"] {
         let r = volact_proto::HostActivationResponse {
             host_certificate: cert.into(),

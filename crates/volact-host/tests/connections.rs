@@ -13,9 +13,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use volact_host::config::RawConfig;
+use volact_engine::config::RawConfig;
 use volact_host::listener::LimitsSection;
-use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
+use volact_testkit::{TestHost, TestHostOptions, TestVendor};
 
 const HEADER_TIMEOUT: Duration = Duration::from_millis(500);
 const BODY_TIMEOUT: Duration = Duration::from_millis(500);
@@ -381,7 +381,7 @@ async fn stopping_lets_a_request_in_progress_finish() {
         ..short()
     })
     .await;
-    let now = volact_host::Clock::now(host.clock.as_ref());
+    let now = volact_engine::Clock::now(host.clock.as_ref());
     let body = serde_json::to_vec(&request(
         &client(1),
         &host.vendor.setup_key("demo-office"),
@@ -438,7 +438,7 @@ async fn http2_is_served_through_the_same_checks() {
     assert_eq!(r.status().as_u16(), 405);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["code"], "bad-request", "{v}");
-    let now = volact_host::Clock::now(host.clock.as_ref());
+    let now = volact_engine::Clock::now(host.clock.as_ref());
     let body = request(&client(1), &host.vendor.setup_key("demo-office"), now);
     let r = h2
         .post(format!("{}/v1/activations", host.url()))

@@ -13,9 +13,9 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use volact_host::Clock;
-use volact_host::config::RawConfig;
-use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
+use volact_engine::Clock;
+use volact_engine::config::RawConfig;
+use volact_testkit::{TestHost, TestHostOptions, TestVendor};
 
 /// Longest wait for any one thing in the browser.
 const WAIT: Duration = Duration::from_secs(20);
@@ -326,7 +326,7 @@ async fn drive(browser: &Client, host: &TestHost) -> Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_see_the_count_revoke_a_client_see_it_drop() {
     let Some(path) = chromedriver() else {
-        volact_host::testkit::skip_or_fail(
+        volact_testkit::skip_or_fail(
             "log_in_see_the_count_revoke_a_client_see_it_drop",
             "chromedriver not found (apt-get install chromium chromium-driver)",
         )

@@ -8,9 +8,9 @@ use common::*;
 use jiff::{SignedDuration, Timestamp};
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use std::collections::BTreeMap;
-use volact_host::Clock;
-use volact_host::config::RawConfig;
-use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
+use volact_engine::Clock;
+use volact_engine::config::RawConfig;
+use volact_testkit::{TestHost, TestHostOptions, TestVendor};
 
 const OFFICE: &str = "demo-office";
 const SERVER: &str = "demo-os-server";

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use volact_client::discovery::{Dns, DnsOptions, SplitMix, discover};
 use volact_client::{ActivateOptions, ClientState, FoundBy, activate_with};
 use volact_core::catalog::demo_source;
-use volact_host::dns::testbind::{TestBind, ZONE};
-use volact_host::dns::{self, PublishConfig, PublishRaw, Publisher};
-use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
+use volact_engine::dns::{self, PublishConfig, PublishRaw, Publisher};
 use volact_proto::ErrorCode;
+use volact_testkit::testbind::{TestBind, ZONE};
+use volact_testkit::{TestHost, TestHostOptions, TestVendor};
 
 /// A product that activates at a count of 1, so every first request gets a ticket.
 const PRODUCT: &str = "demo-office";
@@ -70,7 +70,7 @@ fn client(vendor: &TestVendor, host: &TestHost) -> ClientState {
         &mut state,
         &vendor.setup_key(PRODUCT),
         Some(vendor.bundle.clone()),
-        volact_host::Clock::now(host.clock.as_ref()),
+        volact_engine::Clock::now(host.clock.as_ref()),
         || uuid::Uuid::new_v4().hyphenated().to_string(),
     )
     .unwrap();
@@ -130,7 +130,7 @@ async fn hosts_publish_and_clients_fail_over_by_priority() {
     assert_eq!(log.last, Some(done));
 
     // The preferred host serves.
-    let now = volact_host::Clock::now(first.clock.as_ref());
+    let now = volact_engine::Clock::now(first.clock.as_ref());
     let mut state = client(&vendor, &first);
     let out = activate_with(
         &mut state,

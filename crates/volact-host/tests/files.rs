@@ -9,8 +9,8 @@ mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
 use volact_proto::ErrorCode;
+use volact_testkit::{TestHost, TestHostOptions, TestVendor};
 
 fn open_umask() {
     rustix::process::umask(rustix::fs::Mode::empty());

@@ -9,9 +9,9 @@ use common::*;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use std::time::Duration;
-use volact_host::Clock;
-use volact_host::config::{ConfigLayers, RawConfig};
-use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
+use volact_engine::Clock;
+use volact_engine::config::{ConfigLayers, RawConfig};
+use volact_testkit::{TestHost, TestHostOptions, TestVendor};
 
 const OFFICE: &str = "demo-office";
 
@@ -149,7 +149,7 @@ async fn one_client_id_on_two_machines_within_a_day_is_flagged() {
     assert_eq!(cloned.len(), 2);
     let status = admin(&host, "/v1/admin/status").await;
     assert_eq!(status["cloned_clients"], 2);
-    let report: volact_host::status::HostStatus = serde_json::from_value(status).unwrap();
+    let report: volact_engine::status::HostStatus = serde_json::from_value(status).unwrap();
     assert!(
         report
             .render_text()
@@ -349,7 +349,7 @@ async fn health_reports_what_stops_activations() {
 async fn a_host_that_is_not_activated_is_unhealthy() {
     let vendor = TestVendor::new(1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let data = volact_host::data::HostData::new(dir.path().join("host"));
+    let data = volact_engine::data::HostData::new(dir.path().join("host"));
     data.init([7; 32]).unwrap();
     let mut config = data.config(RawConfig::default()).unwrap();
     config.listen = ([127, 0, 0, 1], 0).into();
@@ -358,7 +358,7 @@ async fn a_host_that_is_not_activated_is_unhealthy() {
         Some(&vendor.bundle),
     )
     .unwrap();
-    let clock = std::sync::Arc::new(volact_host::ManualClock::new(Timestamp::UNIX_EPOCH));
+    let clock = std::sync::Arc::new(volact_engine::ManualClock::new(Timestamp::UNIX_EPOCH));
     let running = volact_host::server::start(&data, &config, clock)
         .await
         .unwrap();

@@ -8,10 +8,10 @@ use common::*;
 use jiff::{SignedDuration, Timestamp};
 use volact_core::keys::PublicKey;
 use volact_core::ticket::{Expected, VerifiedAnswer, verify_answer};
-use volact_host::Clock;
-use volact_host::config::RawConfig;
-use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
+use volact_engine::Clock;
+use volact_engine::config::RawConfig;
 use volact_proto::ActivationResponse;
+use volact_testkit::{TestHost, TestHostOptions, TestVendor};
 
 const WS: &str = "demo-os-workstation";
 const SERVER: &str = "demo-os-server";
@@ -248,7 +248,7 @@ async fn the_seat_cap_refuses_new_clients_and_renews_existing_ones() {
 async fn a_host_that_is_not_activated_refuses_with_the_fix() {
     let vendor = TestVendor::new(1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let data = volact_host::data::HostData::new(dir.path().join("host"));
+    let data = volact_engine::data::HostData::new(dir.path().join("host"));
     data.init([5; 32]).unwrap();
     data.install_key(
         &vendor.host_key("demo-all", None).unwrap(),
@@ -257,20 +257,14 @@ async fn a_host_that_is_not_activated_refuses_with_the_fix() {
     .unwrap();
     let mut config = data.config(RawConfig::default()).unwrap();
     config.listen = ([127, 0, 0, 1], 0).into();
-    let clock = std::sync::Arc::new(volact_host::ManualClock::new(
-        volact_host::testkit::test_epoch(),
-    ));
+    let clock = std::sync::Arc::new(volact_engine::ManualClock::new(volact_testkit::test_epoch()));
     let running = volact_host::server::start(&data, &config, clock)
         .await
         .unwrap();
     let key = vendor.setup_key(OFFICE);
     let response = reqwest::Client::new()
         .post(format!("{}/v1/activations", running.url()))
-        .json(&request(
-            &client(1),
-            &key,
-            volact_host::testkit::test_epoch(),
-        ))
+        .json(&request(&client(1), &key, volact_testkit::test_epoch()))
         .send()
         .await
         .unwrap();

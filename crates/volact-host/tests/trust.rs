@@ -8,9 +8,9 @@ use common::*;
 use jiff::SignedDuration;
 use volact_client::{ClientState, activate, install_key, set_host, status};
 use volact_core::license::LicenseState;
-use volact_host::Clock;
-use volact_host::testkit::{TestHost, TestHostOptions, TestVendor};
+use volact_engine::Clock;
 use volact_proto::ErrorCode;
+use volact_testkit::{TestHost, TestHostOptions, TestVendor};
 
 fn new_client(vendor: &TestVendor, product: &str, host: &TestHost, n: u32) -> ClientState {
     let mut state = ClientState::default();
@@ -141,7 +141,7 @@ async fn a_cloned_client_counts_once_until_rearmed() {
 async fn refusals_about_the_client_come_signed_and_steer_it_within_the_ranges() {
     let vendor = TestVendor::new(1).unwrap();
     let options = TestHostOptions {
-        config: volact_host::config::RawConfig {
+        config: volact_engine::config::RawConfig {
             retry_interval: Some("3h".into()),
             max_clock_skew: Some("1h".into()),
             ..Default::default()

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use volact_core::catalog::Catalog;
 use volact_core::certificate::{self, Ledger};
 use volact_core::keys::PublicKey;
-use volact_host::config::RawConfig;
-use volact_host::data::HostData;
-use volact_host::engine::{Engine, EngineParts};
+use volact_engine::config::RawConfig;
+use volact_engine::data::HostData;
+use volact_engine::engine::{Engine, EngineParts};
+use volact_engine::{Clock, ManualClock};
 use volact_host::server::{self, Running};
-use volact_host::testkit::TestVendor;
-use volact_host::{Clock, ManualClock};
 use volact_proto::{ActivationRequest, ActivationResponse, ApiError, ErrorCode};
+use volact_testkit::TestVendor;
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::Internal, e.to_string())

@@ -8,9 +8,9 @@ use jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use std::time::Duration;
+use volact_engine::data::HostData;
+use volact_engine::inventory::{ClientList, ClientRow, EventList, EventRow};
 use volact_host::admin::RevokeAnswer;
-use volact_host::data::HostData;
-use volact_host::inventory::{ClientList, ClientRow, EventList, EventRow};
 use volact_proto::{ApiError, DEFAULT_PORT, ErrorCode};
 
 /// How long an admin request may take.
@@ -247,7 +247,7 @@ fn when(t: Option<Timestamp>) -> String {
 /// The status of the host serving from `data`, asked of the host itself, or `None` when
 /// no host serves there (or it does not answer). A serving host applies activations to
 /// its database in the background, so only it knows the last fraction of a second.
-pub async fn live_status(data: &std::path::Path) -> Option<volact_host::status::HostStatus> {
+pub async fn live_status(data: &std::path::Path) -> Option<volact_engine::status::HostStatus> {
     let host = HostData::new(data);
     host.serving()?;
     let conn = Connection {

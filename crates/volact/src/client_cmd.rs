@@ -69,7 +69,7 @@ pub async fn run(
         Some(p) => p,
         None => default_state_path()?,
     };
-    let now = volact_host::whole_seconds(Timestamp::now());
+    let now = volact_engine::whole_seconds(Timestamp::now());
     match cmd {
         Command::InstallKey { key, vendor, .. } => {
             let bundle = vendor.as_deref().map(read_bundle).transpose()?;

@@ -5,8 +5,8 @@ use crate::cli::{DataDir, ServeFlags};
 use crate::output::Output;
 use crate::table::table;
 use clap::Subcommand;
-use volact_host::config::ConfigEntry;
-use volact_host::data::HostData;
+use volact_engine::config::ConfigEntry;
+use volact_engine::data::HostData;
 use volact_proto::ApiError;
 
 /// `volact host config …`.

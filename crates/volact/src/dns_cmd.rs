@@ -9,9 +9,9 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 use volact_client::{ActivateOptions, ClientState, default_state_path};
-use volact_host::config::RawConfig;
-use volact_host::data::HostData;
-use volact_host::dns::{self, PublishRaw, PublishResult, Publisher};
+use volact_engine::config::RawConfig;
+use volact_engine::data::HostData;
+use volact_engine::dns::{self, PublishRaw, PublishResult, Publisher};
 use volact_proto::{ApiError, ErrorCode};
 
 /// First retry after a failed publish; it doubles up to 15 minutes.

@@ -6,9 +6,10 @@ use jiff::Timestamp;
 use std::path::Path;
 use std::sync::Arc;
 use volact_core::catalog::VendorBundle;
-use volact_host::config::RawConfig;
-use volact_host::data::{HostData, write_atomic};
-use volact_host::{SystemClock, random_bytes, random_nonce, server, status};
+use volact_engine::config::RawConfig;
+use volact_engine::data::{HostData, write_atomic};
+use volact_engine::{SystemClock, random_bytes, random_nonce, status};
+use volact_host::server;
 use volact_proto::{ApiError, ErrorCode, HostActivationResponse};
 use volact_store::SqliteStore;
 
@@ -46,7 +47,7 @@ impl From<ServeFlags> for RawConfig {
 
 /// Runs a host command.
 pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), ApiError> {
-    let now = volact_host::whole_seconds(Timestamp::now());
+    let now = volact_engine::whole_seconds(Timestamp::now());
     match cmd {
         HostCommand::Init { data } => {
             let host = HostData::new(&data.data);
@@ -181,7 +182,7 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
 /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
 pub async fn serve(
     host: &HostData,
-    config: &volact_host::config::HostConfig,
+    config: &volact_engine::config::HostConfig,
 ) -> Result<(), ApiError> {
     let signal = ShutdownSignal::listen();
     let running = server::start(host, config, Arc::new(SystemClock)).await?;

@@ -11,14 +11,15 @@ use std::path::Path;
 use std::sync::Arc;
 use volact_core::catalog::demo_source;
 use volact_core::host_key::{DEFAULT_MAX_ACTIVATIONS, DEFAULT_MAX_HOSTS};
-use volact_host::config::RawConfig;
-use volact_host::data::{HostData, write_atomic};
-use volact_host::{SystemClock, random_bytes, random_nonce, server};
+use volact_engine::config::RawConfig;
+use volact_engine::data::{HostData, write_atomic};
+use volact_engine::{SystemClock, random_bytes, random_nonce};
+use volact_host::server;
 use volact_proto::{ApiError, ErrorCode};
 
 /// Prepares the demo (only what is missing) and serves until interrupted.
 pub async fn run(dir: &Path, listen: &str, out: Output, log_format: &str) -> Result<(), ApiError> {
-    let now = volact_host::whole_seconds(Timestamp::now());
+    let now = volact_engine::whole_seconds(Timestamp::now());
     let vendor = VendorDir::new(dir.join("vendor"));
     if !vendor.exists() {
         vendor.init()?;

@@ -4,7 +4,7 @@
 
 use crate::output::Output;
 use std::path::Path;
-use volact_host::data::HostData;
+use volact_engine::data::HostData;
 use volact_proto::{ApiError, ErrorCode};
 use volact_sim::load;
 use volact_store::{ActivationRecord, SqliteStore, Store};
@@ -38,7 +38,7 @@ pub async fn seed_clients(data: &Path, count: u64, seed: u64, out: Output) -> Re
             )
         })?;
     let bench_seed = seed ^ SEEDED_IDS;
-    let now = volact_host::whole_seconds(jiff::Timestamp::now()).as_second();
+    let now = volact_engine::whole_seconds(jiff::Timestamp::now()).as_second();
     let started = std::time::Instant::now();
     let mut batch = Vec::with_capacity(SEED_BATCH);
     for i in 0..count {

@@ -10,8 +10,8 @@ use volact_core::certificate::{self, Ledger};
 use volact_core::host_key::{HostKey, UnreachableProduct, unreachable_products};
 use volact_core::keys::KeyPair;
 use volact_core::token;
-use volact_host::data::write_atomic;
-use volact_host::random_bytes;
+use volact_engine::data::write_atomic;
+use volact_engine::random_bytes;
 use volact_proto::{ApiError, ErrorCode, HostActivationRequest, HostActivationResponse};
 
 const ROOT_KEY: &str = "root.key";

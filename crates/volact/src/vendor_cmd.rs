@@ -34,7 +34,7 @@ fn unreachable_warning(u: &volact_core::host_key::UnreachableProduct) -> String 
 
 /// Runs a vendor command.
 pub fn run(cmd: VendorCommand, out: Output) -> Result<(), ApiError> {
-    let now = volact_host::whole_seconds(Timestamp::now());
+    let now = volact_engine::whole_seconds(Timestamp::now());
     match cmd {
         VendorCommand::Init { dir } => {
             let pair = VendorDir::new(&dir).init()?;

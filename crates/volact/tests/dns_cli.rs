@@ -9,7 +9,7 @@ mod common;
 
 use common::{Server, provision, run, s};
 use std::time::{Duration, Instant};
-use volact_host::dns::testbind::{TestBind, ZONE};
+use volact_testkit::testbind::{TestBind, ZONE};
 
 fn dns_status(data: &std::path::Path) -> serde_json::Value {
     common::host_status(data)["dns_publish"].clone()

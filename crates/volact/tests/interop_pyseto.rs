@@ -26,7 +26,7 @@ fn pyseto_available() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !found {
-        volact_host::testkit::skip_or_fail(
+        volact_testkit::skip_or_fail(
             "interop_pyseto",
             "python3 with pyseto not found (pip install pyseto)",
         )

@@ -3,12 +3,12 @@
 
 use super::{Layout, Nav, Session, failure, fmt_relative, render_page};
 use crate::http::AppState;
-use crate::status::HostStatus;
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use jiff::Timestamp;
+use volact_engine::status::HostStatus;
 
 struct Fact {
     label: &'static str,
@@ -54,7 +54,7 @@ fn span(secs: u64) -> String {
 pub async fn page(State(state): State<AppState>, session: Session) -> Response {
     let engine = &state.engine;
     let now = engine.now();
-    let status = match crate::status::collect(
+    let status = match volact_engine::status::collect(
         &state.data,
         engine.store().as_ref(),
         &state.config,

@@ -48,8 +48,8 @@ impl Sessions {
 
     /// Starts a session; returns its id. Ids and CSRF tokens are 256 random bits each.
     pub fn create(&self, now: Instant) -> Result<String, volact_proto::ApiError> {
-        let id = hex(&crate::random_bytes::<32>()?);
-        let csrf = hex(&crate::random_bytes::<32>()?);
+        let id = hex(&volact_engine::random_bytes::<32>()?);
+        let csrf = hex(&volact_engine::random_bytes::<32>()?);
         let mut entries = self.lock();
         entries.retain(|_, e| e.expires > now);
         if entries.len() >= MAX_SESSIONS
@@ -149,7 +149,7 @@ pub struct Session {
 impl Session {
     /// Whether a form's token is this session's (constant-time comparison).
     pub fn csrf_ok(&self, presented: &str) -> bool {
-        !presented.is_empty() && crate::secret_matches(presented, &self.csrf)
+        !presented.is_empty() && volact_engine::secret_matches(presented, &self.csrf)
     }
 }
 

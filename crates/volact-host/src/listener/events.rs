@@ -2,11 +2,11 @@
 //! summary line per kind at most every [`LOG_EVERY`], so a flood cannot flood the log.
 
 use super::limits::Limits;
-use crate::metrics::ConnectionMetrics;
 use metrics::Counter;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use volact_engine::metrics::ConnectionMetrics;
 
 /// Shortest time between two log lines of one kind.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);

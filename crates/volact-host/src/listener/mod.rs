@@ -28,7 +28,6 @@ pub use limits::{
 };
 pub use registry::{AddrKey, Conn, Refusal, Registry};
 
-use crate::metrics::ConnectionMetrics;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -43,6 +42,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use volact_engine::metrics::ConnectionMetrics;
 
 /// How long the loop pauses after a failed accept (out of file descriptors, say), so it
 /// does not spin while the condition lasts.

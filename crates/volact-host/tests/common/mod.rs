@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use volact_core::catalog::{CatalogSource, KeyGroup, demo_source};
-use volact_host::testkit::TestHost;
+use volact_testkit::TestHost;
 
 /// A fixed client id for client number `n`.
 pub fn client(n: u32) -> String {
@@ -51,7 +51,7 @@ pub async fn post_raw(host: &TestHost, body: Vec<u8>, content_type: &str) -> (u1
 
 /// Asks the host to activate `client_id` for `product`, with the client's clock at the host's time.
 pub async fn ask(host: &TestHost, client_id: &str, product: &str) -> (u16, Value) {
-    let now = volact_host::Clock::now(host.clock.as_ref());
+    let now = volact_engine::Clock::now(host.clock.as_ref());
     ask_at(host, client_id, product, now).await
 }
 

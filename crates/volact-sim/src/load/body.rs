@@ -141,7 +141,7 @@ pub(super) struct WallClock {
 
 impl WallClock {
     pub(super) fn json(&mut self) -> &[u8] {
-        let now = volact_host::whole_seconds(Timestamp::now());
+        let now = volact_engine::whole_seconds(Timestamp::now());
         if self.second != Some(now.as_second()) {
             self.json.clear();
             // Serialized by serde, like the rest of the protocol, so the host reads the

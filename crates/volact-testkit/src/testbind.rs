@@ -65,7 +65,7 @@ impl TestBind {
     /// not installed, unless `VOLACT_REQUIRE_ALL=1`, which makes that an error.
     pub fn start_or_skip(test: &str) -> Result<Option<TestBind>, ApiError> {
         let Some(named) = named_path() else {
-            crate::testkit::skip_or_fail(test, "BIND 9 (named) not found (apt-get install bind9)")?;
+            crate::skip_or_fail(test, "BIND 9 (named) not found (apt-get install bind9)")?;
             return Ok(None);
         };
         let mut last = None;
@@ -83,7 +83,7 @@ impl TestBind {
         let dir = tempfile::tempdir().map_err(|e| internal("temporary directory", e))?;
         let d = dir.path();
         let port = free_port()?;
-        let secret_bytes: [u8; 32] = crate::random_bytes()?;
+        let secret_bytes: [u8; 32] = volact_engine::random_bytes()?;
         let secret = base64::engine::general_purpose::STANDARD.encode(secret_bytes);
         let conf = format!(
             r#"options {{
@@ -217,8 +217,8 @@ zone "{ZONE}" {{
         &self,
         domain: &str,
     ) -> Result<Vec<(u16, u16, u16, String)>, ApiError> {
-        use super::wire::{WireError, exchange, fqdn, query};
         use hickory_proto::rr::{RData, RecordType};
+        use volact_engine::dns::wire::{WireError, exchange, fqdn, query};
         let owner = fqdn(&format!("_volact._tcp.{domain}"))
             .map_err(|e| internal("name", format!("{e:?}")))?;
         match exchange(self.addr, query(&owner, RecordType::SRV), None).await {

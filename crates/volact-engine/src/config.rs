@@ -54,8 +54,8 @@ pub struct RawConfig {
     pub metrics_token_file: Option<String>,
     /// `[dns]`: DNS publishing (see [`crate::dns`]); file only.
     pub dns: Option<crate::dns::DnsSection>,
-    /// `[limits]`: connection timeouts and caps (see [`crate::listener`]); file only.
-    pub limits: Option<crate::listener::LimitsSection>,
+    /// `[limits]`: connection timeouts and caps (see [`crate::limits`]); file only.
+    pub limits: Option<crate::limits::LimitsSection>,
     /// `[rate_limits]`: limits on new clients (see [`crate::admission`]); file only.
     pub rate_limits: Option<crate::admission::RateLimitSection>,
 }
@@ -198,7 +198,7 @@ impl RawConfig {
         };
         let limits = match &self.limits {
             Some(section) => section.resolve()?,
-            None => crate::listener::LimitsConfig::default(),
+            None => crate::limits::LimitsConfig::default(),
         };
         let rate_limits = self
             .rate_limits
@@ -239,7 +239,7 @@ pub struct HostConfig {
     /// The file holding the metrics token, if metrics require one.
     pub metrics_token_file: Option<PathBuf>,
     /// Connection timeouts and caps.
-    pub limits: crate::listener::LimitsConfig,
+    pub limits: crate::limits::LimitsConfig,
     /// Limits on new clients.
     pub rate_limits: volact_core::ratelimit::NewClientLimits,
 }

@@ -1,10 +1,9 @@
 //! An in-process test kit: a vendor, and a real host (real storage, real HTTP on
-//! loopback) driven by a hand-set clock. Integration tests of every crate use it.
+//! loopback) driven by a hand-set clock, and outside programs the tests start (BIND).
+//! Integration tests of every crate use it; it is never a normal dependency.
 
-use crate::clock::{Clock, ManualClock};
-use crate::config::RawConfig;
-use crate::data::HostData;
-use crate::server::{self, Running};
+pub mod testbind;
+
 use jiff::Timestamp;
 use std::sync::Arc;
 use volact_core::catalog::{Catalog, CatalogSource, VendorBundle, demo_source};
@@ -12,6 +11,10 @@ use volact_core::certificate::{self, Ledger};
 use volact_core::host_key::{DEFAULT_MAX_ACTIVATIONS, DEFAULT_MAX_HOSTS, HostKey};
 use volact_core::keys::KeyPair;
 use volact_core::token;
+use volact_engine::clock::{Clock, ManualClock};
+use volact_engine::config::RawConfig;
+use volact_engine::data::HostData;
+use volact_host::server::{self, Running};
 use volact_proto::{ApiError, HostActivationResponse};
 
 /// A vendor whose keys come from a seed, so tests are repeatable.
@@ -189,7 +192,7 @@ impl TestHost {
     }
 
     /// Runs a maintenance pass now (retention, gauges, storage probe) at the clock's time.
-    pub async fn maintain(&self) -> Result<crate::maintenance::Pass, ApiError> {
+    pub async fn maintain(&self) -> Result<volact_engine::maintenance::Pass, ApiError> {
         self.running.maintenance.run_now().await
     }
 

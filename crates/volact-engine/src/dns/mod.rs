@@ -4,7 +4,6 @@
 
 pub mod config;
 pub mod publish;
-pub mod testbind;
 pub mod tsig;
 pub mod wire;
 
