@@ -73,6 +73,33 @@ pub struct StateFlag {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Client commands, at the top level like slmgr's (`volact ipk`, `volact ato`).
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Host commands: run an activation host.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Vendor commands: keys, catalog, host keys, host activation.
+    #[command(subcommand)]
+    Vendor(VendorCommand),
+    /// Start a complete demo: vendor, catalog, host key, activated host, serving.
+    Quickstart {
+        /// Directory for the demo's files (reused on later runs).
+        #[arg(long, default_value = "volact-quickstart", value_name = "DIR")]
+        data: PathBuf,
+        /// Address to serve on.
+        #[arg(long, default_value = "127.0.0.1:7688", value_name = "ADDR")]
+        listen: String,
+    },
+    /// Simulate a fleet against the real rules and storage with a virtual clock.
+    Simulate(crate::simulate_cmd::SimulateArgs),
+    /// Load a host on this machine with real activation requests and measure it.
+    Bench(crate::bench_cmd::BenchArgs),
+}
+
+/// The client commands: each acts on one machine's state file.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
     /// Install a setup key; creates the client id (like slmgr /ipk).
     #[command(visible_alias = "ipk")]
     InstallKey {
@@ -172,25 +199,6 @@ pub enum Command {
         #[command(flatten)]
         state: StateFlag,
     },
-    /// Host commands: run an activation host.
-    #[command(subcommand)]
-    Host(HostCommand),
-    /// Vendor commands: keys, catalog, host keys, host activation.
-    #[command(subcommand)]
-    Vendor(VendorCommand),
-    /// Start a complete demo: vendor, catalog, host key, activated host, serving.
-    Quickstart {
-        /// Directory for the demo's files (reused on later runs).
-        #[arg(long, default_value = "volact-quickstart", value_name = "DIR")]
-        data: PathBuf,
-        /// Address to serve on.
-        #[arg(long, default_value = "127.0.0.1:7688", value_name = "ADDR")]
-        listen: String,
-    },
-    /// Simulate a fleet against the real rules and storage with a virtual clock.
-    Simulate(crate::simulate_cmd::SimulateArgs),
-    /// Load a host on this machine with real activation requests and measure it.
-    Bench(crate::bench_cmd::BenchArgs),
 }
 
 /// `--data` of host commands.
@@ -378,31 +386,26 @@ pub enum VendorCommand {
     },
 }
 
-impl Command {
-    /// A client command's own `--state` and, for the commands that look for a host (and
-    /// `status`, which shows how), its discovery flags; `None` for other commands.
-    pub fn client_flags(&self) -> Option<(&StateFlag, Option<&crate::dns_cmd::DiscoveryFlags>)> {
+impl ClientCommand {
+    /// The command's own `--state` and, for the commands that look for a host (and
+    /// `status`, which shows how), its discovery flags.
+    pub fn flags(&self) -> (&StateFlag, Option<&crate::dns_cmd::DiscoveryFlags>) {
         match self {
-            Command::Activate { state, discovery }
-            | Command::Status {
+            ClientCommand::Activate { state, discovery }
+            | ClientCommand::Status {
                 state, discovery, ..
             }
-            | Command::Dlv { state, discovery }
-            | Command::Agent { state, discovery } => Some((state, Some(discovery))),
-            Command::InstallKey { state, .. }
-            | Command::SetHost { state, .. }
-            | Command::ClearHost { state }
-            | Command::SetDomain { state, .. }
-            | Command::Expiry { state }
-            | Command::Rearm { state }
-            | Command::HostCache { state, .. }
-            | Command::SetDnsServer { state, .. }
-            | Command::ClearDnsServer { state } => Some((state, None)),
-            Command::Host(_)
-            | Command::Vendor(_)
-            | Command::Quickstart { .. }
-            | Command::Simulate(_)
-            | Command::Bench(_) => None,
+            | ClientCommand::Dlv { state, discovery }
+            | ClientCommand::Agent { state, discovery } => (state, Some(discovery)),
+            ClientCommand::InstallKey { state, .. }
+            | ClientCommand::SetHost { state, .. }
+            | ClientCommand::ClearHost { state }
+            | ClientCommand::SetDomain { state, .. }
+            | ClientCommand::Expiry { state }
+            | ClientCommand::Rearm { state }
+            | ClientCommand::HostCache { state, .. }
+            | ClientCommand::SetDnsServer { state, .. }
+            | ClientCommand::ClearDnsServer { state } => (state, None),
         }
     }
 }

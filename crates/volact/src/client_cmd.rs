@@ -1,7 +1,7 @@
 //! Client commands: install-key, set-host, clear-host, set-domain, activate, status,
 //! expiry, agent. Each reads the state file, acts, and saves it.
 
-use crate::cli::Command;
+use crate::cli::ClientCommand;
 use crate::host_cmd::read_bundle;
 use crate::output::{Output, init_logging};
 use jiff::Timestamp;
@@ -58,9 +58,27 @@ fn nonce() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// `status` (`dli`) and, verbose, `dlv`.
+fn status(
+    path: &std::path::Path,
+    now: Timestamp,
+    verbose: bool,
+    discovery: &crate::dns_cmd::DiscoveryFlags,
+    out: Output,
+) -> Result<(), ApiError> {
+    let s = ClientState::load(path)?;
+    let mut status = volact_client::status(&s, now);
+    if let Some(addr) = discovery.options()?.dns_server {
+        status = status.with_dns_server(addr);
+    }
+    note_clock(path, now);
+    out.result(&status, || status.render_text(verbose));
+    Ok(())
+}
+
 /// Runs a client command.
 pub async fn run(
-    cmd: Command,
+    cmd: ClientCommand,
     state: Option<PathBuf>,
     out: Output,
     discovery: &crate::dns_cmd::DiscoveryFlags,
@@ -71,7 +89,7 @@ pub async fn run(
     };
     let now = volact_engine::whole_seconds(Timestamp::now());
     match cmd {
-        Command::InstallKey { key, vendor, .. } => {
+        ClientCommand::InstallKey { key, vendor, .. } => {
             let bundle = vendor.as_deref().map(read_bundle).transpose()?;
             let mut s = ClientState::load(&path)?;
             let report = volact_client::install_key(&mut s, &key, bundle, now, || {
@@ -98,7 +116,7 @@ pub async fn run(
                 )
             });
         }
-        Command::SetHost { host, .. } => {
+        ClientCommand::SetHost { host, .. } => {
             let mut s = ClientState::load(&path)?;
             let pinned = volact_client::set_host(&mut s, &host)?;
             s.save(&path)?;
@@ -108,7 +126,7 @@ pub async fn run(
                 )
             });
         }
-        Command::ClearHost { .. } => {
+        ClientCommand::ClearHost { .. } => {
             let mut s = ClientState::load(&path)?;
             volact_client::clear_host(&mut s);
             s.save(&path)?;
@@ -116,7 +134,7 @@ pub async fn run(
                 "Pinned host cleared; the client will use DNS discovery.\n".into()
             });
         }
-        Command::SetDomain { domain, .. } => {
+        ClientCommand::SetDomain { domain, .. } => {
             let mut s = ClientState::load(&path)?;
             let d = volact_client::set_domain(&mut s, &domain)?;
             s.save(&path)?;
@@ -124,7 +142,7 @@ pub async fn run(
                 format!("Discovery domain set to {d} (_volact._tcp.{d}).\n")
             });
         }
-        Command::Activate { .. } => {
+        ClientCommand::Activate { .. } => {
             let outcome = volact_client::activate_and_save_with(
                 &path,
                 now,
@@ -145,22 +163,16 @@ pub async fn run(
                 )
             });
         }
-        Command::Status { verbose, .. } => {
-            let s = ClientState::load(&path)?;
-            let mut status = volact_client::status(&s, now);
-            if let Some(addr) = discovery.options()?.dns_server {
-                status = status.with_dns_server(addr);
-            }
-            note_clock(&path, now);
-            out.result(&status, || status.render_text(verbose));
-        }
-        Command::Expiry { .. } => {
+        // `dlv` is `status --verbose`, as slmgr's /dlv is the verbose /dli.
+        ClientCommand::Dlv { .. } => status(&path, now, true, discovery, out)?,
+        ClientCommand::Status { verbose, .. } => status(&path, now, verbose, discovery, out)?,
+        ClientCommand::Expiry { .. } => {
             let s = ClientState::load(&path)?;
             let e = volact_client::expiry(&s, now);
             note_clock(&path, now);
             out.result(&e, || format!("{}\n", e.text));
         }
-        Command::Rearm { .. } => {
+        ClientCommand::Rearm { .. } => {
             let mut s = ClientState::load(&path)?;
             let report = volact_client::rearm(&mut s, now, || {
                 uuid::Uuid::new_v4().hyphenated().to_string()
@@ -173,7 +185,7 @@ pub async fn run(
                 )
             });
         }
-        Command::Agent { .. } => {
+        ClientCommand::Agent { .. } => {
             init_logging("text")?;
             tracing::info!(state = %path.display(), "agent running; renews on schedule until Ctrl-C");
             volact_client::run_agent_with(
@@ -184,19 +196,13 @@ pub async fn run(
             )
             .await?;
         }
-        Command::HostCache { .. }
-        | Command::SetDnsServer { .. }
-        | Command::ClearDnsServer { .. }
-        | Command::Dlv { .. } => {
-            return Err(ApiError::new(ErrorCode::Internal, "a DNS command"));
+        ClientCommand::HostCache { switch, .. } => {
+            crate::dns_cmd::host_cache(&path, &switch, out)?;
         }
-        Command::Host(_)
-        | Command::Vendor(_)
-        | Command::Quickstart { .. }
-        | Command::Simulate(_)
-        | Command::Bench(_) => {
-            return Err(ApiError::new(ErrorCode::Internal, "not a client command"));
+        ClientCommand::SetDnsServer { server, .. } => {
+            crate::dns_cmd::set_dns_server(&path, &server, out)?;
         }
+        ClientCommand::ClearDnsServer { .. } => crate::dns_cmd::clear_dns_server(&path, out)?,
     }
     Ok(())
 }

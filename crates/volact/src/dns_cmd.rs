@@ -3,12 +3,12 @@
 //! `clear-dns-server`). Host: `host dns-record`, `host publish-dns`, `host
 //! unpublish-dns`, and publishing while `host serve` runs.
 
-use crate::cli::{Command, HostCommand};
+use crate::cli::DataDir;
 use crate::output::Output;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
-use volact_client::{ActivateOptions, ClientState, default_state_path};
+use volact_client::{ActivateOptions, ClientState};
 use volact_engine::config::RawConfig;
 use volact_engine::data::HostData;
 use volact_engine::dns::{self, PublishRaw, PublishResult, Publisher};
@@ -82,42 +82,41 @@ pub struct DnsRecordFlags {
     pub address: Option<String>,
 }
 
-/// Runs `host-cache`, `set-dns-server` or `clear-dns-server`.
-pub fn run_client(cmd: Command, state: Option<PathBuf>, out: Output) -> Result<(), ApiError> {
-    let path = match state {
-        Some(p) => p,
-        None => default_state_path()?,
-    };
-    let mut s = ClientState::load(&path)?;
-    match cmd {
-        Command::HostCache { switch, .. } => {
-            let on = switch == "on";
-            volact_client::set_host_cache(&mut s, on);
-            s.save(&path)?;
-            out.result(&serde_json::json!({ "host_cache": on }), || {
-                if on {
-                    "Host cache on: the host that answered last is asked first.\n".into()
-                } else {
-                    "Host cache off: every activation follows DNS discovery's order.\n".into()
-                }
-            });
+/// `host-cache on|off`.
+pub fn host_cache(path: &Path, switch: &str, out: Output) -> Result<(), ApiError> {
+    let mut s = ClientState::load(path)?;
+    let on = switch == "on";
+    volact_client::set_host_cache(&mut s, on);
+    s.save(path)?;
+    out.result(&serde_json::json!({ "host_cache": on }), || {
+        if on {
+            "Host cache on: the host that answered last is asked first.\n".into()
+        } else {
+            "Host cache off: every activation follows DNS discovery's order.\n".into()
         }
-        Command::SetDnsServer { server, .. } => {
-            let addr = volact_client::set_dns_server(&mut s, &server)?;
-            s.save(&path)?;
-            out.result(&serde_json::json!({ "dns_server": addr }), || {
-                format!("Discovery asks the DNS server {addr}.\n")
-            });
-        }
-        Command::ClearDnsServer { .. } => {
-            volact_client::clear_dns_server(&mut s);
-            s.save(&path)?;
-            out.result(&serde_json::json!({ "dns_server": null }), || {
-                "Discovery asks the system's DNS servers.\n".into()
-            });
-        }
-        _ => return Err(ApiError::new(ErrorCode::Internal, "not a DNS command")),
-    }
+    });
+    Ok(())
+}
+
+/// `set-dns-server ADDR[:PORT]`.
+pub fn set_dns_server(path: &Path, server: &str, out: Output) -> Result<(), ApiError> {
+    let mut s = ClientState::load(path)?;
+    let addr = volact_client::set_dns_server(&mut s, server)?;
+    s.save(path)?;
+    out.result(&serde_json::json!({ "dns_server": addr }), || {
+        format!("Discovery asks the DNS server {addr}.\n")
+    });
+    Ok(())
+}
+
+/// `clear-dns-server`.
+pub fn clear_dns_server(path: &Path, out: Output) -> Result<(), ApiError> {
+    let mut s = ClientState::load(path)?;
+    volact_client::clear_dns_server(&mut s);
+    s.save(path)?;
+    out.result(&serde_json::json!({ "dns_server": null }), || {
+        "Discovery asks the system's DNS servers.\n".into()
+    });
     Ok(())
 }
 
@@ -149,56 +148,53 @@ fn show(result: &PublishResult, out: Output) {
     out.result(result, || format!("{}\n", result.message));
 }
 
-/// Runs `host dns-record`, `host publish-dns` or `host unpublish-dns`.
-pub async fn run_host(cmd: HostCommand, out: Output) -> Result<(), ApiError> {
-    match cmd {
-        HostCommand::DnsRecord { data, record } => {
-            let host = HostData::new(&data.data);
-            let section = dns::publish_section(&host)?.unwrap_or_default();
-            let over = PublishRaw {
-                domain: record.domain,
-                name: record.name,
-                port: record.port,
-                priority: record.priority,
-                weight: record.weight,
-                ttl: record.ttl,
-                address: record.address,
-                ..PublishRaw::default()
-            };
-            let srv = section.record(&over, serving_port(&host)?)?;
-            let lines = srv.zone_lines();
-            let report = serde_json::json!({
-                "owner": srv.owner(),
-                "target": srv.name,
-                "port": srv.port,
-                "priority": srv.priority,
-                "weight": srv.weight,
-                "ttl": srv.ttl,
-                "address": srv.address,
-                "records": lines,
-            });
-            out.result(&report, || {
-                format!(
-                    "; Add to the zone of {} so clients find this host (or configure [dns.publish] and run `volact host publish-dns`):\n{}\n",
-                    srv.domain,
-                    lines.join("\n")
-                )
-            });
-        }
-        HostCommand::PublishDns { data } => {
-            let host = HostData::new(&data.data);
-            let config = dns::publish_config(&host, serving_port(&host)?)?
-                .ok_or_else(|| no_section(&host))?;
-            show(&dns::publish(&host, &config).await?, out);
-        }
-        HostCommand::UnpublishDns { data } => {
-            let host = HostData::new(&data.data);
-            let config = dns::publish_config(&host, serving_port(&host)?)?
-                .ok_or_else(|| no_section(&host))?;
-            show(&dns::unpublish(&host, &config).await?, out);
-        }
-        _ => return Err(ApiError::new(ErrorCode::Internal, "not a DNS command")),
-    }
+/// `host dns-record`: the SRV record (zone-file lines) for this host.
+pub fn record(data: &DataDir, record: DnsRecordFlags, out: Output) -> Result<(), ApiError> {
+    let host = HostData::new(&data.data);
+    let section = dns::publish_section(&host)?.unwrap_or_default();
+    let over = PublishRaw {
+        domain: record.domain,
+        name: record.name,
+        port: record.port,
+        priority: record.priority,
+        weight: record.weight,
+        ttl: record.ttl,
+        address: record.address,
+        ..PublishRaw::default()
+    };
+    let srv = section.record(&over, serving_port(&host)?)?;
+    let lines = srv.zone_lines();
+    let report = serde_json::json!({
+        "owner": srv.owner(),
+        "target": srv.name,
+        "port": srv.port,
+        "priority": srv.priority,
+        "weight": srv.weight,
+        "ttl": srv.ttl,
+        "address": srv.address,
+        "records": lines,
+    });
+    out.result(&report, || {
+        format!(
+            "; Add to the zone of {} so clients find this host (or configure [dns.publish] and run `volact host publish-dns`):\n{}\n",
+            srv.domain,
+            lines.join("\n")
+        )
+    });
+    Ok(())
+}
+
+/// `host publish-dns` (`publish` true) or `host unpublish-dns`: one dynamic DNS update now.
+pub async fn publish_now(data: &DataDir, publish: bool, out: Output) -> Result<(), ApiError> {
+    let host = HostData::new(&data.data);
+    let config =
+        dns::publish_config(&host, serving_port(&host)?)?.ok_or_else(|| no_section(&host))?;
+    let result = if publish {
+        dns::publish(&host, &config).await?
+    } else {
+        dns::unpublish(&host, &config).await?
+    };
+    show(&result, out);
     Ok(())
 }
 

@@ -143,9 +143,11 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
         HostCommand::SeedClients { data, count, seed } => {
             crate::seed_cmd::seed_clients(&data.data, count, seed, out).await?;
         }
-        cmd @ (HostCommand::DnsRecord { .. }
-        | HostCommand::PublishDns { .. }
-        | HostCommand::UnpublishDns { .. }) => crate::dns_cmd::run_host(cmd, out).await?,
+        HostCommand::DnsRecord { data, record } => crate::dns_cmd::record(&data, record, out)?,
+        HostCommand::PublishDns { data } => crate::dns_cmd::publish_now(&data, true, out).await?,
+        HostCommand::UnpublishDns { data } => {
+            crate::dns_cmd::publish_now(&data, false, out).await?;
+        }
         HostCommand::Status { data } => {
             let host = HostData::new(&data.data);
             let config = host.config(RawConfig::default())?;

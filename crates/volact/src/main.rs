@@ -18,7 +18,7 @@ mod vendor;
 mod vendor_cmd;
 
 use clap::Parser;
-use cli::{Cli, Command};
+use cli::{Cli, ClientCommand, Command, LeadingClientFlags};
 use output::Output;
 use std::process::ExitCode;
 use volact_proto::{ApiError, ErrorCode};
@@ -55,37 +55,34 @@ async fn run(cli: Cli, out: Output) -> Result<(), ApiError> {
         command,
         ..
     } = cli;
-    // `dlv` is `status --verbose`, as slmgr's /dlv is the verbose /dli.
-    let command = match command {
-        Command::Dlv { state, discovery } => Command::Status {
-            verbose: true,
-            state,
-            discovery,
-        },
-        other => other,
-    };
-    let Some((own_state, own_discovery)) = command.client_flags() else {
-        let given = leading.given();
-        if !given.is_empty() {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                format!(
-                    "{} only applies to client commands (install-key, activate, status, …), not to this one",
-                    given.join(", ")
-                ),
-            ));
+    let given = leading.given();
+    if !given.is_empty() && !matches!(command, Command::Client(_)) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "{} only applies to client commands (install-key, activate, status, …), not to this one",
+                given.join(", ")
+            ),
+        ));
+    }
+    match command {
+        Command::Client(cmd) => run_client(cmd, &leading, out).await,
+        Command::Host(cmd) => host_cmd::run(cmd, out, &log_format).await,
+        Command::Vendor(cmd) => vendor_cmd::run(cmd, out),
+        Command::Simulate(args) => simulate_cmd::run(args, out).await,
+        Command::Bench(args) => bench_cmd::run(args, out).await,
+        Command::Quickstart { data, listen } => {
+            quickstart::run(&data, &listen, out, &log_format).await
         }
-        return match command {
-            Command::Host(cmd) => host_cmd::run(cmd, out, &log_format).await,
-            Command::Vendor(cmd) => vendor_cmd::run(cmd, out),
-            Command::Simulate(args) => simulate_cmd::run(args, out).await,
-            Command::Bench(args) => bench_cmd::run(args, out).await,
-            Command::Quickstart { data, listen } => {
-                quickstart::run(&data, &listen, out, &log_format).await
-            }
-            _ => Err(ApiError::new(ErrorCode::Internal, "not a client command")),
-        };
-    };
+    }
+}
+
+async fn run_client(
+    command: ClientCommand,
+    leading: &LeadingClientFlags,
+    out: Output,
+) -> Result<(), ApiError> {
+    let (own_state, own_discovery) = command.flags();
     // A flag before the command beats the command's own, which may come from the
     // environment (`VOLACT_STATE`, `VOLACT_DNS_SERVER`).
     let state = leading.state.clone().or_else(|| own_state.state.clone());
@@ -95,10 +92,5 @@ async fn run(cli: Cli, out: Output) -> Result<(), ApiError> {
         no_host_cache: leading.no_host_cache || own.no_host_cache,
         connect_timeout: leading.connect_timeout.clone().or(own.connect_timeout),
     };
-    match command {
-        cmd @ (Command::HostCache { .. }
-        | Command::SetDnsServer { .. }
-        | Command::ClearDnsServer { .. }) => dns_cmd::run_client(cmd, state, out),
-        other => client_cmd::run(other, state, out, &discovery).await,
-    }
+    client_cmd::run(command, state, out, &discovery).await
 }
