@@ -4,12 +4,11 @@
 use crate::clock::Clock;
 use crate::writer::{Ack, Writer};
 use jiff::Timestamp;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::Arc;
 use volact_core::catalog::{Catalog, Product};
 use volact_core::certificate::HostCertificate;
-use volact_core::count::{ClientKey, CountIndex};
-use volact_core::decide::{self, Admission, Answer, Counted, Outcome, ParsedRequest};
+use volact_core::count::ClientKey;
+use volact_core::decide::{self, Answer, Counted, Decision, DecisionInput, Outcome, ParsedRequest};
 use volact_core::keys::KeyPair;
 use volact_core::refusal;
 use volact_core::settings::Settings;
@@ -17,7 +16,8 @@ use volact_core::token;
 use volact_proto::{
     ActivationRequest, ActivationResponse, ActivationResult, ApiError, ErrorCode, HostInfo,
 };
-use volact_store::{ActivationRecord, ClientFilter, Store};
+use volact_store::count::{Count, CountError, CountQuery, Effect};
+use volact_store::{ActivationRecord, Store};
 
 /// Everything the engine needs to start.
 pub struct EngineParts {
@@ -31,6 +31,9 @@ pub struct EngineParts {
     pub settings: Settings,
     /// Storage.
     pub store: Arc<dyn Store>,
+    /// The count and the revoked clients: [`volact_store::count::MemoryCount`] loaded
+    /// from `store`, unless the count is shared.
+    pub count: Arc<dyn Count>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
 }
@@ -47,8 +50,7 @@ pub struct Engine {
     settings: Settings,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    count: Mutex<CountIndex>,
-    revoked: RwLock<HashSet<ClientKey>>,
+    count: Arc<dyn Count>,
     writer: Writer,
     clones: crate::clones::CloneTracker,
     clone_flags: crate::clones::CloneFlags,
@@ -69,7 +71,7 @@ fn storage(e: volact_store::StoreError) -> ApiError {
     )
 }
 
-fn poisoned() -> ApiError {
+fn poisoned(_: CountError) -> ApiError {
     ApiError::new(
         ErrorCode::Internal,
         "the host's count is unavailable after an internal failure; restart the host",
@@ -77,45 +79,14 @@ fn poisoned() -> ApiError {
 }
 
 impl Engine {
-    /// Builds the engine, loading the count and revocations from the store. Must be
+    /// Builds the engine on its parts (the count already loaded). Must be
     /// called inside a Tokio runtime (it starts the writer task).
     pub async fn start(parts: EngineParts) -> Result<Arc<Engine>, ApiError> {
-        let now = parts.clock.now();
-        let window = parts.settings.count_window.as_secs();
-        let mut count = CountIndex::new(window);
-        let since = now.as_second().saturating_sub(window);
-        // Streamed and bulk-loaded: a million stored clients must not become a million
-        // Strings, nor a million tree insertions, before the host serves.
-        let mut loaded: std::collections::HashMap<String, Vec<(ClientKey, i64)>> =
-            std::collections::HashMap::new();
-        parts
-            .store
-            .visit_counted_clients(since, &mut |id, application, last_counted| {
-                if let Some(key) = client_key(id) {
-                    match loaded.get_mut(application) {
-                        Some(v) => v.push((key, last_counted)),
-                        None => {
-                            loaded.insert(application.to_string(), vec![(key, last_counted)]);
-                        }
-                    }
-                }
-            })
-            .await
-            .map_err(storage)?;
-        for (application, clients) in loaded {
-            count.load_many(&application, clients);
-        }
-        let filter = ClientFilter {
-            revoked: Some(true),
-            ..ClientFilter::default()
-        };
         let revoked = parts
-            .store
-            .clients(&filter)
-            .await
-            .map_err(storage)?
-            .iter()
-            .filter_map(|c| client_key(&c.client_id))
+            .count
+            .revoked()
+            .map_err(poisoned)?
+            .into_iter()
             .collect();
         let host_id = parts.identity.public().host_id();
         let storage_health = Arc::new(crate::health::StorageHealth::default());
@@ -143,8 +114,7 @@ impl Engine {
             settings: parts.settings,
             store: parts.store,
             clock: parts.clock,
-            count: Mutex::new(count),
-            revoked: RwLock::new(revoked),
+            count: parts.count,
         }))
     }
 
@@ -203,29 +173,16 @@ impl Engine {
         self.certificate.as_ref().map(|(_, c)| c)
     }
 
-    /// Why the host cannot serve activations now, if it cannot.
+    /// Why the host cannot serve activations now, if it cannot (see
+    /// [`decide::ready`]).
     pub fn not_ready(&self, now: Timestamp) -> Option<ApiError> {
-        match &self.certificate {
-            None => Some(ApiError::new(
-                ErrorCode::HostNotActivated,
-                "this host is not activated, so it cannot activate clients; its administrator must run `volact host activate --data DIR --request-out request.json`, have the vendor sign it, then `volact host activate --data DIR --response response.json`",
-            )),
-            Some((_, c)) if now >= c.exp => Some(ApiError::with_details(
-                ErrorCode::HostCertificateExpired,
-                format!(
-                    "this host's certificate expired at {}; its administrator must activate the host again",
-                    c.exp
-                ),
-                serde_json::json!({ "expired": c.exp }),
-            )),
-            Some(_) => None,
-        }
+        decide::ready(self.certificate(), now).err()
     }
 
     /// Current counts per application.
     pub fn counts(&self) -> Result<Vec<(String, u32)>, ApiError> {
         let now = self.clock.now().as_second();
-        Ok(self.count.lock().map_err(|_| poisoned())?.counts(now))
+        self.count.counts(now).map_err(poisoned)
     }
 
     /// Public facts about the host.
@@ -259,12 +216,10 @@ impl Engine {
             .await
             .map_err(storage)?;
         if known {
-            let mut set = self.revoked.write().map_err(|_| poisoned())?;
             if revoked {
-                set.insert(key);
-                self.count.lock().map_err(|_| poisoned())?.remove(key);
+                self.count.revoke(key).map_err(poisoned)?;
             } else {
-                set.remove(&key);
+                self.count.unrevoke(key).map_err(poisoned)?;
                 self.admission.unrevoked(key)?;
             }
         }
@@ -363,72 +318,80 @@ impl Engine {
             let e = self.sign_refusal(e, &parsed, req, None, now);
             Box::new((e, r))
         };
-        if let Some(e) = self.not_ready(now) {
-            return Err(refuse_early(e));
-        }
-        let Some((cert_token, cert)) = &self.certificate else {
-            return Err(Box::new((
-                ApiError::new(ErrorCode::HostNotActivated, "not activated"),
-                None,
-            )));
-        };
+        let cert = decide::ready(self.certificate(), now).map_err(refuse_early)?;
+        let cert_token = self.certificate.as_ref().map_or("", |(t, _)| t.as_str());
         let product = self
             .catalog
             .product_for_key(&parsed.setup_key)
             .map_err(refuse_early)?;
-        let (count, index) = self
-            .admit_and_count(&parsed, product, req, address, cert, now)
-            .map_err(|e| refuse(e, Some(product)))?;
-        let minimum = decide::minimum(product, req.minimum_count);
-        let outcome = decide::outcome(count, minimum, cert, &self.settings, now);
-        let counted = Counted {
+        let mut previous = Some(crate::admission::previous_client(req));
+        let query = CountQuery {
+            client: parsed.client,
+            application: &product.application,
+            previous: previous
+                .as_ref()
+                .and_then(|p| p.as_ref().ok().copied().flatten()),
+            seats: cert.seats.is_some(),
+            at: now.as_second(),
+        };
+        let mut decided = None;
+        self.count
+            .decide(&query, &mut |held| {
+                let new_client = if held.view.counted {
+                    Ok(())
+                } else {
+                    // Only clients the host does not count pay for admission.
+                    let previous = previous
+                        .take()
+                        .unwrap_or(Ok(None))
+                        .map(|p| p.filter(|_| held.previous_revoked));
+                    self.admission.admit_new(
+                        parsed.client,
+                        held.view.revoked,
+                        previous,
+                        req,
+                        address,
+                        now,
+                    )
+                };
+                let decision = decide::decide(DecisionInput {
+                    request: req,
+                    product,
+                    certificate: cert,
+                    view: held.view,
+                    new_client,
+                    settings: &self.settings,
+                    now,
+                });
+                match decision {
+                    Decision::Refuse(e) => {
+                        decided = Some(Err(e));
+                        Effect::Leave
+                    }
+                    Decision::Count(counted) => {
+                        // Queued while the count is held: see the writer's module comment.
+                        let rec = record(Some(product), counted.count, "", true);
+                        decided = Some(Ok(self.queue(&parsed, req, product, counted, rec, now)));
+                        Effect::Count
+                    }
+                }
+            })
+            .map_err(|e| refuse(poisoned(e), Some(product)))?;
+        let (counted, answer, ack) = match decided {
+            Some(Ok(queued)) => queued.map_err(|e| Box::new((e, None)))?,
+            Some(Err(e)) => return Err(refuse(e, Some(product))),
+            None => {
+                return Err(refuse(
+                    poisoned(CountError("no decision".into())),
+                    Some(product),
+                ));
+            }
+        };
+        let Counted {
             count,
             minimum,
             outcome,
-        };
-        let answer = decide::answer(
-            &parsed,
-            req,
-            product,
-            counted,
-            &self.host_id,
-            &self.settings,
-            now,
-        );
-        let mut rec = record(Some(product), count, "", true);
-        let document = match &answer {
-            Answer::Ticket(t) => {
-                rec.result = "activated".into();
-                rec.ticket_id = Some(t.jti.clone());
-                rec.ticket_valid_until = Some(t.exp.as_second());
-                token::prepare(t)
-            }
-            Answer::NotYet(n) => {
-                rec.result = ErrorCode::CountInsufficient.as_str().into();
-                token::prepare(n)
-            }
-        };
-        // A document that cannot be encoded still leaves its record: the count has
-        // counted the client, and the inventory must agree after a restart.
-        let (document, unsigned) = match document {
-            Ok(d) => (Some(d), None),
-            Err(e) => (None, Some(e)),
-        };
-        // Queued before the count lock is released: see the writer's module comment.
-        let ack = self
-            .writer
-            .enqueue(rec, document)
-            .map_err(|e| Box::new((e, None)))?;
-        drop(index);
-        if let Some(e) = unsigned {
-            return Err(Box::new((
-                ApiError::new(
-                    ErrorCode::Internal,
-                    format!("could not sign the answer: {e}"),
-                ),
-                None,
-            )));
-        }
+        } = counted;
         let mut response = ActivationResponse {
             result: ActivationResult::CountInsufficient,
             count,
@@ -441,7 +404,7 @@ impl Engine {
             retry_after: None,
             ticket: None,
             not_yet: None,
-            host_certificate: cert_token.clone(),
+            host_certificate: cert_token.to_string(),
         };
         match answer {
             Answer::Ticket(_) => response.result = ActivationResult::Activated,
@@ -488,55 +451,62 @@ impl Engine {
         }
     }
 
-    /// Admits and counts the client under one lock, so two requests cannot both take the
-    /// last seat. The lock is returned held, so the caller queues the record before any
-    /// other request is counted.
-    fn admit_and_count(
+    /// Builds the answer of a counted request and queues its record (with the document
+    /// to sign) to the writer. Called while the count is held, so records reach storage
+    /// in the order their counts were decided.
+    #[allow(clippy::type_complexity)]
+    fn queue(
         &self,
         parsed: &ParsedRequest,
-        product: &Product,
         req: &ActivationRequest,
-        address: &str,
-        cert: &HostCertificate,
+        product: &Product,
+        counted: Counted,
+        mut rec: ActivationRecord,
         now: Timestamp,
-    ) -> Result<(u32, MutexGuard<'_, CountIndex>), ApiError> {
-        // Read before the count lock: `set_revoked` takes them in the other order.
-        let (revoked, previous) = {
-            let set = self.revoked.read().map_err(|_| poisoned())?;
-            let previous = crate::admission::revoked_previous(req, &set);
-            (set.contains(&parsed.client), previous)
-        };
-        let mut index = self.count.lock().map_err(|_| poisoned())?;
-        let at = now.as_second();
-        let counted = index.contains_anywhere(parsed.client, at);
-        if !counted {
-            self.admission
-                .admit_new(parsed.client, revoked, previous, req, address, now)?;
-        }
-        let seats_used = if cert.seats.is_some() {
-            index.total(at)
-        } else {
-            0
-        };
-        let admission = Admission {
-            certificate: cert,
+    ) -> Result<(Counted, Answer, Ack), ApiError> {
+        let answer = decide::answer(
+            parsed,
+            req,
             product,
-            client_time: req.client_time,
-            revoked,
             counted,
-            seats_used,
+            &self.host_id,
+            &self.settings,
+            now,
+        );
+        let document = match &answer {
+            Answer::Ticket(t) => {
+                rec.result = "activated".into();
+                rec.ticket_id = Some(t.jti.clone());
+                rec.ticket_valid_until = Some(t.exp.as_second());
+                token::prepare(t)
+            }
+            Answer::NotYet(n) => {
+                rec.result = ErrorCode::CountInsufficient.as_str().into();
+                token::prepare(n)
+            }
         };
-        decide::admit(&admission, &self.settings, now)?;
-        let count = index.observe(&product.application, parsed.client, at);
-        Ok((count, index))
+        // A document that cannot be encoded still leaves its record: the count has
+        // counted the client, and the inventory must agree after a restart.
+        let (document, unsigned) = match document {
+            Ok(d) => (Some(d), None),
+            Err(e) => (None, Some(e)),
+        };
+        let ack = self.writer.enqueue(rec, document)?;
+        if let Some(e) = unsigned {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                format!("could not sign the answer: {e}"),
+            ));
+        }
+        Ok((counted, answer, ack))
     }
 
     /// Whether a refusal decided before admission may be stored (see `try_decide`).
     fn may_store_early_refusal(&self, client: ClientKey, address: &str, now: Timestamp) -> bool {
         let counted = self
             .count
-            .lock()
-            .is_ok_and(|index| index.contains_anywhere(client, now.as_second()));
+            .counts_anywhere(client, now.as_second())
+            .unwrap_or(false);
         counted || self.admission.may_store_refusal(address, now)
     }
 }
