@@ -288,7 +288,10 @@ impl CountIndex {
     /// What a request of `client` for a product of `application` at `now` finds, in one
     /// pass: whether the client counts anywhere, whether it counts in `application`, and
     /// `application`'s count (this client included when it counts there). Observing the
-    /// client next returns that count, plus one unless it already counted there.
+    /// client next returns that count, plus one unless it already counted there — except
+    /// after the host's clock went back by more than a window while it ran, when the
+    /// index stores the client without counting it (see [`CountIndex::observe`]) and
+    /// the answer's count is one more than the index's until the clock catches up.
     pub fn view(&mut self, application: &str, client: ClientKey, now: i64) -> (bool, bool, u32) {
         let client = key(client);
         let oldest = self.oldest(now);

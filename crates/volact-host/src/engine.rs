@@ -41,6 +41,22 @@ pub struct EngineParts {
 /// A refusal, and the record to store for it when the client can be identified.
 type Refusal = (ApiError, Option<ActivationRecord>);
 
+/// One request on its way through [`Engine::try_decide`].
+struct Asking<'a> {
+    parsed: &'a ParsedRequest,
+    req: &'a ActivationRequest,
+    address: &'a str,
+    now: Timestamp,
+}
+
+/// What the decision left to do once the count is released.
+enum Decided {
+    /// Refused: sign and store the refusal.
+    Refused(ApiError),
+    /// Counted, and its record queued (or the queue failed).
+    Queued(Result<(Counted, Answer, Ack), ApiError>),
+}
+
 /// The host's activation engine. Cheap to share behind an `Arc`.
 pub struct Engine {
     identity: KeyPair,
@@ -279,6 +295,9 @@ impl Engine {
         result
     }
 
+    /// Parses the request, looks its product up, checks the host is ready, then hands the
+    /// count's view of the client to the one decision ([`decide::decide`]) through the
+    /// count, which applies its effect; the record is queued while the count is held.
     fn try_decide(
         &self,
         req: &ActivationRequest,
@@ -288,42 +307,18 @@ impl Engine {
         // Requests without a usable client id cannot be tied to a client: answered, never stored.
         let parsed = decide::parse_request(req).map_err(|e| Box::new((e, None)))?;
         self.watch_machine(&parsed, req, address, now);
-        let record =
-            |product: Option<&Product>, count: u32, result: &str, counted: bool| ActivationRecord {
-                at: now.as_second(),
-                client_id: parsed.client_id.clone(),
-                machine_name: req.machine_name.clone(),
-                address: address.to_string(),
-                product: product.map(|p| p.id.clone()).unwrap_or_default(),
-                application: product.map(|p| p.application.clone()).unwrap_or_default(),
-                minimum_asked: req.minimum_count,
-                count,
-                result: result.to_string(),
-                counted,
-                ticket_id: None,
-                ticket_valid_until: None,
-            };
-        // A rate-limited request is not stored: that is the limit's point.
-        let refuse = |e: ApiError, product: Option<&Product>| {
-            let r = (e.code != ErrorCode::RateLimited)
-                .then(|| record(product, 0, e.code.as_str(), false));
-            let e = self.sign_refusal(e, &parsed, req, product, now);
-            Box::new((e, r))
+        let asking = Asking {
+            parsed: &parsed,
+            req,
+            address,
+            now,
         };
-        // Refused before admission: stored only for a client the count knows, or
-        // within the new-client budget, so made-up ids cannot grow the inventory.
-        let refuse_early = |e: ApiError| {
-            let keep = self.may_store_early_refusal(parsed.client, address, now);
-            let r = keep.then(|| record(None, 0, e.code.as_str(), false));
-            let e = self.sign_refusal(e, &parsed, req, None, now);
-            Box::new((e, r))
-        };
-        let cert = decide::ready(self.certificate(), now).map_err(refuse_early)?;
-        let cert_token = self.certificate.as_ref().map_or("", |(t, _)| t.as_str());
+        let cert =
+            decide::ready(self.certificate(), now).map_err(|e| self.refuse_early(&asking, e))?;
         let product = self
             .catalog
             .product_for_key(&parsed.setup_key)
-            .map_err(refuse_early)?;
+            .map_err(|e| self.refuse_early(&asking, e))?;
         let mut previous = Some(crate::admission::previous_client(req));
         let query = CountQuery {
             client: parsed.client,
@@ -337,14 +332,12 @@ impl Engine {
         let mut decided = None;
         self.count
             .decide(&query, &mut |held| {
+                // Only clients the host does not count pay for admission.
                 let new_client = if held.view.counted {
                     Ok(())
                 } else {
-                    // Only clients the host does not count pay for admission.
-                    let previous = previous
-                        .take()
-                        .unwrap_or(Ok(None))
-                        .map(|p| p.filter(|_| held.previous_revoked));
+                    let previous = previous.take().unwrap_or(Ok(None));
+                    let previous = previous.map(|p| p.filter(|_| held.previous_revoked));
                     self.admission.admit_new(
                         parsed.client,
                         held.view.revoked,
@@ -365,56 +358,110 @@ impl Engine {
                 });
                 match decision {
                     Decision::Refuse(e) => {
-                        decided = Some(Err(e));
+                        decided = Some(Decided::Refused(e));
                         Effect::Leave
                     }
                     Decision::Count(counted) => {
                         // Queued while the count is held: see the writer's module comment.
-                        let rec = record(Some(product), counted.count, "", true);
-                        decided = Some(Ok(self.queue(&parsed, req, product, counted, rec, now)));
+                        decided = Some(Decided::Queued(self.queue(&asking, product, counted)));
                         Effect::Count
                     }
                 }
             })
-            .map_err(|e| refuse(poisoned(e), Some(product)))?;
-        let (counted, answer, ack) = match decided {
-            Some(Ok(queued)) => queued.map_err(|e| Box::new((e, None)))?,
-            Some(Err(e)) => return Err(refuse(e, Some(product))),
-            None => {
-                return Err(refuse(
-                    poisoned(CountError("no decision".into())),
-                    Some(product),
-                ));
+            .map_err(|e| self.refuse(&asking, poisoned(e), Some(product)))?;
+        match decided {
+            Some(Decided::Queued(Ok((counted, answer, ack)))) => {
+                Ok((self.response(product, counted, &answer, now), ack))
+            }
+            // The record could not be queued: nothing to store, nothing to sign.
+            Some(Decided::Queued(Err(e))) => Err(Box::new((e, None))),
+            Some(Decided::Refused(e)) => Err(self.refuse(&asking, e, Some(product))),
+            None => Err(self.refuse(
+                &asking,
+                poisoned(CountError("the count returned without a decision".into())),
+                Some(product),
+            )),
+        }
+    }
+
+    /// The record of a request, with its product (if known) and the count it was answered with.
+    fn record(
+        &self,
+        asking: &Asking<'_>,
+        product: Option<&Product>,
+        count: u32,
+        result: &str,
+        counted: bool,
+    ) -> ActivationRecord {
+        ActivationRecord {
+            at: asking.now.as_second(),
+            client_id: asking.parsed.client_id.clone(),
+            machine_name: asking.req.machine_name.clone(),
+            address: asking.address.to_string(),
+            product: product.map(|p| p.id.clone()).unwrap_or_default(),
+            application: product.map(|p| p.application.clone()).unwrap_or_default(),
+            minimum_asked: asking.req.minimum_count,
+            count,
+            result: result.to_string(),
+            counted,
+            ticket_id: None,
+            ticket_valid_until: None,
+        }
+    }
+
+    /// A refusal decided once the product is known, with its record; a rate-limited
+    /// request is not stored: that is the limit's point.
+    fn refuse(&self, asking: &Asking<'_>, e: ApiError, product: Option<&Product>) -> Box<Refusal> {
+        let r = (e.code != ErrorCode::RateLimited)
+            .then(|| self.record(asking, product, 0, e.code.as_str(), false));
+        let e = self.sign_refusal(e, asking.parsed, asking.req, product, asking.now);
+        Box::new((e, r))
+    }
+
+    /// A refusal decided before admission: stored only for a client the count knows, or
+    /// within the new-client budget, so made-up ids cannot grow the inventory.
+    fn refuse_early(&self, asking: &Asking<'_>, e: ApiError) -> Box<Refusal> {
+        let keep = self.may_store_early_refusal(asking.parsed.client, asking.address, asking.now);
+        let r = keep.then(|| self.record(asking, None, 0, e.code.as_str(), false));
+        let e = self.sign_refusal(e, asking.parsed, asking.req, None, asking.now);
+        Box::new((e, r))
+    }
+
+    /// The answer to a counted request, before the writer signs its document.
+    fn response(
+        &self,
+        product: &Product,
+        counted: Counted,
+        answer: &Answer,
+        now: Timestamp,
+    ) -> ActivationResponse {
+        let (result, retry_after) = match (answer, counted.outcome) {
+            (Answer::Ticket(_), _) => (ActivationResult::Activated, None),
+            (Answer::NotYet(_), Outcome::NotYet { retry_after }) => {
+                (ActivationResult::CountInsufficient, Some(retry_after))
+            }
+            (Answer::NotYet(_), Outcome::Activate { .. }) => {
+                (ActivationResult::CountInsufficient, None)
             }
         };
-        let Counted {
-            count,
-            minimum,
-            outcome,
-        } = counted;
-        let mut response = ActivationResponse {
-            result: ActivationResult::CountInsufficient,
-            count,
-            minimum,
+        ActivationResponse {
+            result,
+            count: counted.count,
+            minimum: counted.minimum,
             product: product.id.clone(),
             application: product.application.clone(),
             host_id: self.host_id.clone(),
             host_time: now,
             intervals: self.settings.intervals(),
-            retry_after: None,
+            retry_after,
             ticket: None,
             not_yet: None,
-            host_certificate: cert_token.to_string(),
-        };
-        match answer {
-            Answer::Ticket(_) => response.result = ActivationResult::Activated,
-            Answer::NotYet(_) => {
-                if let Outcome::NotYet { retry_after } = outcome {
-                    response.retry_after = Some(retry_after);
-                }
-            }
+            host_certificate: self
+                .certificate
+                .as_ref()
+                .map(|(t, _)| t.clone())
+                .unwrap_or_default(),
         }
-        Ok((response, ack))
     }
 
     /// A refusal about the client, signed so the client may act on it (its retry time,
@@ -454,24 +501,21 @@ impl Engine {
     /// Builds the answer of a counted request and queues its record (with the document
     /// to sign) to the writer. Called while the count is held, so records reach storage
     /// in the order their counts were decided.
-    #[allow(clippy::type_complexity)]
     fn queue(
         &self,
-        parsed: &ParsedRequest,
-        req: &ActivationRequest,
+        asking: &Asking<'_>,
         product: &Product,
         counted: Counted,
-        mut rec: ActivationRecord,
-        now: Timestamp,
     ) -> Result<(Counted, Answer, Ack), ApiError> {
+        let mut rec = self.record(asking, Some(product), counted.count, "", true);
         let answer = decide::answer(
-            parsed,
-            req,
+            asking.parsed,
+            asking.req,
             product,
             counted,
             &self.host_id,
             &self.settings,
-            now,
+            asking.now,
         );
         let document = match &answer {
             Answer::Ticket(t) => {
