@@ -49,7 +49,9 @@ struct Asking<'a> {
     now: Timestamp,
 }
 
-/// What the decision left to do once the count is released.
+/// What the decision left to do once the count is released. Large, but it lives on the
+/// stack once per request; boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Decided {
     /// Refused: sign and store the refusal.
     Refused(ApiError),

@@ -147,22 +147,20 @@ async fn check(clients: Vec<Client>) -> Result<(), TestCaseError> {
 }
 
 #[test]
+#[allow(clippy::unwrap_used)]
 fn the_stores_sql_agrees_with_the_predicate() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build();
-    let Ok(runtime) = runtime else {
-        panic!("no runtime");
-    };
+        .build()
+        .unwrap();
     let mut runner = TestRunner::new(Config {
         cases: 48,
         failure_persistence: None,
         ..Config::default()
     });
-    let result = runner.run(&proptest::collection::vec(client(), 1..24), |clients| {
-        runtime.block_on(check(clients))
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
+    runner
+        .run(&proptest::collection::vec(client(), 1..24), |clients| {
+            runtime.block_on(check(clients))
+        })
+        .unwrap();
 }
