@@ -1,5 +1,7 @@
-//! The activation engine: the pure rules of `volact-core`, applied to the host's state
-//! (certificate, catalog, count index, revocations) and recorded through the store.
+//! The activation engine: the pure rules of `volact-core` (one decision,
+//! `volact_core::decide::decide`), applied to the host's state (certificate, catalog, and
+//! the count with its revocations behind `volact_store::count::Count`) and recorded
+//! through the store.
 
 use crate::clock::Clock;
 use crate::writer::{Ack, Writer};
