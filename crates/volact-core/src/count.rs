@@ -11,6 +11,26 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::util::unix_u32;
 
+/// The first second of the count window at `now`: a client last counted at or after it
+/// counts.
+pub const fn window_start(now: i64, window_secs: i64) -> i64 {
+    now.saturating_sub(window_secs)
+}
+
+/// Whether a client counts: it is not revoked, and its last counted request (if any) is
+/// at or after `window_start` (see [`window_start`]). So a client last counted exactly
+/// one window ago (30 days by default) still counts during that second, and no longer
+/// one second later. The one definition of "this client counts": the index below, the
+/// inventory's states, the dashboard and the store's history follow it, and the store's
+/// SQL is tested against it.
+pub const fn counts(revoked: bool, last_counted: Option<i64>, window_start: i64) -> bool {
+    !revoked
+        && match last_counted {
+            Some(t) => t >= window_start,
+            None => false,
+        }
+}
+
 /// A client id as 128 bits (the UUID's value), compact enough for millions in memory.
 pub type ClientKey = u128;
 
@@ -31,6 +51,11 @@ fn key(client: ClientKey) -> Key {
 
 /// A time as the index stores it: Unix seconds as `u32` (see [`unix_u32`]).
 type Stamp = u32;
+
+/// [`counts`] for a client the index holds (revoked clients are removed from it).
+fn stamp_counts(t: Stamp, oldest: Stamp) -> bool {
+    counts(false, Some(i64::from(t)), i64::from(oldest))
+}
 
 /// Stale entries below which no sweep is worth its pass over the map.
 const SWEEP_FLOOR: usize = 4096;
@@ -58,7 +83,7 @@ impl ApplicationCount {
 
     /// Adds a client counted at `t` to `by_time`, if `t` still counts.
     fn enter(&mut self, t: Stamp) {
-        if t >= self.expired {
+        if stamp_counts(t, self.expired) {
             *self.by_time.entry(t).or_insert(0) += 1;
             self.live += 1;
         }
@@ -66,7 +91,7 @@ impl ApplicationCount {
 
     /// Takes a client counted at `t` out of `by_time`, if it was there.
     fn leave(&mut self, t: Stamp) {
-        if t < self.expired {
+        if !stamp_counts(t, self.expired) {
             return;
         }
         if let Some(n) = self.by_time.get_mut(&t) {
@@ -109,7 +134,7 @@ impl ApplicationCount {
         // Amortised: a sweep follows at least as many expiries as it removes entries.
         let stale = self.last.len() - self.live;
         if stale >= SWEEP_FLOOR && stale >= self.live {
-            self.last.retain(|_, t| *t >= oldest);
+            self.last.retain(|_, t| stamp_counts(*t, oldest));
             self.last.shrink_to_fit();
         }
     }
@@ -142,7 +167,7 @@ impl CountIndex {
     }
 
     fn oldest(&self, now: i64) -> Stamp {
-        unix_u32(now.saturating_sub(self.window_secs))
+        unix_u32(window_start(now, self.window_secs))
     }
 
     /// Records that `client` asked for a product of `application` at `at` and returns the
@@ -213,7 +238,7 @@ impl CountIndex {
             .last
             .values()
             .copied()
-            .filter(|&t| t >= expired)
+            .filter(|&t| stamp_counts(t, expired))
             .collect();
         times.sort_unstable();
         app.live = times.len();
@@ -246,16 +271,46 @@ impl CountIndex {
         self.applications
             .get(application)
             .and_then(|a| a.last.get(&client))
-            .is_some_and(|&t| t >= oldest)
+            .is_some_and(|&t| stamp_counts(t, oldest))
     }
 
     /// Whether `client` counts in any application at `now`.
     pub fn contains_anywhere(&self, client: ClientKey, now: i64) -> bool {
         let client = key(client);
         let oldest = self.oldest(now);
-        self.applications
-            .values()
-            .any(|a| a.last.get(&client).is_some_and(|&t| t >= oldest))
+        self.applications.values().any(|a| {
+            a.last
+                .get(&client)
+                .is_some_and(|&t| stamp_counts(t, oldest))
+        })
+    }
+
+    /// What a request of `client` for a product of `application` at `now` finds, in one
+    /// pass: whether the client counts anywhere, whether it counts in `application`, and
+    /// `application`'s count (this client included when it counts there). Observing the
+    /// client next returns that count, plus one unless it already counted there — except
+    /// after the host's clock went back by more than a window while it ran, when the
+    /// index stores the client without counting it (see [`CountIndex::observe`]) and
+    /// the answer's count is one more than the index's until the clock catches up.
+    pub fn view(&mut self, application: &str, client: ClientKey, now: i64) -> (bool, bool, u32) {
+        let client = key(client);
+        let oldest = self.oldest(now);
+        let mut anywhere = false;
+        let mut here = false;
+        let mut count = 0;
+        for (name, app) in &mut self.applications {
+            let counts = app
+                .last
+                .get(&client)
+                .is_some_and(|&t| stamp_counts(t, oldest));
+            anywhere |= counts;
+            if name == application {
+                app.expire(oldest);
+                here = counts;
+                count = app.count();
+            }
+        }
+        (anywhere, here, count)
     }
 
     /// Distinct clients counted across all applications at `now` (seats in use).
@@ -428,5 +483,38 @@ mod tests {
                 prop_assert_eq!(idx.count(&format!("app{app}"), now), want);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod predicate_tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn a_client_counts_through_the_last_second_of_its_window() {
+        let window = 30 * DAY;
+        let now = 1_800_000_000;
+        let start = window_start(now, window);
+        assert!(
+            counts(false, Some(now - window), start),
+            "exactly 30 days ago"
+        );
+        assert!(
+            !counts(false, Some(now - window - 1), start),
+            "one second more"
+        );
+        assert!(counts(false, Some(now), start));
+        assert!(!counts(true, Some(now), start), "revoked");
+        assert!(!counts(false, None, start), "never counted");
+        assert_eq!(window_start(i64::MIN + 1, window), i64::MIN);
+        // The index follows the same boundary.
+        let mut index = CountIndex::new(window);
+        index.observe("os", 1, now - window);
+        assert!(index.contains("os", 1, now));
+        assert_eq!(index.view("os", 1, now), (true, true, 1));
+        assert!(!index.contains("os", 1, now + 1));
+        assert_eq!(index.view("os", 1, now + 1), (false, false, 0));
     }
 }

@@ -1,8 +1,10 @@
 //! The host's decision on one activation request, as pure functions of the request, what
 //! the host knows about the client, its settings and `now`.
 //!
-//! The host calls them in order: [`parse_request`], [`admit`], then counts the client
-//! (see [`crate::count`]) and asks [`outcome`] what to answer.
+//! The host calls [`parse_request`], looks the product up, checks it is [`ready`], then
+//! reads the count's view of the client and asks [`decide`] (under the count's lock, or
+//! in the transaction that records the request): the one function that says whether the
+//! client is refused, or counted and activated or told "not yet".
 
 use crate::catalog::Product;
 use crate::certificate::HostCertificate;
@@ -87,88 +89,180 @@ pub fn parse_request(req: &ActivationRequest) -> Result<ParsedRequest, ApiError>
     })
 }
 
-/// What the host knows when it admits a request.
-#[derive(Debug, Clone, Copy)]
-pub struct Admission<'a> {
-    /// The host's certificate.
-    pub certificate: &'a HostCertificate,
-    /// The product the setup key names.
-    pub product: &'a Product,
-    /// The client's clock.
-    pub client_time: Timestamp,
-    /// Whether an administrator revoked the client.
-    pub revoked: bool,
-    /// Whether the client already counts (so it holds a seat).
-    pub counted: bool,
-    /// Distinct clients counted across all applications (seats in use).
-    pub seats_used: u64,
-}
-
-/// Refuses a request that must not be counted: an expired host certificate, a product
-/// outside the key group, clocks too far apart, a revoked client, or a new client past
-/// the seat cap. Existing clients always renew, whatever the seat cap.
-pub fn admit(a: &Admission<'_>, settings: &Settings, now: Timestamp) -> Result<(), ApiError> {
-    let cert = a.certificate;
-    if now >= cert.exp {
-        return Err(ApiError::with_details(
+/// Why the host cannot serve activations at `now`, if it cannot: it holds no certificate
+/// (`host-not-activated`) or its certificate has expired (`host-certificate-expired`).
+/// The one check of the certificate's expiry on the way of a request: [`decide`] takes
+/// the certificate this returned, and caps every ticket at its expiry.
+pub fn ready(
+    certificate: Option<&HostCertificate>,
+    now: Timestamp,
+) -> Result<&HostCertificate, ApiError> {
+    match certificate {
+        None => Err(ApiError::new(
+            ErrorCode::HostNotActivated,
+            "this host is not activated, so it cannot activate clients; its administrator must run `volact host activate --data DIR --request-out request.json`, have the vendor sign it, then `volact host activate --data DIR --response response.json`",
+        )),
+        Some(c) if now >= c.exp => Err(ApiError::with_details(
             ErrorCode::HostCertificateExpired,
             format!(
-                "this host's certificate expired at {}; the administrator must activate the host again (volact host activate)",
-                cert.exp
+                "this host's certificate expired at {}; its administrator must activate the host again",
+                c.exp
             ),
-            serde_json::json!({ "expired": cert.exp, "host_id": cert.sub }),
-        ));
+            serde_json::json!({ "expired": c.exp }),
+        )),
+        Some(c) => Ok(c),
     }
-    if !cert.products.iter().any(|p| p == &a.product.id) {
-        return Err(ApiError::with_details(
+}
+
+/// What the count knows of one client and its application at `now`, read under the
+/// same lock (or in the same transaction) that then counts the client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountView {
+    /// Whether the client counts in any application (so it holds a seat); see
+    /// [`crate::count::counts`].
+    pub counted: bool,
+    /// Whether the client counts in the application of the requested product.
+    pub counted_here: bool,
+    /// The application's count at `now`, this client included when `counted_here`.
+    pub count: u32,
+    /// Distinct clients counted across all applications (seats in use). Read only when
+    /// the certificate caps seats; 0 otherwise.
+    pub seats_used: u64,
+    /// Whether an administrator revoked the client.
+    pub revoked: bool,
+}
+
+/// Everything one activation decision depends on.
+#[derive(Debug)]
+pub struct DecisionInput<'a> {
+    /// The request as the client sent it (its clock and the minimum it asks for).
+    pub request: &'a ActivationRequest,
+    /// The product the setup key names.
+    pub product: &'a Product,
+    /// The host's certificate, in force at `now` (see [`ready`]).
+    pub certificate: &'a HostCertificate,
+    /// The count's view of the client.
+    pub view: CountView,
+    /// The host's admission of a client it has not counted (rate limits, machines of
+    /// revoked clients: `volact-host`'s `admission`), consulted only when `view.counted`
+    /// is false, so renewals never pay for it; `Ok` for a counted client.
+    pub new_client: Result<(), ApiError>,
+    /// Intervals and limits.
+    pub settings: &'a Settings,
+    /// The host's time.
+    pub now: Timestamp,
+}
+
+/// The decision on one request.
+#[derive(Debug)]
+pub enum Decision {
+    /// Refused: the client is not counted, and the error is the answer.
+    Refuse(ApiError),
+    /// Counted: the client is counted in the product's application (a renewal moves its
+    /// time, a new client takes a seat) and answered with the outcome.
+    Count(Counted),
+}
+
+impl Decision {
+    /// Whether the client is to be counted.
+    pub fn counts(&self) -> bool {
+        matches!(self, Decision::Count(_))
+    }
+}
+
+/// When a client counts, and when it is activated: the whole rule of one request, once
+/// it is well formed ([`parse_request`]), its product known and the host ready
+/// ([`ready`]). In order:
+///
+/// 1. a client the host does not count yet must pass the host's admission of new clients
+///    (`new_client`, e.g. `rate-limited`);
+/// 2. the product must be in the certificate's key group (`product-not-in-key-group`);
+/// 3. the clocks must differ by at most `max_clock_skew` (exactly the limit passes;
+///    `clock-skew`);
+/// 4. a revoked client is refused (`client-revoked`);
+/// 5. a client that does not count yet is refused once the certificate's seats are all
+///    in use (`seat-limit-reached`); counted clients always renew.
+///
+/// Otherwise the client is counted: the application's count is the view's, plus this
+/// client unless it already counted there. It is activated once that count reaches the
+/// minimum (the catalog's, or more if the client asks for more), with a ticket that
+/// never outlives the certificate; else it hears "not yet" and when to retry.
+pub fn decide(input: DecisionInput<'_>) -> Decision {
+    let DecisionInput {
+        request,
+        product,
+        certificate: cert,
+        view,
+        new_client,
+        settings,
+        now,
+    } = input;
+    if !view.counted
+        && let Err(e) = new_client
+    {
+        return Decision::Refuse(e);
+    }
+    if !cert.products.iter().any(|p| p == &product.id) {
+        return Decision::Refuse(ApiError::with_details(
             ErrorCode::ProductNotInKeyGroup,
             format!(
                 "product {} is not in key group `{}` of this host's key; install a host key that covers it, or use a setup key of a covered product ({})",
-                a.product.id,
+                product.id,
                 cert.group,
                 cert.products.join(", ")
             ),
-            serde_json::json!({ "product": a.product.id, "group": cert.group, "products": cert.products }),
+            serde_json::json!({ "product": product.id, "group": cert.group, "products": cert.products }),
         ));
     }
-    let skew = a.client_time.duration_since(now);
+    let client_time = request.client_time;
+    let skew = client_time.duration_since(now);
     if skew.abs() > settings.max_clock_skew {
-        return Err(ApiError::with_details(
+        return Decision::Refuse(ApiError::with_details(
             ErrorCode::ClockSkew,
             format!(
                 "the client's clock says {} but the host's says {}: they differ by {}, more than the allowed {}; set the client's clock right (or sync both with NTP) and try again",
-                a.client_time,
+                client_time,
                 now,
                 human(skew.abs()),
                 human(settings.max_clock_skew)
             ),
             serde_json::json!({
-                "client_time": a.client_time,
+                "client_time": client_time,
                 "host_time": now,
                 "difference_secs": skew.as_secs(),
                 "limit_secs": settings.max_clock_skew.as_secs(),
             }),
         ));
     }
-    if a.revoked {
-        return Err(ApiError::new(
+    if view.revoked {
+        return Decision::Refuse(ApiError::new(
             ErrorCode::ClientRevoked,
             "the host's administrator revoked this client; ask them to run `volact host unrevoke` if that was a mistake",
         ));
     }
     if let Some(cap) = cert.seats
-        && !a.counted
-        && a.seats_used >= u64::from(cap)
+        && !view.counted
+        && view.seats_used >= u64::from(cap)
     {
-        return Err(ApiError::with_details(
+        return Decision::Refuse(ApiError::with_details(
             ErrorCode::SeatLimitReached,
             format!(
                 "this host's key allows {cap} seats and all are in use; existing clients still renew. Retire machines (they free their seat after the count window) or ask the vendor for more seats"
             ),
-            serde_json::json!({ "seats": cap, "in_use": a.seats_used }),
+            serde_json::json!({ "seats": cap, "in_use": view.seats_used }),
         ));
     }
-    Ok(())
+    let count = if view.counted_here {
+        view.count
+    } else {
+        view.count.saturating_add(1)
+    };
+    let minimum = minimum(product, request.minimum_count);
+    Decision::Count(Counted {
+        count,
+        minimum,
+        outcome: outcome(count, minimum, cert, settings, now),
+    })
 }
 
 /// What the host answers once the client is counted.
@@ -379,3 +473,8 @@ mod count_insufficient_tests {
         assert!(!e.message.contains("retries by itself"), "{}", e.message);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+#[path = "decide_tests.rs"]
+mod decide_tests;

@@ -119,13 +119,11 @@ const REVOKED_MACHINE_EVENT: &str = "revoked-machine";
 /// Machines of revoked clients remembered at most.
 const MAX_REVOKED_MACHINES: usize = 100_000;
 
-/// The request's `previous_client_id` (the id before a rearm), when it names a client
-/// in `revoked`; a malformed one is a `bad-request` naming the field. Cheap when the
-/// field is absent, as it is on every request but the first after a rearm.
-pub(crate) fn revoked_previous(
-    req: &ActivationRequest,
-    revoked: &std::collections::HashSet<ClientKey>,
-) -> Result<Option<ClientKey>, ApiError> {
+/// The request's `previous_client_id` (the id before a rearm) as a client key; a
+/// malformed one is a `bad-request` naming the field. Cheap when the field is absent, as
+/// it is on every request but the first after a rearm. Whether it names a revoked client
+/// is the count's to say (`volact_store::count::ClientView::previous_revoked`).
+pub(crate) fn previous_client(req: &ActivationRequest) -> Result<Option<ClientKey>, ApiError> {
     let Some(previous) = req.previous_client_id.as_deref() else {
         return Ok(None);
     };
@@ -137,7 +135,7 @@ pub(crate) fn revoked_previous(
             )
         })?
         .as_u128();
-    Ok(revoked.contains(&key).then_some(key))
+    Ok(Some(key))
 }
 
 /// The admission state of one engine.
@@ -199,8 +197,9 @@ impl Admission {
     /// Checks a client the host has not counted (`client`, revoked or not) asking from
     /// `address` at `now`: the rate limits first (so a flood of refusals stays within
     /// them too), then whether its machine belongs to a revoked client. `previous` is
-    /// [`revoked_previous`] of the request. Called under the count lock, so it takes no
-    /// lock of the engine's.
+    /// the request's previous client id when it names a revoked client (see
+    /// [`previous_client`]). Called with the count held, so it takes no lock of the
+    /// engine's.
     pub(crate) fn admit_new(
         &self,
         client: ClientKey,

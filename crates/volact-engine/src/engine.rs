@@ -1,15 +1,16 @@
-//! The activation engine: the pure rules of `volact-core`, applied to the host's state
-//! (certificate, catalog, count index, revocations) and recorded through the store.
+//! The activation engine: the pure rules of `volact-core` (one decision,
+//! `volact_core::decide::decide`), applied to the host's state (certificate, catalog, and
+//! the count with its revocations behind `volact_store::count::Count`) and recorded
+//! through the store.
 
 use crate::clock::Clock;
 use crate::writer::{Ack, Writer};
 use jiff::Timestamp;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::Arc;
 use volact_core::catalog::{Catalog, Product};
 use volact_core::certificate::HostCertificate;
-use volact_core::count::{ClientKey, CountIndex};
-use volact_core::decide::{self, Admission, Answer, Counted, Outcome, ParsedRequest};
+use volact_core::count::ClientKey;
+use volact_core::decide::{self, Answer, Counted, Decision, DecisionInput, Outcome, ParsedRequest};
 use volact_core::keys::KeyPair;
 use volact_core::refusal;
 use volact_core::settings::Settings;
@@ -17,7 +18,8 @@ use volact_core::token;
 use volact_proto::{
     ActivationRequest, ActivationResponse, ActivationResult, ApiError, ErrorCode, HostInfo,
 };
-use volact_store::{ActivationRecord, ClientFilter, Store};
+use volact_store::count::{Count, CountError, CountQuery, Effect};
+use volact_store::{ActivationRecord, Store};
 
 /// Everything the engine needs to start.
 pub struct EngineParts {
@@ -31,12 +33,33 @@ pub struct EngineParts {
     pub settings: Settings,
     /// Storage.
     pub store: Arc<dyn Store>,
+    /// The count and the revoked clients: [`volact_store::count::MemoryCount`] loaded
+    /// from `store`, unless the count is shared.
+    pub count: Arc<dyn Count>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
 }
 
 /// A refusal, and the record to store for it when the client can be identified.
 type Refusal = (ApiError, Option<ActivationRecord>);
+
+/// One request on its way through [`Engine::try_decide`].
+struct Asking<'a> {
+    parsed: &'a ParsedRequest,
+    req: &'a ActivationRequest,
+    address: &'a str,
+    now: Timestamp,
+}
+
+/// What the decision left to do once the count is released. Large, but it lives on the
+/// stack once per request; boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Decided {
+    /// Refused: sign and store the refusal.
+    Refused(ApiError),
+    /// Counted, and its record queued (or the queue failed).
+    Queued(Result<(Counted, Answer, Ack), ApiError>),
+}
 
 /// The host's activation engine. Cheap to share behind an `Arc`.
 pub struct Engine {
@@ -47,8 +70,7 @@ pub struct Engine {
     settings: Settings,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    count: Mutex<CountIndex>,
-    revoked: RwLock<HashSet<ClientKey>>,
+    count: Arc<dyn Count>,
     writer: Writer,
     clones: crate::clones::CloneTracker,
     clone_flags: crate::clones::CloneFlags,
@@ -69,7 +91,7 @@ fn storage(e: volact_store::StoreError) -> ApiError {
     )
 }
 
-fn poisoned() -> ApiError {
+fn poisoned(_: CountError) -> ApiError {
     ApiError::new(
         ErrorCode::Internal,
         "the host's count is unavailable after an internal failure; restart the host",
@@ -77,45 +99,14 @@ fn poisoned() -> ApiError {
 }
 
 impl Engine {
-    /// Builds the engine, loading the count and revocations from the store. Must be
+    /// Builds the engine on its parts (the count already loaded). Must be
     /// called inside a Tokio runtime (it starts the writer task).
     pub async fn start(parts: EngineParts) -> Result<Arc<Engine>, ApiError> {
-        let now = parts.clock.now();
-        let window = parts.settings.count_window.as_secs();
-        let mut count = CountIndex::new(window);
-        let since = now.as_second().saturating_sub(window);
-        // Streamed and bulk-loaded: a million stored clients must not become a million
-        // Strings, nor a million tree insertions, before the host serves.
-        let mut loaded: std::collections::HashMap<String, Vec<(ClientKey, i64)>> =
-            std::collections::HashMap::new();
-        parts
-            .store
-            .visit_counted_clients(since, &mut |id, application, last_counted| {
-                if let Some(key) = client_key(id) {
-                    match loaded.get_mut(application) {
-                        Some(v) => v.push((key, last_counted)),
-                        None => {
-                            loaded.insert(application.to_string(), vec![(key, last_counted)]);
-                        }
-                    }
-                }
-            })
-            .await
-            .map_err(storage)?;
-        for (application, clients) in loaded {
-            count.load_many(&application, clients);
-        }
-        let filter = ClientFilter {
-            revoked: Some(true),
-            ..ClientFilter::default()
-        };
         let revoked = parts
-            .store
-            .clients(&filter)
-            .await
-            .map_err(storage)?
-            .iter()
-            .filter_map(|c| client_key(&c.client_id))
+            .count
+            .revoked()
+            .map_err(poisoned)?
+            .into_iter()
             .collect();
         let host_id = parts.identity.public().host_id();
         let storage_health = Arc::new(crate::health::StorageHealth::default());
@@ -143,8 +134,7 @@ impl Engine {
             settings: parts.settings,
             store: parts.store,
             clock: parts.clock,
-            count: Mutex::new(count),
-            revoked: RwLock::new(revoked),
+            count: parts.count,
         }))
     }
 
@@ -203,29 +193,16 @@ impl Engine {
         self.certificate.as_ref().map(|(_, c)| c)
     }
 
-    /// Why the host cannot serve activations now, if it cannot.
+    /// Why the host cannot serve activations now, if it cannot (see
+    /// [`decide::ready`]).
     pub fn not_ready(&self, now: Timestamp) -> Option<ApiError> {
-        match &self.certificate {
-            None => Some(ApiError::new(
-                ErrorCode::HostNotActivated,
-                "this host is not activated, so it cannot activate clients; its administrator must run `volact host activate --data DIR --request-out request.json`, have the vendor sign it, then `volact host activate --data DIR --response response.json`",
-            )),
-            Some((_, c)) if now >= c.exp => Some(ApiError::with_details(
-                ErrorCode::HostCertificateExpired,
-                format!(
-                    "this host's certificate expired at {}; its administrator must activate the host again",
-                    c.exp
-                ),
-                serde_json::json!({ "expired": c.exp }),
-            )),
-            Some(_) => None,
-        }
+        decide::ready(self.certificate(), now).err()
     }
 
     /// Current counts per application.
     pub fn counts(&self) -> Result<Vec<(String, u32)>, ApiError> {
         let now = self.clock.now().as_second();
-        Ok(self.count.lock().map_err(|_| poisoned())?.counts(now))
+        self.count.counts(now).map_err(poisoned)
     }
 
     /// Public facts about the host.
@@ -259,12 +236,10 @@ impl Engine {
             .await
             .map_err(storage)?;
         if known {
-            let mut set = self.revoked.write().map_err(|_| poisoned())?;
             if revoked {
-                set.insert(key);
-                self.count.lock().map_err(|_| poisoned())?.remove(key);
+                self.count.revoke(key).map_err(poisoned)?;
             } else {
-                set.remove(&key);
+                self.count.unrevoke(key).map_err(poisoned)?;
                 self.admission.unrevoked(key)?;
             }
         }
@@ -324,6 +299,9 @@ impl Engine {
         result
     }
 
+    /// Parses the request, looks its product up, checks the host is ready, then hands the
+    /// count's view of the client to the one decision ([`decide::decide`]) through the
+    /// count, which applies its effect; the record is queued while the count is held.
     fn try_decide(
         &self,
         req: &ActivationRequest,
@@ -333,125 +311,161 @@ impl Engine {
         // Requests without a usable client id cannot be tied to a client: answered, never stored.
         let parsed = decide::parse_request(req).map_err(|e| Box::new((e, None)))?;
         self.watch_machine(&parsed, req, address, now);
-        let record =
-            |product: Option<&Product>, count: u32, result: &str, counted: bool| ActivationRecord {
-                at: now.as_second(),
-                client_id: parsed.client_id.clone(),
-                machine_name: req.machine_name.clone(),
-                address: address.to_string(),
-                product: product.map(|p| p.id.clone()).unwrap_or_default(),
-                application: product.map(|p| p.application.clone()).unwrap_or_default(),
-                minimum_asked: req.minimum_count,
-                count,
-                result: result.to_string(),
-                counted,
-                ticket_id: None,
-                ticket_valid_until: None,
-            };
-        // A rate-limited request is not stored: that is the limit's point.
-        let refuse = |e: ApiError, product: Option<&Product>| {
-            let r = (e.code != ErrorCode::RateLimited)
-                .then(|| record(product, 0, e.code.as_str(), false));
-            let e = self.sign_refusal(e, &parsed, req, product, now);
-            Box::new((e, r))
+        let asking = Asking {
+            parsed: &parsed,
+            req,
+            address,
+            now,
         };
-        // Refused before admission: stored only for a client the count knows, or
-        // within the new-client budget, so made-up ids cannot grow the inventory.
-        let refuse_early = |e: ApiError| {
-            let keep = self.may_store_early_refusal(parsed.client, address, now);
-            let r = keep.then(|| record(None, 0, e.code.as_str(), false));
-            let e = self.sign_refusal(e, &parsed, req, None, now);
-            Box::new((e, r))
-        };
-        if let Some(e) = self.not_ready(now) {
-            return Err(refuse_early(e));
-        }
-        let Some((cert_token, cert)) = &self.certificate else {
-            return Err(Box::new((
-                ApiError::new(ErrorCode::HostNotActivated, "not activated"),
-                None,
-            )));
-        };
+        let cert =
+            decide::ready(self.certificate(), now).map_err(|e| self.refuse_early(&asking, e))?;
         let product = self
             .catalog
             .product_for_key(&parsed.setup_key)
-            .map_err(refuse_early)?;
-        let (count, index) = self
-            .admit_and_count(&parsed, product, req, address, cert, now)
-            .map_err(|e| refuse(e, Some(product)))?;
-        let minimum = decide::minimum(product, req.minimum_count);
-        let outcome = decide::outcome(count, minimum, cert, &self.settings, now);
-        let counted = Counted {
-            count,
-            minimum,
-            outcome,
+            .map_err(|e| self.refuse_early(&asking, e))?;
+        let mut previous = Some(crate::admission::previous_client(req));
+        let query = CountQuery {
+            client: parsed.client,
+            application: &product.application,
+            previous: previous
+                .as_ref()
+                .and_then(|p| p.as_ref().ok().copied().flatten()),
+            seats: cert.seats.is_some(),
+            at: now.as_second(),
         };
-        let answer = decide::answer(
-            &parsed,
-            req,
-            product,
-            counted,
-            &self.host_id,
-            &self.settings,
-            now,
-        );
-        let mut rec = record(Some(product), count, "", true);
-        let document = match &answer {
-            Answer::Ticket(t) => {
-                rec.result = "activated".into();
-                rec.ticket_id = Some(t.jti.clone());
-                rec.ticket_valid_until = Some(t.exp.as_second());
-                token::prepare(t)
+        let mut decided = None;
+        self.count
+            .decide(&query, &mut |held| {
+                // Only clients the host does not count pay for admission.
+                let new_client = if held.view.counted {
+                    Ok(())
+                } else {
+                    let previous = previous.take().unwrap_or(Ok(None));
+                    let previous = previous.map(|p| p.filter(|_| held.previous_revoked));
+                    self.admission.admit_new(
+                        parsed.client,
+                        held.view.revoked,
+                        previous,
+                        req,
+                        address,
+                        now,
+                    )
+                };
+                let decision = decide::decide(DecisionInput {
+                    request: req,
+                    product,
+                    certificate: cert,
+                    view: held.view,
+                    new_client,
+                    settings: &self.settings,
+                    now,
+                });
+                match decision {
+                    Decision::Refuse(e) => {
+                        decided = Some(Decided::Refused(e));
+                        Effect::Leave
+                    }
+                    Decision::Count(counted) => {
+                        // Queued while the count is held: see the writer's module comment.
+                        decided = Some(Decided::Queued(self.queue(&asking, product, counted)));
+                        Effect::Count
+                    }
+                }
+            })
+            .map_err(|e| self.refuse(&asking, poisoned(e), Some(product)))?;
+        match decided {
+            Some(Decided::Queued(Ok((counted, answer, ack)))) => {
+                Ok((self.response(product, counted, &answer, now), ack))
             }
-            Answer::NotYet(n) => {
-                rec.result = ErrorCode::CountInsufficient.as_str().into();
-                token::prepare(n)
-            }
-        };
-        // A document that cannot be encoded still leaves its record: the count has
-        // counted the client, and the inventory must agree after a restart.
-        let (document, unsigned) = match document {
-            Ok(d) => (Some(d), None),
-            Err(e) => (None, Some(e)),
-        };
-        // Queued before the count lock is released: see the writer's module comment.
-        let ack = self
-            .writer
-            .enqueue(rec, document)
-            .map_err(|e| Box::new((e, None)))?;
-        drop(index);
-        if let Some(e) = unsigned {
-            return Err(Box::new((
-                ApiError::new(
-                    ErrorCode::Internal,
-                    format!("could not sign the answer: {e}"),
-                ),
-                None,
-            )));
+            // The record could not be queued: nothing to store, nothing to sign.
+            Some(Decided::Queued(Err(e))) => Err(Box::new((e, None))),
+            Some(Decided::Refused(e)) => Err(self.refuse(&asking, e, Some(product))),
+            None => Err(self.refuse(
+                &asking,
+                poisoned(CountError("the count returned without a decision".into())),
+                Some(product),
+            )),
         }
-        let mut response = ActivationResponse {
-            result: ActivationResult::CountInsufficient,
+    }
+
+    /// The record of a request, with its product (if known) and the count it was answered with.
+    fn record(
+        &self,
+        asking: &Asking<'_>,
+        product: Option<&Product>,
+        count: u32,
+        result: &str,
+        counted: bool,
+    ) -> ActivationRecord {
+        ActivationRecord {
+            at: asking.now.as_second(),
+            client_id: asking.parsed.client_id.clone(),
+            machine_name: asking.req.machine_name.clone(),
+            address: asking.address.to_string(),
+            product: product.map(|p| p.id.clone()).unwrap_or_default(),
+            application: product.map(|p| p.application.clone()).unwrap_or_default(),
+            minimum_asked: asking.req.minimum_count,
             count,
-            minimum,
+            result: result.to_string(),
+            counted,
+            ticket_id: None,
+            ticket_valid_until: None,
+        }
+    }
+
+    /// A refusal decided once the product is known, with its record; a rate-limited
+    /// request is not stored: that is the limit's point.
+    fn refuse(&self, asking: &Asking<'_>, e: ApiError, product: Option<&Product>) -> Box<Refusal> {
+        let r = (e.code != ErrorCode::RateLimited)
+            .then(|| self.record(asking, product, 0, e.code.as_str(), false));
+        let e = self.sign_refusal(e, asking.parsed, asking.req, product, asking.now);
+        Box::new((e, r))
+    }
+
+    /// A refusal decided before admission: stored only for a client the count knows, or
+    /// within the new-client budget, so made-up ids cannot grow the inventory.
+    fn refuse_early(&self, asking: &Asking<'_>, e: ApiError) -> Box<Refusal> {
+        let keep = self.may_store_early_refusal(asking.parsed.client, asking.address, asking.now);
+        let r = keep.then(|| self.record(asking, None, 0, e.code.as_str(), false));
+        let e = self.sign_refusal(e, asking.parsed, asking.req, None, asking.now);
+        Box::new((e, r))
+    }
+
+    /// The answer to a counted request, before the writer signs its document.
+    fn response(
+        &self,
+        product: &Product,
+        counted: Counted,
+        answer: &Answer,
+        now: Timestamp,
+    ) -> ActivationResponse {
+        let (result, retry_after) = match (answer, counted.outcome) {
+            (Answer::Ticket(_), _) => (ActivationResult::Activated, None),
+            (Answer::NotYet(_), Outcome::NotYet { retry_after }) => {
+                (ActivationResult::CountInsufficient, Some(retry_after))
+            }
+            (Answer::NotYet(_), Outcome::Activate { .. }) => {
+                (ActivationResult::CountInsufficient, None)
+            }
+        };
+        ActivationResponse {
+            result,
+            count: counted.count,
+            minimum: counted.minimum,
             product: product.id.clone(),
             application: product.application.clone(),
             host_id: self.host_id.clone(),
             host_time: now,
             intervals: self.settings.intervals(),
-            retry_after: None,
+            retry_after,
             ticket: None,
             not_yet: None,
-            host_certificate: cert_token.clone(),
-        };
-        match answer {
-            Answer::Ticket(_) => response.result = ActivationResult::Activated,
-            Answer::NotYet(_) => {
-                if let Outcome::NotYet { retry_after } = outcome {
-                    response.retry_after = Some(retry_after);
-                }
-            }
+            host_certificate: self
+                .certificate
+                .as_ref()
+                .map(|(t, _)| t.clone())
+                .unwrap_or_default(),
         }
-        Ok((response, ack))
     }
 
     /// A refusal about the client, signed so the client may act on it (its retry time,
@@ -488,55 +502,59 @@ impl Engine {
         }
     }
 
-    /// Admits and counts the client under one lock, so two requests cannot both take the
-    /// last seat. The lock is returned held, so the caller queues the record before any
-    /// other request is counted.
-    fn admit_and_count(
+    /// Builds the answer of a counted request and queues its record (with the document
+    /// to sign) to the writer. Called while the count is held, so records reach storage
+    /// in the order their counts were decided.
+    fn queue(
         &self,
-        parsed: &ParsedRequest,
+        asking: &Asking<'_>,
         product: &Product,
-        req: &ActivationRequest,
-        address: &str,
-        cert: &HostCertificate,
-        now: Timestamp,
-    ) -> Result<(u32, MutexGuard<'_, CountIndex>), ApiError> {
-        // Read before the count lock: `set_revoked` takes them in the other order.
-        let (revoked, previous) = {
-            let set = self.revoked.read().map_err(|_| poisoned())?;
-            let previous = crate::admission::revoked_previous(req, &set);
-            (set.contains(&parsed.client), previous)
-        };
-        let mut index = self.count.lock().map_err(|_| poisoned())?;
-        let at = now.as_second();
-        let counted = index.contains_anywhere(parsed.client, at);
-        if !counted {
-            self.admission
-                .admit_new(parsed.client, revoked, previous, req, address, now)?;
-        }
-        let seats_used = if cert.seats.is_some() {
-            index.total(at)
-        } else {
-            0
-        };
-        let admission = Admission {
-            certificate: cert,
+        counted: Counted,
+    ) -> Result<(Counted, Answer, Ack), ApiError> {
+        let mut rec = self.record(asking, Some(product), counted.count, "", true);
+        let answer = decide::answer(
+            asking.parsed,
+            asking.req,
             product,
-            client_time: req.client_time,
-            revoked,
             counted,
-            seats_used,
+            &self.host_id,
+            &self.settings,
+            asking.now,
+        );
+        let document = match &answer {
+            Answer::Ticket(t) => {
+                rec.result = "activated".into();
+                rec.ticket_id = Some(t.jti.clone());
+                rec.ticket_valid_until = Some(t.exp.as_second());
+                token::prepare(t)
+            }
+            Answer::NotYet(n) => {
+                rec.result = ErrorCode::CountInsufficient.as_str().into();
+                token::prepare(n)
+            }
         };
-        decide::admit(&admission, &self.settings, now)?;
-        let count = index.observe(&product.application, parsed.client, at);
-        Ok((count, index))
+        // A document that cannot be encoded still leaves its record: the count has
+        // counted the client, and the inventory must agree after a restart.
+        let (document, unsigned) = match document {
+            Ok(d) => (Some(d), None),
+            Err(e) => (None, Some(e)),
+        };
+        let ack = self.writer.enqueue(rec, document)?;
+        if let Some(e) = unsigned {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                format!("could not sign the answer: {e}"),
+            ));
+        }
+        Ok((counted, answer, ack))
     }
 
     /// Whether a refusal decided before admission may be stored (see `try_decide`).
     fn may_store_early_refusal(&self, client: ClientKey, address: &str, now: Timestamp) -> bool {
         let counted = self
             .count
-            .lock()
-            .is_ok_and(|index| index.contains_anywhere(client, now.as_second()));
+            .counts_anywhere(client, now.as_second())
+            .unwrap_or(false);
         counted || self.admission.may_store_refusal(address, now)
     }
 }

@@ -49,6 +49,34 @@ impl ClientState {
         }
     }
 
+    /// The standing of a client (revoked or not, last counted at `last_counted`) with a
+    /// count window starting at `window_start`: active exactly when it counts
+    /// ([`volact_core::count::counts`]).
+    pub fn of(revoked: bool, last_counted: Option<i64>, window_start: i64) -> ClientState {
+        if revoked {
+            ClientState::Revoked
+        } else if volact_core::count::counts(revoked, last_counted, window_start) {
+            ClientState::Active
+        } else {
+            ClientState::Stale
+        }
+    }
+
+    /// The store's filter for clients in this state, with a count window starting at
+    /// `window_start`: `(revoked, counted_since)` of [`ClientFilter`]. The store's SQL
+    /// agrees with [`volact_core::count::counts`] (tested in `volact-store`).
+    fn filter(
+        state: Option<ClientState>,
+        window_start: i64,
+    ) -> (Option<bool>, Option<(i64, bool)>) {
+        match state {
+            None => (None, None),
+            Some(ClientState::Revoked) => (Some(true), None),
+            Some(ClientState::Active) => (Some(false), Some((window_start, true))),
+            Some(ClientState::Stale) => (Some(false), Some((window_start, false))),
+        }
+    }
+
     /// Parses `active`, `stale` or `revoked`.
     pub fn parse(text: &str) -> Result<ClientState, ApiError> {
         match text.trim().to_ascii_lowercase().as_str() {
@@ -107,14 +135,7 @@ pub struct ClientRow {
 impl ClientRow {
     /// The row of `c`, judged at `now` with a count window starting at `window_start`.
     pub fn new(c: ClientRecord, window_start: i64, cloned: bool) -> ClientRow {
-        let in_window = c.last_counted.is_some_and(|t| t >= window_start);
-        let state = if c.revoked {
-            ClientState::Revoked
-        } else if in_window {
-            ClientState::Active
-        } else {
-            ClientState::Stale
-        };
+        let state = ClientState::of(c.revoked, c.last_counted, window_start);
         ClientRow {
             client_id: c.client_id,
             machine_name: c.machine_name,
@@ -132,7 +153,7 @@ impl ClientRow {
             revoked_reason: c.revoked_reason,
             requests: c.requests,
             state,
-            in_count_window: in_window && !c.revoked,
+            in_count_window: state == ClientState::Active,
             cloned,
         }
     }
@@ -188,6 +209,28 @@ fn text(field: &str, value: &Option<String>) -> Result<Option<String>, ApiError>
     }
 }
 
+/// The store's filter for `q` with a count window starting at `window_start`, at most
+/// `limit` rows (one more is asked, to tell whether the list is complete). The admin API
+/// and the dashboard both list clients through it.
+pub fn client_filter(
+    q: &ClientQuery,
+    window_start: i64,
+    limit: u32,
+) -> Result<ClientFilter, ApiError> {
+    let state = text("state", &q.state)?
+        .map(|s| ClientState::parse(&s))
+        .transpose()?;
+    let (revoked, counted_since) = ClientState::filter(state, window_start);
+    Ok(ClientFilter {
+        application: text("application", &q.application)?,
+        product: text("product", &q.product)?,
+        search: text("search", &q.search)?,
+        revoked,
+        counted_since,
+        limit: Some(limit.saturating_add(1)),
+    })
+}
+
 /// A client id in the stored (canonical) form.
 pub fn canonical_client_id(field: &str, id: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(id.trim())
@@ -201,10 +244,12 @@ pub fn canonical_client_id(field: &str, id: &str) -> Result<String, ApiError> {
 }
 
 impl Engine {
-    fn window_start(&self) -> i64 {
-        self.now()
-            .as_second()
-            .saturating_sub(self.settings().count_window.as_secs())
+    /// The start of the count window now (see [`volact_core::count::window_start`]).
+    pub fn window_start(&self) -> i64 {
+        volact_core::count::window_start(
+            self.now().as_second(),
+            self.settings().count_window.as_secs(),
+        )
     }
 
     async fn cloned_ids(&self) -> Result<HashSet<String>, ApiError> {
@@ -232,24 +277,7 @@ impl Engine {
     pub async fn list_clients(&self, q: &ClientQuery) -> Result<ClientList, ApiError> {
         let window_start = self.window_start();
         let limit = limit(q.limit, DEFAULT_CLIENT_LIMIT)?;
-        let state = text("state", &q.state)?
-            .map(|s| ClientState::parse(&s))
-            .transpose()?;
-        let (revoked, counted_since) = match state {
-            None => (None, None),
-            Some(ClientState::Revoked) => (Some(true), None),
-            Some(ClientState::Active) => (Some(false), Some((window_start, true))),
-            Some(ClientState::Stale) => (Some(false), Some((window_start, false))),
-        };
-        let filter = ClientFilter {
-            application: text("application", &q.application)?,
-            product: text("product", &q.product)?,
-            search: text("search", &q.search)?,
-            revoked,
-            counted_since,
-            // One more than asked tells whether the list is complete.
-            limit: Some(limit.saturating_add(1)),
-        };
+        let filter = client_filter(q, window_start, limit)?;
         let mut records = self.store().clients(&filter).await.map_err(storage)?;
         let truncated = records.len() > limit as usize;
         records.truncate(limit as usize);

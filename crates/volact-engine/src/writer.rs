@@ -16,9 +16,10 @@
 //! where a batch waits anyway. Each request still gets its own answer's token, and only
 //! once its record is durable.
 //!
-//! Queuing is synchronous so the engine can queue a record while it still holds the
-//! count lock: records then reach storage in the order their counts were decided, and no
-//! answer can include a client whose own record could still be lost.
+//! Queuing is synchronous so the engine can queue a record while the count is still held
+//! for its request (inside `volact_store::count::Count::decide`): records then reach
+//! storage in the order their counts were decided, and no answer can include a client
+//! whose own record could still be lost.
 
 use crate::health::StorageHealth;
 use std::sync::Arc;
@@ -44,7 +45,7 @@ struct Pending {
 /// The handle requests are submitted through.
 #[derive(Clone)]
 pub(crate) struct Writer {
-    // Unbounded, because queuing happens under the count lock and must not wait; the
+    // Unbounded, because queuing happens while the count is held and must not wait; the
     // queue is bounded in practice by the requests in flight, each waiting for its ack.
     tx: mpsc::UnboundedSender<Pending>,
 }

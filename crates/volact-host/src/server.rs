@@ -69,6 +69,27 @@ pub async fn open_store(data: &HostData) -> Result<Arc<dyn Store>, ApiError> {
     Ok(Arc::new(store))
 }
 
+/// The embedded count (the default), loaded from `store` as it stands by `clock`.
+pub async fn memory_count(
+    store: &dyn volact_store::Store,
+    settings: &volact_core::settings::Settings,
+    clock: &dyn Clock,
+) -> Result<Arc<dyn volact_store::count::Count>, ApiError> {
+    let count = volact_store::count::MemoryCount::load(
+        store,
+        settings.count_window.as_secs(),
+        clock.now().as_second(),
+    )
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            ErrorCode::StorageFailure,
+            format!("the host's storage failed: {e}"),
+        )
+    })?;
+    Ok(Arc::new(count))
+}
+
 /// Loads the host from `data` and serves on `config.listen`.
 pub async fn start(
     data: &HostData,
@@ -80,12 +101,14 @@ pub async fn start(
     let (_, catalog) = data.vendor()?;
     let certificate = data.certificate()?;
     let store = open_store(data).await?;
+    let count = memory_count(store.as_ref(), &config.settings, clock.as_ref()).await?;
     let engine = Engine::start(EngineParts {
         identity,
         catalog,
         certificate,
         settings: config.settings,
         store,
+        count,
         clock,
     })
     .await?;

@@ -124,12 +124,15 @@ impl SimHost {
                 },
             });
         }
+        let store = server::open_store(&data).await?;
+        let count = server::memory_count(store.as_ref(), &settings, clock.as_ref()).await?;
         let engine = Engine::start(EngineParts {
             identity: data.identity()?,
             catalog: vendor.catalog.clone(),
             certificate: data.certificate()?,
             settings,
-            store: server::open_store(&data).await?,
+            store,
+            count,
             clock: clock.clone() as Arc<dyn Clock>,
         })
         .await?;

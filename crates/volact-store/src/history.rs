@@ -73,7 +73,7 @@ pub fn sample_points(until: i64, days: u32) -> (Vec<i64>, Vec<i64>) {
 
 /// Counts, for each sample time `E`, the distinct clients of each application that have a
 /// counted request at some `t` with `E - window_secs <= t <= E` — the rule of the host's
-/// live count. `counted` may hold several requests per client, in any order. Each client
+/// live count (`volact_core::count::counts`, which the test below replays). `counted` may hold several requests per client, in any order. Each client
 /// contributes one interval per run of overlapping `[t, t + window]`, added to a
 /// difference array, so the cost is O(requests log requests + days).
 pub fn sweep(mut counted: Vec<CountedAt>, samples: &[i64], window_secs: i64) -> Vec<CountSeries> {
@@ -168,7 +168,15 @@ mod tests {
             for (i, &e) in samples.iter().enumerate() {
                 let mut clients: Vec<&str> = requests
                     .iter()
-                    .filter(|r| r.application == s.application && r.at <= e && r.at >= e - window)
+                    .filter(|r| {
+                        r.application == s.application
+                            && r.at <= e
+                            && volact_core::count::counts(
+                                false,
+                                Some(r.at),
+                                volact_core::count::window_start(e, window),
+                            )
+                    })
                     .map(|r| r.client_id.as_str())
                     .collect();
                 clients.dedup();

@@ -5,6 +5,7 @@
 //! a second backend (PostgreSQL, for several hosts sharing one count) can be added without
 //! touching them. [`SqliteStore`] is the embedded default. Times are Unix seconds (UTC).
 
+pub mod count;
 pub mod history;
 pub mod private;
 mod sqlite;

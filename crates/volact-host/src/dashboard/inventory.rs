@@ -12,7 +12,7 @@ use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use volact_proto::ErrorCode;
-use volact_store::{ClientFilter, EventFilter};
+use volact_store::EventFilter;
 
 /// Rows shown at most; more is a sign the filter should be narrower.
 const CLIENT_ROWS: u32 = 200;
@@ -102,27 +102,23 @@ pub async fn clients_page(
 ) -> Response {
     let engine = &state.engine;
     let now = engine.now().as_second();
-    let since = now - engine.settings().count_window.as_secs();
-    let some = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
-    let mut filter = ClientFilter {
+    let since = engine.window_start();
+    // The admin API's filter; a state the form does not offer means any, as before.
+    let wanted = ["active", "stale", "revoked"]
+        .contains(&query.state.as_str())
+        .then(|| query.state.clone());
+    let some = |s: &str| Some(s.to_string());
+    let client_query = crate::inventory::ClientQuery {
         application: some(&query.application),
         product: some(&query.product),
+        state: wanted,
         search: some(&query.q),
-        limit: Some(CLIENT_ROWS + 1),
-        ..ClientFilter::default()
+        limit: None,
     };
-    match query.state.as_str() {
-        "active" => {
-            filter.revoked = Some(false);
-            filter.counted_since = Some((since, true));
-        }
-        "stale" => {
-            filter.revoked = Some(false);
-            filter.counted_since = Some((since, false));
-        }
-        "revoked" => filter.revoked = Some(true),
-        _ => {}
-    }
+    let filter = match crate::inventory::client_filter(&client_query, since, CLIENT_ROWS) {
+        Ok(f) => f,
+        Err(e) => return failure(&e),
+    };
     let records = match engine.store().clients(&filter).await {
         Ok(r) => r,
         Err(e) => return store_failure(&e),
@@ -139,13 +135,7 @@ pub async fn clients_page(
         .into_iter()
         .take(CLIENT_ROWS as usize)
         .map(|c| ClientRow {
-            state: if c.revoked {
-                "revoked"
-            } else if c.last_counted.is_some_and(|t| t >= since) {
-                "active"
-            } else {
-                "stale"
-            },
+            state: crate::inventory::ClientState::of(c.revoked, c.last_counted, since).as_str(),
             product: product_name(&c.product),
             first_seen: fmt_time(c.first_seen),
             first_seen_date: fmt_date(c.first_seen),

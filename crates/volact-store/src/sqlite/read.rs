@@ -71,6 +71,9 @@ fn contains_pattern(text: &str) -> String {
     pattern
 }
 
+// "This client counts" in SQL: `last_counted >= since AND revoked = 0`, here, in
+// `visit_counted_clients`, the clients filter and `count_by_application`. It must say what
+// `volact_core::count::counts` says; tests/count_predicate.rs checks that it does.
 pub(super) async fn counted_clients(
     pool: &SqlitePool,
     since: i64,
