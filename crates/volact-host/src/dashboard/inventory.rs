@@ -108,14 +108,14 @@ pub async fn clients_page(
         .contains(&query.state.as_str())
         .then(|| query.state.clone());
     let some = |s: &str| Some(s.to_string());
-    let client_query = crate::inventory::ClientQuery {
+    let client_query = volact_engine::inventory::ClientQuery {
         application: some(&query.application),
         product: some(&query.product),
         state: wanted,
         search: some(&query.q),
         limit: None,
     };
-    let filter = match crate::inventory::client_filter(&client_query, since, CLIENT_ROWS) {
+    let filter = match volact_engine::inventory::client_filter(&client_query, since, CLIENT_ROWS) {
         Ok(f) => f,
         Err(e) => return failure(&e),
     };
@@ -135,7 +135,7 @@ pub async fn clients_page(
         .into_iter()
         .take(CLIENT_ROWS as usize)
         .map(|c| ClientRow {
-            state: crate::inventory::ClientState::of(c.revoked, c.last_counted, since).as_str(),
+            state: volact_engine::inventory::ClientState::of(c.revoked, c.last_counted, since).as_str(),
             product: product_name(&c.product),
             first_seen: fmt_time(c.first_seen),
             first_seen_date: fmt_date(c.first_seen),
