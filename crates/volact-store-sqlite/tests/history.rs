@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use volact_store::history::DAY_SECS;
-use volact_store::{ActivationRecord, SqliteStore, Store};
+use volact_store::{ActivationRecord, Store};
+use volact_store_sqlite::SqliteStore;
 
 const HOUR: i64 = 3_600;
 

@@ -22,7 +22,7 @@ use super::frame::Frame;
 use super::journal::Journal;
 use super::worker::Worker;
 use super::write::{self, Source};
-use crate::{ActivationRecord, StoreError};
+use crate::{ActivationRecord, DbError};
 
 /// The longest an activation waits in the journal before it is folded. Larger folds
 /// write a client's row once for all its requests in the fold and share each page written
@@ -44,9 +44,9 @@ const FOLD_MAX: usize = 262_144;
 const MAX_WAITING: usize = 262_144;
 
 /// Sequence numbers are u64 in memory and SQLite integers on disk.
-fn seq_value(seq: u64) -> Result<i64, StoreError> {
+fn seq_value(seq: u64) -> Result<i64, DbError> {
     i64::try_from(seq)
-        .map_err(|_| StoreError::Corrupt(format!("journal sequence {seq} is out of range")))
+        .map_err(|_| DbError::Corrupt(format!("journal sequence {seq} is out of range")))
 }
 
 /// The database side of activation writes: its connection for them, and its flushing.
@@ -63,7 +63,7 @@ impl Database {
         &self,
         frames: Vec<Arc<Frame>>,
         after: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DbError> {
         let Some(through) = frames.last().map(|f| f.last()) else {
             return Ok(());
         };
@@ -85,7 +85,7 @@ impl Database {
     pub(super) async fn apply_deferred(
         &self,
         batch: Vec<ActivationRecord>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64, DbError> {
         self.worker
             .run(move |c| write::apply(c, Source::Records(&batch), None))
             .await?;
@@ -93,10 +93,10 @@ impl Database {
     }
 
     /// How far the database holds the journal.
-    async fn journal_through(&self) -> Result<u64, StoreError> {
+    async fn journal_through(&self) -> Result<u64, DbError> {
         let through = self.worker.run(|c| write::journal_through(c)).await?;
         u64::try_from(through)
-            .map_err(|_| StoreError::Corrupt(format!("journal sequence {through} is negative")))
+            .map_err(|_| DbError::Corrupt(format!("journal sequence {through} is negative")))
     }
 }
 
@@ -127,8 +127,8 @@ pub(super) struct Journaled {
     lock: Mutex<Option<File>>,
 }
 
-fn poisoned() -> StoreError {
-    StoreError::Corrupt("the journal's queue was left inconsistent by a crashed task".to_owned())
+fn poisoned() -> DbError {
+    DbError::Corrupt("the journal's queue was left inconsistent by a crashed task".to_owned())
 }
 
 impl Journaled {
@@ -138,7 +138,7 @@ impl Journaled {
         path: &std::path::Path,
         lock: File,
         database: Database,
-    ) -> Result<Arc<Journaled>, StoreError> {
+    ) -> Result<Arc<Journaled>, DbError> {
         let (journal, frames) = Journal::open(path)?;
         let through = database.journal_through().await?;
         let mut last = through;
@@ -178,7 +178,7 @@ impl Journaled {
     }
 
     /// Appends `batch` to the journal; returns the flush token that makes it durable.
-    pub(super) async fn append(&self, batch: Vec<ActivationRecord>) -> Result<u64, StoreError> {
+    pub(super) async fn append(&self, batch: Vec<ActivationRecord>) -> Result<u64, DbError> {
         if batch.is_empty() {
             return Ok(0);
         }
@@ -204,14 +204,14 @@ impl Journaled {
     }
 
     /// Returns once every batch up to `token` is durable in the journal.
-    pub(super) async fn sync(&self, token: u64) -> Result<(), StoreError> {
+    pub(super) async fn sync(&self, token: u64) -> Result<(), DbError> {
         self.journal.sync(token).await
     }
 
     /// Folds every batch appended before the call into the database. Batches appended
     /// meanwhile wait for the next fold, so under load a fold ends and the next one
     /// gathers many batches, instead of following the writer a batch at a time.
-    pub(super) async fn fold(&self) -> Result<(), StoreError> {
+    pub(super) async fn fold(&self) -> Result<(), DbError> {
         let target = self.waiting.lock().map_err(|_| poisoned())?.appended;
         let mut folded = self.folded.lock().await;
         while *folded < target {
@@ -267,7 +267,7 @@ impl Journaled {
     }
 
     /// Folds what waits, stops folding, closes the journal and releases its lock.
-    pub(super) async fn close(&self) -> Result<(), StoreError> {
+    pub(super) async fn close(&self) -> Result<(), DbError> {
         let folded = self.fold().await;
         self.closed.store(true, Ordering::SeqCst);
         self.nudge.notify_one();
