@@ -58,6 +58,24 @@ pub struct RawConfig {
     pub limits: Option<crate::listener::LimitsSection>,
     /// `[rate_limits]`: limits on new clients (see [`crate::admission`]); file only.
     pub rate_limits: Option<crate::admission::RateLimitSection>,
+    /// `[storage]`: where the host's data lives (see [`StorageSection`]).
+    pub storage: Option<StorageSection>,
+}
+
+/// `[storage]`: where the host's data lives. Also `VOLACT_STORAGE_URL` and
+/// `--storage-url`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// The store's URL, default [`crate::storage::DEFAULT_STORAGE_URL`].
+    pub url: Option<String>,
+}
+
+impl StorageSection {
+    /// A section setting only `url`, as the environment or a flag gives it.
+    pub fn with_url(url: Option<String>) -> Option<StorageSection> {
+        url.map(|url| StorageSection { url: Some(url) })
+    }
 }
 
 impl RawConfig {
@@ -103,11 +121,15 @@ impl RawConfig {
             dns: None,
             limits: None,
             rate_limits: None,
+            storage: StorageSection::with_url(get("storage_url")),
         }
     }
 
-    /// The value of `key` (one of [`KEYS`]), if set.
+    /// The value of `key` (one of [`KEYS`], or `storage_url` for `[storage] url`), if set.
     pub fn get(&self, key: &str) -> Option<&str> {
+        if key == "storage_url" {
+            return self.storage.as_ref().and_then(|s| s.url.as_deref());
+        }
         let value = match key {
             "listen" => &self.listen,
             "renew_interval" => &self.renew_interval,
@@ -136,6 +158,7 @@ impl RawConfig {
             dns: over.dns.or(self.dns),
             limits: over.limits.or(self.limits),
             rate_limits: over.rate_limits.or(self.rate_limits),
+            storage: over.storage.or(self.storage),
         }
     }
 
@@ -206,8 +229,16 @@ impl RawConfig {
             .unwrap_or_default()
             .resolve()
             .map_err(|e| bad("rate_limits", e))?;
+        let storage_url = self
+            .storage
+            .as_ref()
+            .and_then(|s| s.url.clone())
+            .unwrap_or_else(|| crate::storage::DEFAULT_STORAGE_URL.to_owned());
+        // Refused now, with where it was set, rather than when the store is opened.
+        crate::storage::StorageUrl::parse(&storage_url, Path::new("."))?;
         Ok(HostConfig {
             listen,
+            storage_url,
             settings,
             event_retention,
             metrics_token_file,
@@ -232,6 +263,9 @@ pub fn flag(key: &str) -> String {
 pub struct HostConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Where the host's data lives (`[storage] url`), a URL for
+    /// [`crate::storage::open_store`].
+    pub storage_url: String,
     /// Intervals and limits.
     pub settings: Settings,
     /// How long audit events are kept.

@@ -21,6 +21,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod server;
 pub mod status;
+pub mod storage;
 pub mod testkit;
 mod writer;
 

@@ -4,12 +4,12 @@ use crate::clock::Clock;
 use crate::config::HostConfig;
 use crate::data::{HostData, ServingInfo};
 use crate::engine::{Engine, EngineParts};
+use crate::storage::{OpenMode, open_store};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use volact_proto::{ApiError, ErrorCode};
-use volact_store::{SqliteStore, Store};
 
 /// A host that is serving.
 pub struct Running {
@@ -57,18 +57,6 @@ impl Running {
     }
 }
 
-/// Opens the host's store for a host that serves.
-pub async fn open_store(data: &HostData) -> Result<Arc<dyn Store>, ApiError> {
-    let path = data.db_path();
-    let store = SqliteStore::open(&path).await.map_err(|e| {
-        ApiError::new(
-            ErrorCode::StorageFailure,
-            format!("cannot open the database {}: {e}", path.display()),
-        )
-    })?;
-    Ok(Arc::new(store))
-}
-
 /// Loads the host from `data` and serves on `config.listen`.
 pub async fn start(
     data: &HostData,
@@ -79,7 +67,7 @@ pub async fn start(
     let lock = data.lock("serving")?;
     let (_, catalog) = data.vendor()?;
     let certificate = data.certificate()?;
-    let store = open_store(data).await?;
+    let store = open_store(&config.storage_url, data.dir(), OpenMode::Serve).await?;
     let engine = Engine::start(EngineParts {
         identity,
         catalog,

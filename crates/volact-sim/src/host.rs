@@ -129,7 +129,12 @@ impl SimHost {
             catalog: vendor.catalog.clone(),
             certificate: data.certificate()?,
             settings,
-            store: server::open_store(&data).await?,
+            store: volact_host::storage::open_store(
+                &data.config(RawConfig::default())?.storage_url,
+                data.dir(),
+                volact_host::storage::OpenMode::Serve,
+            )
+            .await?,
             clock: clock.clone() as Arc<dyn Clock>,
         })
         .await?;

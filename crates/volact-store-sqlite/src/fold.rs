@@ -59,11 +59,7 @@ pub(super) struct Database {
 impl Database {
     /// Stores the frames' rows after sequence number `after` and the mark of how far the
     /// journal is applied (the last frame's last row) in one transaction, durably.
-    pub(super) async fn apply(
-        &self,
-        frames: Vec<Arc<Frame>>,
-        after: u64,
-    ) -> Result<(), DbError> {
+    pub(super) async fn apply(&self, frames: Vec<Arc<Frame>>, after: u64) -> Result<(), DbError> {
         let Some(through) = frames.last().map(|f| f.last()) else {
             return Ok(());
         };

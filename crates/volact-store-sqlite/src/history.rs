@@ -4,8 +4,10 @@ use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 
 use super::read::{CLIENT_SELECT, client_row, int};
-use volact_store::history::{COUNTED_RESULTS, CountHistory, CountedAt, DAY_SECS, sample_points, sweep};
-use crate::{ClientRecord, HourlyRequests, DbError};
+use crate::{ClientRecord, DbError, HourlyRequests};
+use volact_store::history::{
+    COUNTED_RESULTS, CountHistory, CountedAt, DAY_SECS, sample_points, sweep,
+};
 
 pub(super) async fn count_history(
     pool: &SqlitePool,

@@ -312,9 +312,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Starts writing a spare segment of zeros in `dir`, on a thread of its own; the thread
 /// returns its path once it is flushed.
-fn prepare_spare(
-    dir: &Path,
-) -> Result<std::thread::JoinHandle<std::io::Result<PathBuf>>, DbError> {
+fn prepare_spare(dir: &Path) -> Result<std::thread::JoinHandle<std::io::Result<PathBuf>>, DbError> {
     let dir = dir.to_path_buf();
     std::thread::Builder::new()
         .name("volact-journal".into())
@@ -360,11 +358,7 @@ mod tests {
     use crate::ActivationRecord;
 
     /// Appends `batch` as one frame, its rows numbered from `first` on.
-    fn append(
-        journal: &Journal,
-        first: u64,
-        batch: &[ActivationRecord],
-    ) -> Result<u64, DbError> {
+    fn append(journal: &Journal, first: u64, batch: &[ActivationRecord]) -> Result<u64, DbError> {
         journal.append(&Frame::encode(first, batch)?)
     }
 

@@ -3,7 +3,7 @@
 use sqlx::sqlite::{Sqlite, SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row};
 
-use crate::{ClientFilter, ClientRecord, CountedClient, EventFilter, EventRecord, DbError};
+use crate::{ClientFilter, ClientRecord, CountedClient, DbError, EventFilter, EventRecord};
 
 pub(super) const CLIENT_SELECT: &str = "SELECT client_id, machine_name, address, product, application, \
     first_seen, last_seen, last_counted, last_result, last_count, ticket_id, ticket_valid_until, \

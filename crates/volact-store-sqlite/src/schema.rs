@@ -14,11 +14,7 @@ use crate::DbError;
 
 /// Every migration, in order. Never edit a shipped one: add the next.
 pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "initial",
-        include_str!("../migrations/0001_initial.sql"),
-    ),
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (
         2,
         "clone flags and health probe",

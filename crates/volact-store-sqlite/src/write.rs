@@ -404,8 +404,7 @@ mod tests {
     }
 
     #[test]
-    fn frames_store_what_records_store_and_skip_the_rows_already_applied() -> Result<(), DbError>
-    {
+    fn frames_store_what_records_store_and_skip_the_rows_already_applied() -> Result<(), DbError> {
         // Seven clients, several requests each, some of them in both transactions.
         let batch: Vec<ActivationRecord> = (0..40)
             .map(|i| ActivationRecord {

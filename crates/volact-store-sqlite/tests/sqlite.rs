@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use tempfile::TempDir;
 use volact_store::conformance::{TestResult, rec, refused};
-use volact_store::{ActivationRecord, ClientFilter, EventFilter, Store, StoreError, StoreErrorKind};
+use volact_store::{
+    ActivationRecord, ClientFilter, EventFilter, Store, StoreError, StoreErrorKind,
+};
 use volact_store_sqlite::SqliteStore;
 
 fn db_path(dir: &TempDir) -> PathBuf {

@@ -10,9 +10,7 @@
 
 use std::error::Error;
 
-use crate::{
-    ActivationRecord, ClientFilter, ClientRecord, CloneSighting, EventFilter, Store,
-};
+use crate::{ActivationRecord, ClientFilter, ClientRecord, CloneSighting, EventFilter, Store};
 
 /// What a conformance check returns: `Err` on a store failure, a panic on a wrong answer.
 pub type TestResult<T = ()> = Result<T, Box<dyn Error + Send + Sync>>;
