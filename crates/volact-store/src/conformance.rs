@@ -10,6 +10,12 @@
 
 use std::error::Error;
 
+mod deferred;
+mod history;
+
+pub use deferred::*;
+pub use history::*;
+
 use crate::{ActivationRecord, ClientFilter, ClientRecord, CloneSighting, EventFilter, Store};
 
 /// What a conformance check returns: `Err` on a store failure, a panic on a wrong answer.
@@ -35,6 +41,11 @@ macro_rules! conformance_tests {
             expiring_tickets_are_counted,
             write_probe,
             host_events,
+            deferred_batches_land_in_order_after_one_sync,
+            a_revocation_after_a_deferred_batch_lands_after_it,
+            history_counts_distinct_clients_per_day_within_the_window,
+            history_days_that_depend_on_pruned_events_are_marked_partial,
+            requests_by_hour_and_expiring_tickets,
         );
     };
     (@each $open:path; $($name:ident,)*) => {
