@@ -296,3 +296,182 @@ async fn run(journaled: Weak<Journaled>, nudge: Arc<Notify>) {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::frame::tests::record;
+    use super::super::{SqliteStore, journal, worker};
+    use super::*;
+    use volact_store::{EventFilter, Store, StoreError, StoreErrorKind};
+
+    /// A database at `dir/volact.db` with its schema, read through `SqliteStore` (which
+    /// owns no journal), and a connection to fold into that gives up on a held lock
+    /// after `busy`.
+    async fn database(
+        dir: &tempfile::TempDir,
+        busy: Duration,
+    ) -> Result<(SqliteStore, Database), DbError> {
+        let path = dir.path().join("volact.db");
+        let store = SqliteStore::open_database(&path).await?;
+        let database = Database {
+            worker: Worker::open("fold-test", &path, false, busy, |c| {
+                worker::write_pragmas(c, 1_024)
+            })
+            .await?,
+            durability: store.durability.clone(),
+        };
+        Ok((store, database))
+    }
+
+    async fn open_journaled(
+        dir: &tempfile::TempDir,
+        database: Database,
+    ) -> Result<Arc<Journaled>, DbError> {
+        let (journal_path, lock_path) = journal::paths(&dir.path().join("volact.db"));
+        let lock = journal::lock(&lock_path)?
+            .ok_or_else(|| DbError::Corrupt("the test's journal is locked".into()))?;
+        Journaled::open(&journal_path, lock, database).await
+    }
+
+    /// The audit log's (time, client) pairs, in the order the rows were applied.
+    async fn applied(store: &SqliteStore) -> Vec<(i64, String)> {
+        let filter = EventFilter {
+            oldest_first: true,
+            ..EventFilter::default()
+        };
+        let events = store.events(&filter).await.unwrap();
+        events.into_iter().map(|e| (e.at, e.client_id)).collect()
+    }
+
+    /// A request of `client` at `at`.
+    fn request(at: i64, client: &str) -> ActivationRecord {
+        ActivationRecord {
+            at,
+            client_id: client.to_owned(),
+            ..record(at)
+        }
+    }
+
+    #[tokio::test]
+    async fn folds_apply_batches_in_order_and_once() -> Result<(), DbError> {
+        let dir = tempfile::tempdir()?;
+        let (store, db) = database(&dir, Duration::from_secs(5)).await?;
+        let journaled = open_journaled(&dir, db).await?;
+        journaled
+            .append(vec![request(10, "a"), request(11, "b")])
+            .await?;
+        journaled.append(vec![request(12, "a")]).await?;
+        assert!(applied(&store).await.is_empty(), "nothing folded yet");
+        journaled.fold().await?;
+        let third = journaled.append(vec![request(13, "a")]).await?;
+        journaled.sync(third).await?;
+        journaled.fold().await?;
+        // A fold with nothing waiting does nothing.
+        journaled.fold().await?;
+        let order = vec![
+            (10, "a".to_owned()),
+            (11, "b".to_owned()),
+            (12, "a".to_owned()),
+            (13, "a".to_owned()),
+        ];
+        assert_eq!(applied(&store).await, order);
+        let a = store.client("a").await.unwrap().unwrap();
+        assert_eq!((a.requests, a.last_seen), (3, 13));
+        journaled.close().await?;
+        drop(journaled);
+
+        // Reopened, the journal's rows are already in the database: none applied twice,
+        // and new ones continue after them.
+        let (_, db) = database(&dir, Duration::from_secs(5)).await?;
+        let journaled = open_journaled(&dir, db).await?;
+        journaled.append(vec![request(14, "c")]).await?;
+        journaled.fold().await?;
+        let mut more = order;
+        more.push((14, "c".to_owned()));
+        assert_eq!(applied(&store).await, more);
+        journaled.close().await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failed_fold_keeps_its_batches_in_order_for_the_next() -> Result<(), DbError> {
+        let dir = tempfile::tempdir()?;
+        let (store, db) = database(&dir, Duration::from_millis(50)).await?;
+        let journaled = open_journaled(&dir, db).await?;
+        journaled.append(vec![request(10, "a")]).await?;
+        journaled.append(vec![request(11, "b")]).await?;
+
+        // Another connection holds the write lock (a backup, a CLI command).
+        let holder = rusqlite::Connection::open(dir.path().join("volact.db"))?;
+        holder.execute_batch("BEGIN IMMEDIATE")?;
+        let failed = journaled.fold().await.unwrap_err();
+        assert_eq!(
+            StoreError::from(failed).kind(),
+            StoreErrorKind::Unavailable,
+            "a held lock is worth retrying"
+        );
+        journaled.append(vec![request(12, "a")]).await?;
+        holder.execute_batch("COMMIT")?;
+        drop(holder);
+
+        journaled.fold().await?;
+        assert_eq!(
+            applied(&store).await,
+            vec![
+                (10, "a".to_owned()),
+                (11, "b".to_owned()),
+                (12, "a".to_owned())
+            ]
+        );
+        let a = store.client("a").await.unwrap().unwrap();
+        assert_eq!((a.requests, a.last_seen), (2, 12));
+        journaled.close().await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_restart_in_the_middle_of_a_fold_applies_only_the_rest() -> Result<(), DbError> {
+        let dir = tempfile::tempdir()?;
+        let (store, db) = database(&dir, Duration::from_secs(5)).await?;
+        let (journal_path, _) = journal::paths(&dir.path().join("volact.db"));
+        // Three batches reach the journal...
+        let frames = {
+            let (journal, _) = Journal::open(&journal_path)?;
+            let batches = [
+                vec![request(10, "a"), request(11, "b")],
+                vec![request(12, "a")],
+                vec![request(13, "c"), request(14, "a")],
+            ];
+            let mut next = 1;
+            let mut frames = Vec::new();
+            for batch in batches {
+                let frame = Frame::encode(next, &batch)?;
+                journal.append(&frame)?;
+                next = frame.last() + 1;
+                frames.push(Arc::new(frame));
+            }
+            frames
+        };
+        // ...and the process dies after the fold's first chunk committed (with its mark).
+        db.apply(frames[..2].to_vec(), 0).await?;
+        assert_eq!(applied(&store).await.len(), 3);
+
+        let journaled = open_journaled(&dir, db).await?;
+        assert_eq!(
+            applied(&store).await,
+            vec![
+                (10, "a".to_owned()),
+                (11, "b".to_owned()),
+                (12, "a".to_owned()),
+                (13, "c".to_owned()),
+                (14, "a".to_owned())
+            ],
+            "the rest once, after what was applied"
+        );
+        let a = store.client("a").await.unwrap().unwrap();
+        assert_eq!((a.requests, a.last_seen), (3, 14));
+        journaled.close().await?;
+        Ok(())
+    }
+}

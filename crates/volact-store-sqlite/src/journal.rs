@@ -405,6 +405,46 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn a_torn_frame_at_the_end_of_a_segment_is_ignored_and_order_kept() -> Result<(), DbError> {
+        let dir = tempfile::tempdir().map_err(io)?;
+        let path = dir.path().join("j");
+        let (journal, frames) = Journal::open(&path)?;
+        assert!(frames.is_empty());
+        let a: Vec<ActivationRecord> = (0..3).map(record).collect();
+        let torn: Vec<ActivationRecord> = (3..7).map(record).collect();
+        append(&journal, 1, &a)?;
+        append(&journal, 4, &torn)?;
+        drop(journal);
+        // The power fails midway through writing the second batch: only part of its
+        // frame reached the segment (it was never acknowledged).
+        let whole = Frame::encode(1, &a)?.bytes().len();
+        let second = Frame::encode(4, &torn)?.bytes().len();
+        let segment = std::fs::OpenOptions::new()
+            .write(true)
+            .open(segment_path(&path, 1))
+            .map_err(io)?;
+        segment.set_len((whole + second / 2) as u64).map_err(io)?;
+        drop(segment);
+
+        let (journal, frames) = Journal::open(&path)?;
+        let expected: Vec<(u64, ActivationRecord)> = (1..).zip(a.clone()).collect();
+        assert_eq!(
+            records(&frames),
+            expected,
+            "the whole batch, not the torn one"
+        );
+        // The next batch is numbered after the last whole one, in a segment of its own
+        // that reads back after the torn one's.
+        let next: Vec<ActivationRecord> = (10..12).map(record).collect();
+        append(&journal, 4, &next)?;
+        drop(journal);
+        let (_, frames) = Journal::open(&path)?;
+        let expected: Vec<(u64, ActivationRecord)> = (1..).zip(a.into_iter().chain(next)).collect();
+        assert_eq!(records(&frames), expected);
+        Ok(())
+    }
+
     /// Waits (at most a minute) for the spare of the journal in `dir` to be ready.
     fn spare_ready(dir: &Path) -> bool {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
