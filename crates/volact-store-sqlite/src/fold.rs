@@ -26,10 +26,9 @@ use crate::{ActivationRecord, DbError};
 
 /// The longest an activation waits in the journal before it is folded. Larger folds
 /// write a client's row once for all its requests in the fold and share each page written
-/// between more activations: with a million clients renewing at random, folds of about
-/// 130,000 rows every 5 s take 40 % less of the folding thread's CPU per activation than
-/// folds of 32,768 every second. A waiting row costs about 185 bytes of memory (it is
-/// kept as its journal frame) until folded.
+/// between more activations, so the folding thread spends less per activation; a waiting
+/// row costs memory (it is kept as its journal frame) until folded. The figures behind
+/// this choice are in docs/PERFORMANCE.md ("The write-behind journal").
 const FOLD_EVERY: Duration = Duration::from_millis(5_000);
 
 /// Rows waiting that start a fold before its time.
@@ -39,8 +38,7 @@ const FOLD_AT: usize = 131_072;
 const FOLD_MAX: usize = 262_144;
 
 /// Rows waiting beyond which appending waits for a fold: if the disk cannot keep up
-/// with the database, activations slow down rather than filling memory (about 50 MB of
-/// frames at this mark).
+/// with the database, activations slow down rather than filling memory.
 const MAX_WAITING: usize = 262_144;
 
 /// Sequence numbers are u64 in memory and SQLite integers on disk.

@@ -2,10 +2,10 @@
 //! activation batch as one write.
 //!
 //! Storing an activation in the inventory and the audit log touches b-tree pages at
-//! random places, and SQLite writes every page a commit touches to its log whole: about
-//! 20 KB and a hundred write calls per batch, paid on the request path. Appended to a
-//! file, a batch is one `write` of a few KB and, shared with the batches beside it, one
-//! `fdatasync`. The batches are applied to the database later, thousands at a time (see
+//! random places, and SQLite writes every page a commit touches to its log whole: many
+//! pages and write calls per batch, paid on the request path. Appended to a file, a
+//! batch is one `write` of a few KB and, shared with the batches beside it, one
+//! `fdatasync` (figures in docs/PERFORMANCE.md, "The write-behind journal"). The batches are applied to the database later, thousands at a time (see
 //! `fold`), and the files deleted once the database holds them.
 //!
 //! A file (a segment, named by its first sequence number) is a run of frames, one per
