@@ -444,6 +444,62 @@ mod tests {
     }
 
     #[test]
+    fn the_storage_url_comes_from_file_environment_or_flag_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("volact.toml");
+        let layers = |file: &str, env: Option<&str>, flag: Option<&str>| {
+            std::fs::write(&path, file).unwrap();
+            let env = env.map(str::to_owned);
+            ConfigLayers::load(
+                &path,
+                |name| {
+                    (name == "VOLACT_STORAGE_URL")
+                        .then(|| env.clone())
+                        .flatten()
+                },
+                RawConfig {
+                    storage: StorageSection::with_url(flag.map(str::to_owned)),
+                    ..RawConfig::default()
+                },
+            )
+            .unwrap()
+        };
+        let url = |l: &ConfigLayers| l.resolve().unwrap().storage_url;
+        assert_eq!(
+            url(&layers("", None, None)),
+            crate::storage::DEFAULT_STORAGE_URL
+        );
+        let file = "[storage]\nurl = \"sqlite://DATA/file.db\"\n";
+        assert_eq!(url(&layers(file, None, None)), "sqlite://DATA/file.db");
+        let l = layers(file, Some("sqlite://DATA/env.db"), None);
+        assert_eq!(url(&l), "sqlite://DATA/env.db");
+        assert_eq!(
+            l.source("storage_url"),
+            Source::Env("VOLACT_STORAGE_URL".into())
+        );
+        let l = layers(
+            file,
+            Some("sqlite://DATA/env.db"),
+            Some("sqlite://DATA/flag.db"),
+        );
+        assert_eq!(url(&l), "sqlite://DATA/flag.db");
+        assert_eq!(
+            l.source("storage_url"),
+            Source::Flag("--storage-url".into())
+        );
+
+        let e = layers("", Some("mysql://db"), None).resolve().unwrap_err();
+        assert!(
+            e.message.contains("mysql") && e.message.contains("VOLACT_STORAGE_URL"),
+            "{}",
+            e.message
+        );
+        std::fs::write(&path, "[storage]\nurll = \"x\"\n").unwrap();
+        let e = RawConfig::from_file(&path).unwrap_err();
+        assert!(e.message.contains("urll"), "{}", e.message);
+    }
+
+    #[test]
     fn every_key_has_a_field_and_an_environment_variable() {
         let env = RawConfig::from_env(|name| Some(format!("value of {name}")));
         for key in KEYS {

@@ -287,10 +287,11 @@ impl Store for SqliteStore {
     }
 
     async fn sync(&self, token: u64) -> Result<(), StoreError> {
-        Ok(match &self.journal {
-            Some(journal) => journal.sync(token).await?,
-            None => self.durability.sync(token).await?,
-        })
+        let synced = match &self.journal {
+            Some(journal) => journal.sync(token).await,
+            None => self.durability.sync(token).await,
+        };
+        Ok(synced?)
     }
 
     async fn close(&self) {
