@@ -58,6 +58,24 @@ pub struct RawConfig {
     pub limits: Option<crate::limits::LimitsSection>,
     /// `[rate_limits]`: limits on new clients (see [`crate::admission`]); file only.
     pub rate_limits: Option<crate::admission::RateLimitSection>,
+    /// `[storage]`: where the host's data lives (see [`StorageSection`]).
+    pub storage: Option<StorageSection>,
+}
+
+/// `[storage]`: where the host's data lives. Also `VOLACT_STORAGE_URL` and
+/// `--storage-url`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// The store's URL, default [`crate::storage::DEFAULT_STORAGE_URL`].
+    pub url: Option<String>,
+}
+
+impl StorageSection {
+    /// A section setting only `url`, as the environment or a flag gives it.
+    pub fn with_url(url: Option<String>) -> Option<StorageSection> {
+        url.map(|url| StorageSection { url: Some(url) })
+    }
 }
 
 impl RawConfig {
@@ -103,11 +121,15 @@ impl RawConfig {
             dns: None,
             limits: None,
             rate_limits: None,
+            storage: StorageSection::with_url(get("storage_url")),
         }
     }
 
-    /// The value of `key` (one of [`KEYS`]), if set.
+    /// The value of `key` (one of [`KEYS`], or `storage_url` for `[storage] url`), if set.
     pub fn get(&self, key: &str) -> Option<&str> {
+        if key == "storage_url" {
+            return self.storage.as_ref().and_then(|s| s.url.as_deref());
+        }
         let value = match key {
             "listen" => &self.listen,
             "renew_interval" => &self.renew_interval,
@@ -136,6 +158,7 @@ impl RawConfig {
             dns: over.dns.or(self.dns),
             limits: over.limits.or(self.limits),
             rate_limits: over.rate_limits.or(self.rate_limits),
+            storage: over.storage.or(self.storage),
         }
     }
 
@@ -206,8 +229,16 @@ impl RawConfig {
             .unwrap_or_default()
             .resolve()
             .map_err(|e| bad("rate_limits", e))?;
+        let storage_url = self
+            .storage
+            .as_ref()
+            .and_then(|s| s.url.clone())
+            .unwrap_or_else(|| crate::storage::DEFAULT_STORAGE_URL.to_owned());
+        // Refused now, with where it was set, rather than when the store is opened.
+        crate::storage::StorageUrl::parse(&storage_url, Path::new("."))?;
         Ok(HostConfig {
             listen,
+            storage_url,
             settings,
             event_retention,
             metrics_token_file,
@@ -232,6 +263,9 @@ pub fn flag(key: &str) -> String {
 pub struct HostConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Where the host's data lives (`[storage] url`), a URL for
+    /// [`crate::storage::open_store`].
+    pub storage_url: String,
     /// Intervals and limits.
     pub settings: Settings,
     /// How long audit events are kept.
@@ -407,6 +441,62 @@ mod tests {
             .resolve()
             .unwrap();
         assert_eq!(c.settings.max_clock_skew.as_secs(), 3600);
+    }
+
+    #[test]
+    fn the_storage_url_comes_from_file_environment_or_flag_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("volact.toml");
+        let layers = |file: &str, env: Option<&str>, flag: Option<&str>| {
+            std::fs::write(&path, file).unwrap();
+            let env = env.map(str::to_owned);
+            ConfigLayers::load(
+                &path,
+                |name| {
+                    (name == "VOLACT_STORAGE_URL")
+                        .then(|| env.clone())
+                        .flatten()
+                },
+                RawConfig {
+                    storage: StorageSection::with_url(flag.map(str::to_owned)),
+                    ..RawConfig::default()
+                },
+            )
+            .unwrap()
+        };
+        let url = |l: &ConfigLayers| l.resolve().unwrap().storage_url;
+        assert_eq!(
+            url(&layers("", None, None)),
+            crate::storage::DEFAULT_STORAGE_URL
+        );
+        let file = "[storage]\nurl = \"sqlite://DATA/file.db\"\n";
+        assert_eq!(url(&layers(file, None, None)), "sqlite://DATA/file.db");
+        let l = layers(file, Some("sqlite://DATA/env.db"), None);
+        assert_eq!(url(&l), "sqlite://DATA/env.db");
+        assert_eq!(
+            l.source("storage_url"),
+            Source::Env("VOLACT_STORAGE_URL".into())
+        );
+        let l = layers(
+            file,
+            Some("sqlite://DATA/env.db"),
+            Some("sqlite://DATA/flag.db"),
+        );
+        assert_eq!(url(&l), "sqlite://DATA/flag.db");
+        assert_eq!(
+            l.source("storage_url"),
+            Source::Flag("--storage-url".into())
+        );
+
+        let e = layers("", Some("mysql://db"), None).resolve().unwrap_err();
+        assert!(
+            e.message.contains("mysql") && e.message.contains("VOLACT_STORAGE_URL"),
+            "{}",
+            e.message
+        );
+        std::fs::write(&path, "[storage]\nurll = \"x\"\n").unwrap();
+        let e = RawConfig::from_file(&path).unwrap_err();
+        assert!(e.message.contains("urll"), "{}", e.message);
     }
 
     #[test]

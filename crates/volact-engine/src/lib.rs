@@ -18,6 +18,7 @@ pub mod limits;
 pub mod maintenance;
 pub mod metrics;
 pub mod status;
+pub mod storage;
 mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock, whole_seconds};

@@ -8,8 +8,8 @@ use volact_engine::clock::Clock;
 use volact_engine::config::HostConfig;
 use volact_engine::data::{HostData, ServingInfo};
 use volact_engine::engine::{Engine, EngineParts};
+use volact_engine::storage::{OpenMode, memory_count, open_store};
 use volact_proto::{ApiError, ErrorCode};
-use volact_store::{SqliteStore, Store};
 
 /// A host that is serving.
 pub struct Running {
@@ -57,39 +57,6 @@ impl Running {
     }
 }
 
-/// Opens the host's store for a host that serves.
-pub async fn open_store(data: &HostData) -> Result<Arc<dyn Store>, ApiError> {
-    let path = data.db_path();
-    let store = SqliteStore::open(&path).await.map_err(|e| {
-        ApiError::new(
-            ErrorCode::StorageFailure,
-            format!("cannot open the database {}: {e}", path.display()),
-        )
-    })?;
-    Ok(Arc::new(store))
-}
-
-/// The embedded count (the default), loaded from `store` as it stands by `clock`.
-pub async fn memory_count(
-    store: &dyn volact_store::Store,
-    settings: &volact_core::settings::Settings,
-    clock: &dyn Clock,
-) -> Result<Arc<dyn volact_store::count::Count>, ApiError> {
-    let count = volact_store::count::MemoryCount::load(
-        store,
-        settings.count_window.as_secs(),
-        clock.now().as_second(),
-    )
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            ErrorCode::StorageFailure,
-            format!("the host's storage failed: {e}"),
-        )
-    })?;
-    Ok(Arc::new(count))
-}
-
 /// Loads the host from `data` and serves on `config.listen`.
 pub async fn start(
     data: &HostData,
@@ -100,7 +67,7 @@ pub async fn start(
     let lock = data.lock("serving")?;
     let (_, catalog) = data.vendor()?;
     let certificate = data.certificate()?;
-    let store = open_store(data).await?;
+    let store = open_store(&config.storage_url, data.dir(), OpenMode::Serve).await?;
     let count = memory_count(store.as_ref(), &config.settings, clock.as_ref()).await?;
     let engine = Engine::start(EngineParts {
         identity,

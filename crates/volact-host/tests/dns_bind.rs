@@ -106,8 +106,12 @@ async fn hosts_publish_and_clients_fail_over_by_priority() {
         10,
         0,
     );
-    dns::publish(&first.data, &p1).await.unwrap();
-    let done = dns::publish(&second.data, &p2).await.unwrap();
+    dns::publish(&first.data, first.running.engine.store().as_ref(), &p1)
+        .await
+        .unwrap();
+    let done = dns::publish(&second.data, second.running.engine.store().as_ref(), &p2)
+        .await
+        .unwrap();
     assert!(done.ok && done.event == "dns-publish-succeeded", "{done:?}");
     assert_eq!(bind.srv_records(ZONE).await.unwrap().len(), 2);
     let published = volact_store::EventFilter {
@@ -184,7 +188,9 @@ async fn hosts_publish_and_clients_fail_over_by_priority() {
     assert!(text.contains("(priority 10, weight 0)"), "{text}");
 
     // Removing a record removes the host from discovery.
-    dns::unpublish(&second.data, &p2).await.unwrap();
+    dns::unpublish(&second.data, second.running.engine.store().as_ref(), &p2)
+        .await
+        .unwrap();
     let left = bind.srv_records(ZONE).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].3, format!("first.{ZONE}"));
@@ -202,7 +208,9 @@ async fn a_wrong_tsig_key_is_refused_and_recorded() {
     let mut config = publishing(&bind, dir.path(), "h", h.running.addr.port(), 0, 0);
     let key = config.key_file.clone().unwrap();
     bind.write_key_file(&key, false).unwrap();
-    let e = dns::publish(&h.data, &config).await.unwrap_err();
+    let e = dns::publish(&h.data, h.running.engine.store().as_ref(), &config)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::Unauthorized);
     assert!(
         e.message.contains("NOTAUTH") && e.message.contains("volact-test"),
@@ -225,7 +233,9 @@ async fn a_wrong_tsig_key_is_refused_and_recorded() {
 
     // Without a key the zone refuses the update too, and the message says to add one.
     config.key_file = None;
-    let e = dns::publish(&h.data, &config).await.unwrap_err();
+    let e = dns::publish(&h.data, h.running.engine.store().as_ref(), &config)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, ErrorCode::Unauthorized);
     assert!(e.message.contains("key_file"), "{}", e.message);
 }
@@ -241,12 +251,20 @@ async fn weights_spread_first_contacts_within_a_priority() {
     let h = host(&vendor, 1).await;
     let dir = tempfile::tempdir().unwrap();
     // Nothing needs to listen on these ports: only the order is measured.
-    dns::publish(&h.data, &publishing(&bind, dir.path(), "heavy", 7001, 5, 3))
-        .await
-        .unwrap();
-    dns::publish(&h.data, &publishing(&bind, dir.path(), "light", 7002, 5, 1))
-        .await
-        .unwrap();
+    dns::publish(
+        &h.data,
+        h.running.engine.store().as_ref(),
+        &publishing(&bind, dir.path(), "heavy", 7001, 5, 3),
+    )
+    .await
+    .unwrap();
+    dns::publish(
+        &h.data,
+        h.running.engine.store().as_ref(),
+        &publishing(&bind, dir.path(), "light", 7002, 5, 1),
+    )
+    .await
+    .unwrap();
     let dns_client = Dns::new(&DnsOptions {
         server: Some(bind.addr),
         ..DnsOptions::default()
@@ -284,7 +302,12 @@ async fn the_publisher_retries_refreshes_replaces_and_cleans_up() {
     // The key file is missing at first: publishing fails, then retries with back-off.
     let key = config.key_file.clone().unwrap();
     std::fs::remove_file(&key).unwrap();
-    let publisher = Publisher::start(&h.data, config.clone(), Duration::from_millis(100));
+    let publisher = Publisher::start(
+        &h.data,
+        h.running.engine.store().clone(),
+        config.clone(),
+        Duration::from_millis(100),
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     while dns::read_log(&h.data).and_then(|l| l.last).is_none() {
         assert!(Instant::now() < deadline, "no first attempt");
@@ -311,16 +334,25 @@ async fn the_publisher_retries_refreshes_replaces_and_cleans_up() {
     assert!(bind.srv_records(ZONE).await.unwrap().is_empty());
 
     // A new priority replaces the host's old record instead of adding a second one.
-    dns::publish(&h.data, &config).await.unwrap();
+    dns::publish(&h.data, h.running.engine.store().as_ref(), &config)
+        .await
+        .unwrap();
     config.record.priority = 7;
-    dns::publish(&h.data, &config).await.unwrap();
+    dns::publish(&h.data, h.running.engine.store().as_ref(), &config)
+        .await
+        .unwrap();
     let records = bind.srv_records(ZONE).await.unwrap();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].0, 7);
 
     // keep_on_shutdown leaves the record in place.
     config.keep_on_shutdown = true;
-    let publisher = Publisher::start(&h.data, config, Duration::from_millis(100));
+    let publisher = Publisher::start(
+        &h.data,
+        h.running.engine.store().clone(),
+        config,
+        Duration::from_millis(100),
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(publisher.shutdown().await.is_none());
     assert_eq!(bind.srv_records(ZONE).await.unwrap().len(), 1);

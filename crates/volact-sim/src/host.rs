@@ -124,8 +124,14 @@ impl SimHost {
                 },
             });
         }
-        let store = server::open_store(&data).await?;
-        let count = server::memory_count(store.as_ref(), &settings, clock.as_ref()).await?;
+        let store = volact_engine::storage::open_store(
+            &data.config(RawConfig::default())?.storage_url,
+            data.dir(),
+            volact_engine::storage::OpenMode::Serve,
+        )
+        .await?;
+        let count =
+            volact_engine::storage::memory_count(store.as_ref(), &settings, clock.as_ref()).await?;
         let engine = Engine::start(EngineParts {
             identity: data.identity()?,
             catalog: vendor.catalog.clone(),

@@ -3,36 +3,78 @@
 //!
 //! Everything sits behind the [`Store`] trait so the activation rules never see SQL, and
 //! a second backend (PostgreSQL, for several hosts sharing one count) can be added without
-//! touching them. [`SqliteStore`] is the embedded default. Times are Unix seconds (UTC).
+//! touching them. Backends live in crates of their own (`volact-store-sqlite` is the
+//! embedded default) and prove themselves against the [`conformance`] suite (feature
+//! `conformance`). Times are Unix seconds (UTC).
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod count;
 pub mod history;
 pub mod private;
-mod sqlite;
 mod types;
 
 pub use history::{CountHistory, CountSeries, HourlyRequests};
-pub use sqlite::SqliteStore;
 pub use types::*;
 
 use async_trait::async_trait;
 
-/// A storage failure. Its message says what to check.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database refused or failed an operation.
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// The database refused or failed an activation write (these run on connections
-    /// of their own, through rusqlite).
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// Migrations failed.
-    #[error("could not prepare the database schema: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// The stored data is not what this version expects.
-    #[error("stored data is corrupt or from another version: {0}")]
-    Corrupt(String),
+/// What a caller can do about a [`StoreError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The storage cannot be reached or used now (busy, locked, a failing disk, a full
+    /// one, a database that is missing): retry later, or fix the machine.
+    Unavailable,
+    /// The stored data is damaged or from another version: restore a backup, or use
+    /// the version that wrote it.
+    Corrupt,
+    /// The write contradicts what is stored (a constraint refused it).
+    Conflict,
+    /// The store cannot do this at all (a write to a store opened read-only, a setting
+    /// it does not accept): change the request, not the timing.
+    Invalid,
+    /// A fault in volact or its driver: report it.
+    Internal,
+}
+
+/// A storage failure: a kind a caller can act on, and a message that says what to check.
+/// Backends map their driver's errors to it; no driver type leaves a backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: String,
+}
+
+impl StoreError {
+    /// A failure of `kind` described by `message`.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> StoreError {
+        StoreError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Storage that cannot be used now.
+    pub fn unavailable(message: impl Into<String>) -> StoreError {
+        StoreError::new(StoreErrorKind::Unavailable, message)
+    }
+
+    /// Stored data that is damaged or from another version.
+    pub fn corrupt(message: impl Into<String>) -> StoreError {
+        StoreError::new(StoreErrorKind::Corrupt, message)
+    }
+
+    /// What a caller can do about it.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// What happened and what to check.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 /// The storage a host needs. Implementations must make [`Store::record_batch`] durable

@@ -90,6 +90,8 @@ pub enum Command {
         /// Address to serve on.
         #[arg(long, default_value = "127.0.0.1:7688", value_name = "ADDR")]
         listen: String,
+        #[command(flatten)]
+        storage: StorageFlag,
     },
     /// Simulate a fleet against the real rules and storage with a virtual clock.
     Simulate(crate::simulate_cmd::SimulateArgs),
@@ -209,6 +211,25 @@ pub struct DataDir {
     pub data: PathBuf,
 }
 
+/// `--storage-url` of commands that open the host's store (overrides `[storage] url`
+/// and `VOLACT_STORAGE_URL`).
+#[derive(Debug, Args, Default)]
+pub struct StorageFlag {
+    /// Where the host's data lives, default sqlite://DATA/volact.db (DATA is the data
+    /// directory).
+    #[arg(long, value_name = "URL")]
+    pub storage_url: Option<String>,
+}
+
+impl From<StorageFlag> for volact_engine::config::RawConfig {
+    fn from(f: StorageFlag) -> volact_engine::config::RawConfig {
+        volact_engine::config::RawConfig {
+            storage: volact_engine::config::StorageSection::with_url(f.storage_url),
+            ..volact_engine::config::RawConfig::default()
+        }
+    }
+}
+
 /// Configuration flags of `host serve` (override `DATA/volact.toml`).
 #[derive(Debug, Args, Default)]
 pub struct ServeFlags {
@@ -236,6 +257,9 @@ pub struct ServeFlags {
     /// File holding the token GET /metrics requires (relative to the data directory).
     #[arg(long, value_name = "FILE")]
     pub metrics_token_file: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub storage: StorageFlag,
 }
 
 /// `volact host …`.
@@ -280,6 +304,8 @@ pub enum HostCommand {
     Status {
         #[command(flatten)]
         data: DataDir,
+        #[command(flatten)]
+        storage: StorageFlag,
     },
     /// Every client the running host has seen (inventory), filtered; --csv for a sheet.
     Clients(crate::admin_cmd::ClientsArgs),
@@ -322,6 +348,8 @@ pub enum HostCommand {
         /// Seed of their client ids.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        #[command(flatten)]
+        storage: StorageFlag,
     },
 }
 

@@ -189,19 +189,36 @@ pub async fn publish_now(data: &DataDir, publish: bool, out: Output) -> Result<(
     let host = HostData::new(&data.data);
     let config =
         dns::publish_config(&host, serving_port(&host)?)?.ok_or_else(|| no_section(&host))?;
+    let store = command_store(&host).await?;
     let result = if publish {
-        dns::publish(&host, &config).await?
+        dns::publish(&host, store.as_ref(), &config).await
     } else {
-        dns::unpublish(&host, &config).await?
+        dns::unpublish(&host, store.as_ref(), &config).await
     };
-    show(&result, out);
+    store.close().await;
+    show(&result?, out);
     Ok(())
+}
+
+/// The store a DNS command records its result in: straight to the database, since a
+/// serving host may own the store's journal.
+async fn command_store(
+    host: &HostData,
+) -> Result<std::sync::Arc<dyn volact_store::Store>, ApiError> {
+    let config = host.config(RawConfig::default())?;
+    volact_engine::storage::open_store(
+        &config.storage_url,
+        host.dir(),
+        volact_engine::storage::OpenMode::Direct,
+    )
+    .await
 }
 
 /// Starts publishing for `host serve` when `[dns.publish]` is configured and the host can
 /// activate (a host that refuses every client must not attract them).
 pub fn start_publishing(
     host: &HostData,
+    store: std::sync::Arc<dyn volact_store::Store>,
     port: u16,
     ready: bool,
 ) -> Result<Option<Publisher>, ApiError> {
@@ -214,7 +231,12 @@ pub fn start_publishing(
         );
         return Ok(None);
     }
-    Ok(Some(Publisher::start(host, config, PUBLISH_RETRY_FIRST)))
+    Ok(Some(Publisher::start(
+        host,
+        store,
+        config,
+        PUBLISH_RETRY_FIRST,
+    )))
 }
 
 /// Stops publishing; removes the records unless `keep_on_shutdown`. Failures are logged

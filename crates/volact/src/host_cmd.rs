@@ -8,10 +8,10 @@ use std::sync::Arc;
 use volact_core::catalog::VendorBundle;
 use volact_engine::config::RawConfig;
 use volact_engine::data::{HostData, write_atomic};
+use volact_engine::storage::{OpenMode, open_store};
 use volact_engine::{SystemClock, random_bytes, random_nonce, status};
 use volact_host::server;
 use volact_proto::{ApiError, ErrorCode, HostActivationResponse};
-use volact_store::SqliteStore;
 
 /// Reads a vendor bundle file.
 pub fn read_bundle(path: &Path) -> Result<VendorBundle, ApiError> {
@@ -40,7 +40,7 @@ impl From<ServeFlags> for RawConfig {
             max_clock_skew: f.max_clock_skew,
             event_retention: f.event_retention,
             metrics_token_file: f.metrics_token_file,
-            ..RawConfig::default()
+            ..RawConfig::from(f.storage)
         }
     }
 }
@@ -140,32 +140,31 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
             serve(&host, &config).await?;
         }
         #[cfg(feature = "bench-seed")]
-        HostCommand::SeedClients { data, count, seed } => {
-            crate::seed_cmd::seed_clients(&data.data, count, seed, out).await?;
+        HostCommand::SeedClients {
+            data,
+            count,
+            seed,
+            storage,
+        } => {
+            crate::seed_cmd::seed_clients(&data.data, storage, count, seed, out).await?;
         }
         HostCommand::DnsRecord { data, record } => crate::dns_cmd::record(&data, record, out)?,
         HostCommand::PublishDns { data } => crate::dns_cmd::publish_now(&data, true, out).await?,
         HostCommand::UnpublishDns { data } => {
             crate::dns_cmd::publish_now(&data, false, out).await?;
         }
-        HostCommand::Status { data } => {
+        HostCommand::Status { data, storage } => {
             let host = HostData::new(&data.data);
-            let config = host.config(RawConfig::default())?;
+            let config = host.config(storage.into())?;
             host.identity()?;
             // A serving host knows activations it has not applied to its database yet;
             // otherwise the database (with any journal a crash left applied) is complete.
             let report = match crate::admin_cmd::live_status(&data.data).await {
                 Some(report) => report,
                 None => {
-                    let store = SqliteStore::open_direct(&host.db_path())
-                        .await
-                        .map_err(|e| {
-                            ApiError::new(
-                                ErrorCode::StorageFailure,
-                                format!("cannot open {}: {e}", host.db_path().display()),
-                            )
-                        })?;
-                    let report = status::collect(&host, &store, &config, now).await;
+                    let store =
+                        open_store(&config.storage_url, host.dir(), OpenMode::Direct).await?;
+                    let report = status::collect(&host, store.as_ref(), &config, now).await;
                     store.close().await;
                     report?
                 }
@@ -197,7 +196,12 @@ pub async fn serve(
             tracing::warn!(url = %running.url(), reason = %e.message, "serving, but refusing activations")
         }
     }
-    let publisher = crate::dns_cmd::start_publishing(host, running.addr.port(), ready)?;
+    let publisher = crate::dns_cmd::start_publishing(
+        host,
+        running.engine.store().clone(),
+        running.addr.port(),
+        ready,
+    )?;
     signal.wait().await;
     tracing::info!("shutting down");
     // Out of DNS first, so no client is sent to a host that is going away.

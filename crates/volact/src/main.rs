@@ -71,9 +71,11 @@ async fn run(cli: Cli, out: Output) -> Result<(), ApiError> {
         Command::Vendor(cmd) => vendor_cmd::run(cmd, out),
         Command::Simulate(args) => simulate_cmd::run(args, out).await,
         Command::Bench(args) => bench_cmd::run(args, out).await,
-        Command::Quickstart { data, listen } => {
-            quickstart::run(&data, &listen, out, &log_format).await
-        }
+        Command::Quickstart {
+            data,
+            listen,
+            storage,
+        } => quickstart::run(&data, &listen, storage, out, &log_format).await,
     }
 }
 

@@ -18,7 +18,13 @@ use volact_host::server;
 use volact_proto::{ApiError, ErrorCode};
 
 /// Prepares the demo (only what is missing) and serves until interrupted.
-pub async fn run(dir: &Path, listen: &str, out: Output, log_format: &str) -> Result<(), ApiError> {
+pub async fn run(
+    dir: &Path,
+    listen: &str,
+    storage: crate::cli::StorageFlag,
+    out: Output,
+    log_format: &str,
+) -> Result<(), ApiError> {
     let now = volact_engine::whole_seconds(Timestamp::now());
     let vendor = VendorDir::new(dir.join("vendor"));
     if !vendor.exists() {
@@ -66,7 +72,7 @@ pub async fn run(dir: &Path, listen: &str, out: Output, log_format: &str) -> Res
 
     let config = host.config(RawConfig {
         listen: Some(listen.to_string()),
-        ..RawConfig::default()
+        ..RawConfig::from(storage)
     })?;
     init_logging(log_format)?;
     let signal = host_cmd::ShutdownSignal::listen();

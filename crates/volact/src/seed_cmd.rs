@@ -5,9 +5,10 @@
 use crate::output::Output;
 use std::path::Path;
 use volact_engine::data::HostData;
+use volact_engine::storage::{OpenMode, open_store};
 use volact_proto::{ApiError, ErrorCode};
 use volact_sim::load;
-use volact_store::{ActivationRecord, SqliteStore, Store};
+use volact_store::ActivationRecord;
 
 /// Mixed into the seed of seeded client ids, so a bench run with its default seed sends
 /// new clients to a seeded host; `volact bench --seed` with the mixed value (reported as
@@ -20,7 +21,13 @@ const SEED_BATCH: usize = 20_000;
 /// `volact host seed-clients`: writes `count` counted clients of the catalog's first
 /// product straight into the host's store, spread over the last 29 days so all of them
 /// count when the host starts. For benchmarks; the host must not be running.
-pub async fn seed_clients(data: &Path, count: u64, seed: u64, out: Output) -> Result<(), ApiError> {
+pub async fn seed_clients(
+    data: &Path,
+    storage: crate::cli::StorageFlag,
+    count: u64,
+    seed: u64,
+    out: Output,
+) -> Result<(), ApiError> {
     let host = HostData::new(data);
     let (_, catalog) = host.vendor()?;
     // Refused while a host serves the directory: its count would not know these clients.
@@ -29,14 +36,8 @@ pub async fn seed_clients(data: &Path, count: u64, seed: u64, out: Output) -> Re
         .products
         .first()
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidState, "the catalog lists no product"))?;
-    let store = SqliteStore::open_direct(&host.db_path())
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                ErrorCode::StorageFailure,
-                format!("cannot open the database: {e}"),
-            )
-        })?;
+    let config = host.config(storage.into())?;
+    let store = open_store(&config.storage_url, host.dir(), OpenMode::Direct).await?;
     let bench_seed = seed ^ SEEDED_IDS;
     let now = volact_engine::whole_seconds(jiff::Timestamp::now()).as_second();
     let started = std::time::Instant::now();

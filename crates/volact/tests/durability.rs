@@ -11,7 +11,8 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::task::JoinSet;
-use volact_store::{ClientFilter, ClientRecord, SqliteStore, Store};
+use volact_engine::storage::{DEFAULT_STORAGE_URL, OpenMode, open_store};
+use volact_store::{ClientFilter, ClientRecord};
 
 const APPLICATION: &str = "acme-suite";
 const PRODUCT: &str = "suite-desktop";
@@ -153,7 +154,9 @@ fn stored_clients(
     data: &std::path::Path,
 ) -> BTreeMap<String, ClientRecord> {
     rt.block_on(async {
-        let store = SqliteStore::open(&data.join("volact.db")).await.unwrap();
+        let store = open_store(DEFAULT_STORAGE_URL, data, OpenMode::Serve)
+            .await
+            .unwrap();
         let clients = store.clients(&ClientFilter::default()).await.unwrap();
         store.close().await;
         clients

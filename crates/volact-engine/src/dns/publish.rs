@@ -17,10 +17,12 @@ use hickory_proto::op::update_message::UpdateMessage;
 use hickory_proto::rr::{RData, RecordType, TSigner};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use volact_proto::{ApiError, ErrorCode};
+use volact_store::Store;
 
 /// The file, in the data directory, that records publishing results.
 pub const LOG_FILE: &str = "dns-publish.json";
@@ -93,27 +95,17 @@ fn record(data: &HostData, result: &PublishResult) {
 }
 
 /// Appends the result to the host's audit log, so `volact host events` and the dashboard
-/// show it beside the activation requests. Publishing is rare (at start, on refresh and on
-/// retries), so the store is opened for the occasion rather than threaded through.
-async fn record_event(data: &HostData, result: &PublishResult) {
-    use volact_store::Store as _;
-    // Straight to the database: the serving host owns the store's journal.
-    let stored = match volact_store::SqliteStore::open_direct(&data.db_path()).await {
-        Ok(store) => {
-            let recorded = store
-                .record_host_event(
-                    result.at.as_second(),
-                    &result.event,
-                    &result.server,
-                    &result.message,
-                )
-                .await
-                .map_err(|e| e.to_string());
-            store.close().await;
-            recorded
-        }
-        Err(e) => Err(e.to_string()),
-    };
+/// show it beside the activation requests, through the store the caller holds (the
+/// serving engine's, or one a command opened).
+async fn record_event(store: &dyn Store, result: &PublishResult) {
+    let stored = store
+        .record_host_event(
+            result.at.as_second(),
+            &result.event,
+            &result.server,
+            &result.message,
+        )
+        .await;
     if let Err(e) = stored {
         tracing::warn!("cannot add the DNS publishing result to the audit log: {e}");
     }
@@ -285,21 +277,31 @@ pub fn status_line(r: &PublishResult) -> String {
     }
 }
 
-/// Registers the records once and records the result.
-pub async fn publish(data: &HostData, config: &PublishConfig) -> Result<PublishResult, ApiError> {
+/// Registers the records once and records the result (in the data directory and in
+/// `store`'s audit log).
+pub async fn publish(
+    data: &HostData,
+    store: &dyn Store,
+    config: &PublishConfig,
+) -> Result<PublishResult, ApiError> {
     let outcome = try_publish(config).await;
     let result = result_of(config, "publish", &outcome);
     record(data, &result);
-    record_event(data, &result).await;
+    record_event(store, &result).await;
     outcome.map(|_| result)
 }
 
-/// Removes the records once and records the result.
-pub async fn unpublish(data: &HostData, config: &PublishConfig) -> Result<PublishResult, ApiError> {
+/// Removes the records once and records the result (in the data directory and in
+/// `store`'s audit log).
+pub async fn unpublish(
+    data: &HostData,
+    store: &dyn Store,
+    config: &PublishConfig,
+) -> Result<PublishResult, ApiError> {
     let outcome = try_unpublish(config).await;
     let result = result_of(config, "unpublish", &outcome);
     record(data, &result);
-    record_event(data, &result).await;
+    record_event(store, &result).await;
     outcome.map(|_| result)
 }
 
@@ -317,6 +319,7 @@ pub fn backoff(failures: u32, first: Duration, refresh: Duration) -> Duration {
 /// Publishing in the background while a host serves.
 pub struct Publisher {
     data: HostData,
+    store: Arc<dyn Store>,
     config: PublishConfig,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -324,16 +327,22 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts publishing now, again every refresh interval, and after failures with
-    /// back-off starting at `retry_first`.
-    pub fn start(data: &HostData, config: PublishConfig, retry_first: Duration) -> Publisher {
+    /// back-off starting at `retry_first`, recording each result in `store` (the
+    /// serving engine's).
+    pub fn start(
+        data: &HostData,
+        store: Arc<dyn Store>,
+        config: PublishConfig,
+        retry_first: Duration,
+    ) -> Publisher {
         let (stop, mut stopped) = oneshot::channel::<()>();
-        let (d, c) = (data.clone(), config.clone());
+        let (d, c, s) = (data.clone(), config.clone(), store.clone());
         let task = tokio::spawn(async move {
             let mut failures = 0u32;
             loop {
                 let published = tokio::select! {
                     _ = &mut stopped => return,
-                    r = publish(&d, &c) => r.is_ok(),
+                    r = publish(&d, s.as_ref(), &c) => r.is_ok(),
                 };
                 let wait = if published {
                     failures = 0;
@@ -355,6 +364,7 @@ impl Publisher {
         });
         Publisher {
             data: data.clone(),
+            store,
             config,
             stop: Some(stop),
             task,
@@ -371,6 +381,6 @@ impl Publisher {
             tracing::info!("keeping the DNS records (dns.publish.keep_on_shutdown)");
             return None;
         }
-        Some(unpublish(&self.data, &self.config).await)
+        Some(unpublish(&self.data, self.store.as_ref(), &self.config).await)
     }
 }

@@ -135,7 +135,8 @@ pub async fn clients_page(
         .into_iter()
         .take(CLIENT_ROWS as usize)
         .map(|c| ClientRow {
-            state: volact_engine::inventory::ClientState::of(c.revoked, c.last_counted, since).as_str(),
+            state: volact_engine::inventory::ClientState::of(c.revoked, c.last_counted, since)
+                .as_str(),
             product: product_name(&c.product),
             first_seen: fmt_time(c.first_seen),
             first_seen_date: fmt_date(c.first_seen),

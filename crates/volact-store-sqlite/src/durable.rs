@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Mutex;
 
-use crate::StoreError;
+use crate::DbError;
 
 /// Commit counter and flush state of one database.
 #[derive(Debug)]
@@ -39,8 +39,8 @@ struct Flushed {
     file: Option<(u64, std::fs::File)>,
 }
 
-fn io(e: std::io::Error) -> StoreError {
-    StoreError::Database(sqlx::Error::Io(e))
+fn io(e: std::io::Error) -> DbError {
+    DbError::Io(e)
 }
 
 impl Durability {
@@ -66,7 +66,7 @@ impl Durability {
     }
 
     /// Returns once every commit up to `token` is on disk.
-    pub(super) async fn sync(&self, token: u64) -> Result<(), StoreError> {
+    pub(super) async fn sync(&self, token: u64) -> Result<(), DbError> {
         let mut flushed = self.flushed.lock().await;
         if flushed.through >= token {
             return Ok(());
@@ -88,7 +88,7 @@ impl Durability {
 /// tests), where nothing else could run beside it and the two thread switches are saved.
 pub(super) async fn off_thread<T: Send + 'static>(
     flush: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> Result<T, StoreError> {
+) -> Result<T, DbError> {
     let single_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
     if single_thread {
@@ -158,7 +158,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_flush_covers_every_earlier_commit() -> Result<(), StoreError> {
+    async fn a_flush_covers_every_earlier_commit() -> Result<(), DbError> {
         let dir = tempfile::tempdir().map_err(io)?;
         let db = dir.path().join("x.db");
         std::fs::write(dir.path().join("x.db-wal"), b"frames").map_err(io)?;

@@ -1,23 +1,31 @@
 //! The behaviour every [`Store`] backend must have, as functions over `&dyn Store`.
 //!
-//! Each function expects an empty store. A backend's test file runs them all with
-//! `conformance_tests!(open_fn)`, where `open_fn` is an `async fn() -> TestResult<(S, G)>`
-//! giving a fresh store `S: Store` and a guard `G` that keeps its storage alive. Include
-//! this file with `#[macro_use] #[path = "conformance/suite.rs"] mod suite;`.
+//! Each function expects an empty store. A backend's test file runs them all, each as a
+//! test of its own on a fresh store, with
+//! `volact_store::conformance_tests!(open_fn);`, where `open_fn` is an
+//! `async fn() -> TestResult<(S, G)>` giving a fresh store `S: Store` and a guard `G`
+//! that keeps its storage alive (a temporary directory, say). The backend's dev
+//! dependencies need `volact-store` with the `conformance` feature, and `tokio`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::error::Error;
 
-use volact_store::{
-    ActivationRecord, ClientFilter, ClientRecord, CloneSighting, EventFilter, Store,
-};
+mod deferred;
+mod history;
+
+pub use deferred::*;
+pub use history::*;
+
+use crate::{ActivationRecord, ClientFilter, ClientRecord, CloneSighting, EventFilter, Store};
 
 /// What a conformance check returns: `Err` on a store failure, a panic on a wrong answer.
 pub type TestResult<T = ()> = Result<T, Box<dyn Error + Send + Sync>>;
 
-/// Runs every conformance check, each on a fresh store.
+/// Runs every conformance check, each as a `#[tokio::test]` on a fresh store from `$open`.
+#[macro_export]
 macro_rules! conformance_tests {
     ($open:path) => {
-        conformance_tests!(@each $open;
+        $crate::conformance_tests!(@each $open;
             upsert_semantics,
             batch_is_applied_in_order,
             one_batch_equals_one_request_at_a_time,
@@ -33,14 +41,19 @@ macro_rules! conformance_tests {
             expiring_tickets_are_counted,
             write_probe,
             host_events,
+            deferred_batches_land_in_order_after_one_sync,
+            a_revocation_after_a_deferred_batch_lands_after_it,
+            history_counts_distinct_clients_per_day_within_the_window,
+            history_days_that_depend_on_pruned_events_are_marked_partial,
+            requests_by_hour_and_expiring_tickets,
         );
     };
     (@each $open:path; $($name:ident,)*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() -> suite::TestResult {
+            async fn $name() -> $crate::conformance::TestResult {
                 let (store, _guard) = $open().await?;
-                suite::$name(&store).await
+                $crate::conformance::$name(&store).await
             }
         )*
     };
@@ -78,11 +91,11 @@ pub fn refused(at: i64, client: &str, result: &str) -> ActivationRecord {
     }
 }
 
-fn ids<'a>(clients: impl IntoIterator<Item = &'a volact_store::ClientRecord>) -> Vec<String> {
+fn ids<'a>(clients: impl IntoIterator<Item = &'a crate::ClientRecord>) -> Vec<String> {
     clients.into_iter().map(|c| c.client_id.clone()).collect()
 }
 
-async fn get(store: &dyn Store, client: &str) -> TestResult<volact_store::ClientRecord> {
+async fn get(store: &dyn Store, client: &str) -> TestResult<crate::ClientRecord> {
     store
         .client(client)
         .await?
@@ -892,7 +905,7 @@ pub async fn clone_flags(store: &dyn Store) -> TestResult {
     Ok(())
 }
 
-fn ids_of_clones(clones: &[volact_store::CloneRecord]) -> Vec<&str> {
+fn ids_of_clones(clones: &[crate::CloneRecord]) -> Vec<&str> {
     clones.iter().map(|c| c.client_id.as_str()).collect()
 }
 

@@ -2,10 +2,10 @@
 //! activation batch as one write.
 //!
 //! Storing an activation in the inventory and the audit log touches b-tree pages at
-//! random places, and SQLite writes every page a commit touches to its log whole: about
-//! 20 KB and a hundred write calls per batch, paid on the request path. Appended to a
-//! file, a batch is one `write` of a few KB and, shared with the batches beside it, one
-//! `fdatasync`. The batches are applied to the database later, thousands at a time (see
+//! random places, and SQLite writes every page a commit touches to its log whole: many
+//! pages and write calls per batch, paid on the request path. Appended to a file, a
+//! batch is one `write` of a few KB and, shared with the batches beside it, one
+//! `fdatasync` (figures in docs/PERFORMANCE.md, "The write-behind journal"). The batches are applied to the database later, thousands at a time (see
 //! `fold`), and the files deleted once the database holds them.
 //!
 //! A file (a segment, named by its first sequence number) is a run of frames, one per
@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::frame::{Frame, read_frames};
-use crate::StoreError;
+use crate::DbError;
 
 /// A segment is closed and a new one begun past this size, so applied rows can be
 /// deleted a file at a time.
@@ -59,14 +59,14 @@ pub(super) fn paths(db: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Takes the journal's lock. `Ok(None)` when another store holds it.
-pub(super) fn lock(path: &Path) -> Result<Option<File>, StoreError> {
-    let file = crate::private::options()
+pub(super) fn lock(path: &Path) -> Result<Option<File>, DbError> {
+    let file = volact_store::private::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
         .map_err(io)?;
-    crate::private::fix(&file).map_err(io)?;
+    volact_store::private::fix(&file).map_err(io)?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(TryLockError::WouldBlock) => Ok(None),
@@ -74,12 +74,12 @@ pub(super) fn lock(path: &Path) -> Result<Option<File>, StoreError> {
     }
 }
 
-fn io(e: std::io::Error) -> StoreError {
-    StoreError::Database(sqlx::Error::Io(e))
+fn io(e: std::io::Error) -> DbError {
+    DbError::Io(e)
 }
 
-fn poisoned() -> StoreError {
-    StoreError::Corrupt("the journal was left inconsistent by a crashed thread".to_owned())
+fn poisoned() -> DbError {
+    DbError::Corrupt("the journal was left inconsistent by a crashed thread".to_owned())
 }
 
 /// The segment being written.
@@ -110,13 +110,13 @@ pub(super) struct Journal {
 impl Journal {
     /// Opens the journal in `dir` (created if missing) and reads every batch it holds,
     /// in order. Call [`Journal::restart`] once they are in the database.
-    pub(super) fn open(dir: &Path) -> Result<(Journal, Vec<Frame>), StoreError> {
-        crate::private::create_dir(dir).map_err(io)?;
+    pub(super) fn open(dir: &Path) -> Result<(Journal, Vec<Frame>), DbError> {
+        volact_store::private::create_dir(dir).map_err(io)?;
         let mut segments = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
             // Segments and spares an older version left readable to all.
-            crate::private::narrow(&path, crate::private::FILE_MODE).map_err(io)?;
+            volact_store::private::narrow(&path, volact_store::private::FILE_MODE).map_err(io)?;
             let first = path
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -164,7 +164,7 @@ impl Journal {
     }
 
     /// Deletes every segment but the current one, once their rows are in the database.
-    pub(super) fn restart(&self) -> Result<(), StoreError> {
+    pub(super) fn restart(&self) -> Result<(), DbError> {
         let mut current = self.current.lock().map_err(|_| poisoned())?;
         for (_, path) in current.closed.drain(..) {
             std::fs::remove_file(&path).map_err(io)?;
@@ -175,7 +175,7 @@ impl Journal {
     /// Appends `frame`; returns the flush token that makes it durable
     /// ([`Journal::sync`]). The write goes to the page cache: a few KB, done before the
     /// caller's next await.
-    pub(super) fn append(&self, frame: &Frame) -> Result<u64, StoreError> {
+    pub(super) fn append(&self, frame: &Frame) -> Result<u64, DbError> {
         let first = frame.first();
         let frame = frame.bytes();
         let mut current = self.current.lock().map_err(|_| poisoned())?;
@@ -205,7 +205,7 @@ impl Journal {
 
     /// Returns once every batch up to `token` is on disk. One flush covers every batch
     /// written before it starts, so under load a flush serves many batches.
-    pub(super) async fn sync(&self, token: u64) -> Result<(), StoreError> {
+    pub(super) async fn sync(&self, token: u64) -> Result<(), DbError> {
         let mut flushed = self.flushed.lock().await;
         if *flushed >= token {
             return Ok(());
@@ -221,7 +221,7 @@ impl Journal {
 
     /// The segment starting at `first`: the spare, when it is ready, renamed; else a new
     /// empty file (its flushes write its size too).
-    fn next_segment(&self, first: u64) -> Result<File, StoreError> {
+    fn next_segment(&self, first: u64) -> Result<File, DbError> {
         let mut spare = self.spare.lock().map_err(|_| poisoned())?;
         let ready = match spare.take() {
             Some(thread) if thread.is_finished() => match thread.join() {
@@ -246,7 +246,7 @@ impl Journal {
     }
 
     /// Deletes the closed segments whose rows are all at or before `through`.
-    pub(super) fn forget(&self, through: u64) -> Result<(), StoreError> {
+    pub(super) fn forget(&self, through: u64) -> Result<(), DbError> {
         let mut current = self.current.lock().map_err(|_| poisoned())?;
         let current_first = current.first;
         let mut keep_from = 0;
@@ -274,8 +274,8 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
 
 /// Creates the segment starting at `first`, empty (emptied if a file of that name
 /// exists), and makes its name durable.
-fn new_segment(dir: &Path, first: u64) -> Result<File, StoreError> {
-    let file = crate::private::create(&segment_path(dir, first)).map_err(io)?;
+fn new_segment(dir: &Path, first: u64) -> Result<File, DbError> {
+    let file = volact_store::private::create(&segment_path(dir, first)).map_err(io)?;
     sync_dir(dir).map_err(io)?;
     Ok(file)
 }
@@ -312,15 +312,13 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Starts writing a spare segment of zeros in `dir`, on a thread of its own; the thread
 /// returns its path once it is flushed.
-fn prepare_spare(
-    dir: &Path,
-) -> Result<std::thread::JoinHandle<std::io::Result<PathBuf>>, StoreError> {
+fn prepare_spare(dir: &Path) -> Result<std::thread::JoinHandle<std::io::Result<PathBuf>>, DbError> {
     let dir = dir.to_path_buf();
     std::thread::Builder::new()
         .name("volact-journal".into())
         .spawn(move || {
             let unfinished = dir.join(SPARE_UNFINISHED);
-            let mut file = crate::private::create(&unfinished)?;
+            let mut file = volact_store::private::create(&unfinished)?;
             let zeros = vec![0u8; 1 << 20];
             for _ in 0..SEGMENT_BYTES / zeros.len() as u64 {
                 file.write_all(&zeros)?;
@@ -360,11 +358,7 @@ mod tests {
     use crate::ActivationRecord;
 
     /// Appends `batch` as one frame, its rows numbered from `first` on.
-    fn append(
-        journal: &Journal,
-        first: u64,
-        batch: &[ActivationRecord],
-    ) -> Result<u64, StoreError> {
+    fn append(journal: &Journal, first: u64, batch: &[ActivationRecord]) -> Result<u64, DbError> {
         journal.append(&Frame::encode(first, batch)?)
     }
 
@@ -379,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn segments_roll_over_and_applied_ones_are_deleted() -> Result<(), StoreError> {
+    fn segments_roll_over_and_applied_ones_are_deleted() -> Result<(), DbError> {
         let dir = tempfile::tempdir().map_err(io)?;
         let path = dir.path().join("j");
         let (journal, frames) = Journal::open(&path)?;
@@ -411,6 +405,46 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn a_torn_frame_at_the_end_of_a_segment_is_ignored_and_order_kept() -> Result<(), DbError> {
+        let dir = tempfile::tempdir().map_err(io)?;
+        let path = dir.path().join("j");
+        let (journal, frames) = Journal::open(&path)?;
+        assert!(frames.is_empty());
+        let a: Vec<ActivationRecord> = (0..3).map(record).collect();
+        let torn: Vec<ActivationRecord> = (3..7).map(record).collect();
+        append(&journal, 1, &a)?;
+        append(&journal, 4, &torn)?;
+        drop(journal);
+        // The power fails midway through writing the second batch: only part of its
+        // frame reached the segment (it was never acknowledged).
+        let whole = Frame::encode(1, &a)?.bytes().len();
+        let second = Frame::encode(4, &torn)?.bytes().len();
+        let segment = std::fs::OpenOptions::new()
+            .write(true)
+            .open(segment_path(&path, 1))
+            .map_err(io)?;
+        segment.set_len((whole + second / 2) as u64).map_err(io)?;
+        drop(segment);
+
+        let (journal, frames) = Journal::open(&path)?;
+        let expected: Vec<(u64, ActivationRecord)> = (1..).zip(a.clone()).collect();
+        assert_eq!(
+            records(&frames),
+            expected,
+            "the whole batch, not the torn one"
+        );
+        // The next batch is numbered after the last whole one, in a segment of its own
+        // that reads back after the torn one's.
+        let next: Vec<ActivationRecord> = (10..12).map(record).collect();
+        append(&journal, 4, &next)?;
+        drop(journal);
+        let (_, frames) = Journal::open(&path)?;
+        let expected: Vec<(u64, ActivationRecord)> = (1..).zip(a.into_iter().chain(next)).collect();
+        assert_eq!(records(&frames), expected);
+        Ok(())
+    }
+
     /// Waits (at most a minute) for the spare of the journal in `dir` to be ready.
     fn spare_ready(dir: &Path) -> bool {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -424,7 +458,7 @@ mod tests {
     }
 
     #[test]
-    fn prepared_segments_are_written_in_place_and_read_back() -> Result<(), StoreError> {
+    fn prepared_segments_are_written_in_place_and_read_back() -> Result<(), DbError> {
         let dir = tempfile::tempdir().map_err(io)?;
         let path = dir.path().join("j");
         let (journal, _) = Journal::open(&path)?;

@@ -4,15 +4,17 @@ use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 
 use super::read::{CLIENT_SELECT, client_row, int};
-use crate::history::{COUNTED_RESULTS, CountHistory, CountedAt, DAY_SECS, sample_points, sweep};
-use crate::{ClientRecord, HourlyRequests, StoreError};
+use crate::{ClientRecord, DbError, HourlyRequests};
+use volact_store::history::{
+    COUNTED_RESULTS, CountHistory, CountedAt, DAY_SECS, sample_points, sweep,
+};
 
 pub(super) async fn count_history(
     pool: &SqlitePool,
     until: i64,
     days: u32,
     window_secs: i64,
-) -> Result<CountHistory, StoreError> {
+) -> Result<CountHistory, DbError> {
     let (starts, samples) = sample_points(until, days);
     let Some(&first) = samples.first() else {
         return Ok(CountHistory::default());
@@ -54,7 +56,7 @@ pub(super) async fn count_history(
                 at: row.try_get("at")?,
             })
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .collect::<Result<Vec<_>, DbError>>()?;
     let series = sweep(counted, &samples, window_secs);
 
     // Clients older than the oldest event mean events were pruned; a day whose window
@@ -81,7 +83,7 @@ pub(super) async fn count_history(
 pub(super) async fn requests_by_hour(
     pool: &SqlitePool,
     since: i64,
-) -> Result<Vec<HourlyRequests>, StoreError> {
+) -> Result<Vec<HourlyRequests>, DbError> {
     let rows = sqlx::query(
         "SELECT (at / 3600) * 3600 AS hour, result, COUNT(*) AS n FROM events \
          WHERE at >= ? AND client_id <> '' GROUP BY hour, result ORDER BY hour, result",
@@ -105,7 +107,7 @@ pub(super) async fn expiring_tickets(
     from: i64,
     to: i64,
     limit: u32,
-) -> Result<Vec<ClientRecord>, StoreError> {
+) -> Result<Vec<ClientRecord>, DbError> {
     let sql = format!(
         "{CLIENT_SELECT} WHERE revoked = 0 AND ticket_valid_until >= ? \
          AND ticket_valid_until < ? ORDER BY ticket_valid_until, client_id LIMIT ?"

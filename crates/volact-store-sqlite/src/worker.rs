@@ -14,7 +14,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use crate::StoreError;
+use crate::DbError;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -31,8 +31,8 @@ pub(super) struct Worker {
     jobs: mpsc::Sender<Message>,
 }
 
-fn stopped() -> StoreError {
-    StoreError::Corrupt("the database connection's thread has stopped".to_owned())
+fn stopped() -> DbError {
+    DbError::Corrupt("the database connection's thread has stopped".to_owned())
 }
 
 impl Worker {
@@ -43,8 +43,8 @@ impl Worker {
         path: &Path,
         read_only: bool,
         busy: Duration,
-        setup: impl FnOnce(&mut Connection) -> Result<(), StoreError> + Send + 'static,
-    ) -> Result<Worker, StoreError> {
+        setup: impl FnOnce(&mut Connection) -> Result<(), DbError> + Send + 'static,
+    ) -> Result<Worker, DbError> {
         let (jobs, queue) = mpsc::channel::<Message>();
         let (opened, wait) = oneshot::channel();
         let path = path.to_path_buf();
@@ -59,7 +59,7 @@ impl Worker {
                         | OpenFlags::SQLITE_OPEN_NO_MUTEX
                 };
                 let connection = Connection::open_with_flags(&path, flags)
-                    .map_err(StoreError::from)
+                    .map_err(DbError::from)
                     .and_then(|mut c| {
                         c.busy_timeout(busy)?;
                         setup(&mut c)?;
@@ -86,7 +86,7 @@ impl Worker {
                     }
                 }
             })
-            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+            .map_err(DbError::Io)?;
         wait.await.map_err(|_| stopped())??;
         Ok(Worker { jobs })
     }
@@ -94,8 +94,8 @@ impl Worker {
     /// Runs `job` on the connection's thread and returns its result.
     pub(super) async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
+        job: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
         let (done, wait) = oneshot::channel();
         self.jobs
             .send(Message::Run(Box::new(move |c: &mut Connection| {
@@ -118,7 +118,7 @@ impl Worker {
 /// The pragmas of a write connection: the log is flushed by `durable`, not by each
 /// commit, and statement journals stay in memory (a multi-row change keeps one to undo
 /// itself alone; on disk, the default past 64 KiB, it is a file written per statement).
-pub(super) fn write_pragmas(c: &Connection, cache_kib: i64) -> Result<(), StoreError> {
+pub(super) fn write_pragmas(c: &Connection, cache_kib: i64) -> Result<(), DbError> {
     c.pragma_update(None, "journal_mode", "wal")?;
     c.pragma_update(None, "synchronous", "normal")?;
     c.pragma_update(None, "temp_store", "memory")?;

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use volact_core::count::{counts, window_start};
-use volact_store::{ActivationRecord, ClientFilter, SqliteStore, Store};
+use volact_store::{ActivationRecord, ClientFilter, Store};
+use volact_store_sqlite::SqliteStore;
 
 const NOW: i64 = 1_800_000_000;
 const WINDOW: i64 = 30 * 86_400;

@@ -7,7 +7,7 @@ use rusqlite::{Connection, params};
 use sqlx::sqlite::SqlitePool;
 
 use super::frame::Frame;
-use crate::{ActivationRecord, StoreError};
+use crate::{ActivationRecord, DbError};
 
 /// Deleting this many events per statement keeps each pruning step to a few tens of
 /// milliseconds, so activation batches queued behind it wait little.
@@ -130,8 +130,8 @@ impl<'a> Source<'a> {
     /// Calls `f` with every row, in order, and where to find it again.
     fn each(
         self,
-        mut f: impl FnMut(Locator, Row<'a>) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+        mut f: impl FnMut(Locator, Row<'a>) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
         match self {
             Source::Records(records) => {
                 for (i, record) in records.iter().enumerate() {
@@ -157,7 +157,7 @@ impl<'a> Source<'a> {
     }
 
     /// The row at `at`, as [`Source::each`] gave it.
-    fn row(self, (batch, position): Locator) -> Result<Row<'a>, StoreError> {
+    fn row(self, (batch, position): Locator) -> Result<Row<'a>, DbError> {
         let row = match self {
             Source::Records(records) => records
                 .get(usize::try_from(position).map_err(|_| unreadable())?)
@@ -170,13 +170,13 @@ impl<'a> Source<'a> {
     }
 }
 
-fn locator(i: usize) -> Result<u32, StoreError> {
-    u32::try_from(i).map_err(|_| StoreError::Corrupt("a fold of over 4 billion rows".to_owned()))
+fn locator(i: usize) -> Result<u32, DbError> {
+    u32::try_from(i).map_err(|_| DbError::Corrupt("a fold of over 4 billion rows".to_owned()))
 }
 
 /// Frames are checked when made, so this is a defect, not bad input.
-fn unreadable() -> StoreError {
-    StoreError::Corrupt("a journal frame in memory did not read back".to_owned())
+fn unreadable() -> DbError {
+    DbError::Corrupt("a journal frame in memory did not read back".to_owned())
 }
 
 /// Stores the requests in one transaction: each client's inventory row (created or
@@ -187,7 +187,7 @@ pub(super) fn apply(
     c: &mut Connection,
     source: Source<'_>,
     journal_through: Option<i64>,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     // Every row's client id and where to read it again, sorted by client id and then by
     // arrival: each client's requests come together, merged into one write of its row,
     // and the rows are visited in the inventory's order. 24 bytes a row, where the merged
@@ -262,7 +262,7 @@ pub(super) fn apply(
 }
 
 /// The journal sequence number the database holds everything up to (0 for none).
-pub(super) fn journal_through(c: &Connection) -> Result<i64, StoreError> {
+pub(super) fn journal_through(c: &Connection) -> Result<i64, DbError> {
     let value: Option<i64> = c
         .query_row(
             "SELECT value FROM host_meta WHERE key = 'journal_through'",
@@ -338,7 +338,7 @@ pub(super) async fn set_revoked(
     // The schema keeps no revocation time: the inventory shows the state, and who revoked
     // what when belongs in the host's own log.
     _at: i64,
-) -> Result<bool, StoreError> {
+) -> Result<bool, DbError> {
     let done =
         sqlx::query("UPDATE clients SET revoked = ?, revoked_reason = ? WHERE client_id = ?")
             .bind(revoked)
@@ -349,7 +349,7 @@ pub(super) async fn set_revoked(
     Ok(done.rows_affected() > 0)
 }
 
-pub(super) async fn prune_events(pool: &SqlitePool, before: i64) -> Result<u64, StoreError> {
+pub(super) async fn prune_events(pool: &SqlitePool, before: i64) -> Result<u64, DbError> {
     let mut deleted = 0;
     loop {
         // Each chunk is its own statement on the pool, so the write connection goes back
@@ -374,7 +374,7 @@ mod tests {
     use super::*;
 
     /// An in-memory database with the schema.
-    fn database() -> Result<Connection, StoreError> {
+    fn database() -> Result<Connection, DbError> {
         let c = Connection::open_in_memory()?;
         for &(_, _, sql) in super::super::schema::MIGRATIONS {
             c.execute_batch(sql)?;
@@ -383,7 +383,7 @@ mod tests {
     }
 
     /// Every row of the inventory, the audit log and the totals, as text.
-    fn dump(c: &Connection) -> Result<Vec<String>, StoreError> {
+    fn dump(c: &Connection) -> Result<Vec<String>, DbError> {
         let mut out = Vec::new();
         for query in [
             "SELECT * FROM clients ORDER BY client_id",
@@ -404,8 +404,7 @@ mod tests {
     }
 
     #[test]
-    fn frames_store_what_records_store_and_skip_the_rows_already_applied() -> Result<(), StoreError>
-    {
+    fn frames_store_what_records_store_and_skip_the_rows_already_applied() -> Result<(), DbError> {
         // Seven clients, several requests each, some of them in both transactions.
         let batch: Vec<ActivationRecord> = (0..40)
             .map(|i| ActivationRecord {

@@ -10,24 +10,20 @@ use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::SqlitePool;
 
-use crate::StoreError;
+use crate::DbError;
 
 /// Every migration, in order. Never edit a shipped one: add the next.
 pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "initial",
-        include_str!("../../migrations/0001_initial.sql"),
-    ),
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (
         2,
         "clone flags and health probe",
-        include_str!("../../migrations/0002_clone_flags.sql"),
+        include_str!("../migrations/0002_clone_flags.sql"),
     ),
     (
         3,
         "write-behind: no index moved by each activation",
-        include_str!("../../migrations/0003_write_behind.sql"),
+        include_str!("../migrations/0003_write_behind.sql"),
     ),
 ];
 
@@ -49,21 +45,21 @@ fn migrator() -> Migrator {
 }
 
 /// Applies the migrations the database has not seen yet.
-pub(super) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+pub(super) async fn migrate(pool: &SqlitePool) -> Result<(), DbError> {
     migrator().run(pool).await?;
     Ok(())
 }
 
 /// Checks, without changing anything, that the database has exactly the migrations this
 /// version knows, so a read-only reader does not misread an older or newer layout.
-pub(super) async fn check_current(pool: &SqlitePool) -> Result<(), StoreError> {
+pub(super) async fn check_current(pool: &SqlitePool) -> Result<(), DbError> {
     let has_table: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
     )
     .fetch_one(pool)
     .await?;
     if has_table == 0 {
-        return Err(StoreError::Corrupt(
+        return Err(DbError::Corrupt(
             "this file is not a volact database (it has no schema history); \
              check the path, or start the host once on it to create the schema"
                 .to_owned(),
@@ -76,7 +72,7 @@ pub(super) async fn check_current(pool: &SqlitePool) -> Result<(), StoreError> {
     let expected: Vec<i64> = MIGRATIONS.iter().map(|&(version, _, _)| version).collect();
     if applied != expected {
         let newest = |v: &[i64]| v.last().copied().unwrap_or(0);
-        return Err(StoreError::Corrupt(format!(
+        return Err(DbError::Corrupt(format!(
             "the database schema is at version {} but this version of volact expects {}; \
              start the host of the matching version once to bring the schema up to date",
             newest(&applied),

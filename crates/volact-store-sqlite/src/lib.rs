@@ -1,4 +1,5 @@
-//! The embedded SQLite backend.
+//! The embedded SQLite backend of volact's [`Store`]: one database file in WAL mode and
+//! a write-behind journal beside it, with the schema's migrations compiled in.
 //!
 //! Activations are appended to a journal and applied to the database in large batches,
 //! each on a connection with a thread of its own ([`worker`]); other writes
@@ -7,6 +8,7 @@
 //! inventory never delays an activation.
 
 mod durable;
+mod error;
 mod fold;
 mod frame;
 mod history;
@@ -26,10 +28,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::{
-    ActivationRecord, ClientFilter, ClientRecord, CountedClient, EventFilter, EventRecord, Store,
-    StoreError,
+use volact_store::{
+    ClientFilter, ClientRecord, CountedClient, EventFilter, EventRecord, Store, StoreError,
 };
+
+use error::DbError;
+// The records, under the names the backend's modules have always used.
+pub(crate) use volact_store::{ActivationRecord, CloneRecord, CloneSighting, HourlyRequests};
 
 /// Long enough to ride out another process (a CLI revoking a client, a backup) holding
 /// the write lock, short enough that a stuck lock surfaces as an error, not a hang.
@@ -40,8 +45,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// each is written once, at commit, rather than spilled to the log midway.
 const APPLY_CACHE_KIB: i64 = 8_192;
 
-fn io(e: std::io::Error) -> StoreError {
-    StoreError::Database(sqlx::Error::Io(e))
+fn io(e: std::io::Error) -> DbError {
+    DbError::Io(e)
 }
 
 /// Read connections: queries are short, and the machine may have few cores.
@@ -80,7 +85,7 @@ impl SqliteStore {
     /// same directory) holds it, this store writes straight to the database, which is
     /// slower but just as durable, and says so in the log.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        Self::open_with(path, true).await
+        Ok(Self::open_with(path, true).await?)
     }
 
     /// Like [`SqliteStore::open`], but every write goes straight to the database, for
@@ -95,7 +100,7 @@ impl SqliteStore {
         Ok(store)
     }
 
-    async fn open_with(path: &Path, want_journal: bool) -> Result<SqliteStore, StoreError> {
+    async fn open_with(path: &Path, want_journal: bool) -> Result<SqliteStore, DbError> {
         let mut store = Self::open_database(path).await?;
         let (journal_path, lock_path) = journal::paths(path);
         match journal::lock(&lock_path)? {
@@ -112,10 +117,10 @@ impl SqliteStore {
         Ok(store)
     }
 
-    async fn open_database(path: &Path) -> Result<SqliteStore, StoreError> {
+    async fn open_database(path: &Path) -> Result<SqliteStore, DbError> {
         // Created private before SQLite opens it, so its logs (which SQLite gives the
         // database file's mode) are private too.
-        crate::private::prepare_database(path).map_err(io)?;
+        volact_store::private::prepare_database(path).map_err(io)?;
         let base = SqliteConnectOptions::new()
             .filename(path)
             .busy_timeout(BUSY_TIMEOUT)
@@ -157,7 +162,7 @@ impl SqliteStore {
         // The reader is opened only now, so the file exists and is already in WAL mode.
         let reader = Self::read_pool(base.read_only(true)).await?;
         // Logs an older version left (before they were private) are narrowed now.
-        crate::private::narrow_logs(path).map_err(io)?;
+        volact_store::private::narrow_logs(path).map_err(io)?;
         Ok(SqliteStore {
             writer,
             reader,
@@ -171,14 +176,18 @@ impl SqliteStore {
     /// create or change anything. Fails if the file is missing or its schema is not the
     /// one this version writes; every write method then fails too.
     pub async fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        Ok(Self::open_read_only_inner(path).await?)
+    }
+
+    async fn open_read_only_inner(path: &Path) -> Result<SqliteStore, DbError> {
         if !path.is_file() {
-            return Err(StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+            return Err(DbError::Io(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!(
                     "no database at {}: check the path, or start the host once to create it",
                     path.display()
                 ),
-            ))));
+            )));
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -203,7 +212,7 @@ impl SqliteStore {
         })
     }
 
-    async fn read_pool(options: SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
+    async fn read_pool(options: SqliteConnectOptions) -> Result<SqlitePool, DbError> {
         Ok(SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .min_connections(0)
@@ -226,17 +235,40 @@ impl SqliteStore {
     }
 
     /// Makes every write committed so far durable.
-    async fn flush(&self) -> Result<(), StoreError> {
+    async fn flush(&self) -> Result<(), DbError> {
         self.durability.sync(self.durability.committed()).await
     }
 
     /// Applies every activation batch stored so far to the database, so a read sees
     /// them, and a write that is not an activation lands after them.
-    async fn catch_up(&self) -> Result<(), StoreError> {
+    async fn catch_up(&self) -> Result<(), DbError> {
         match &self.journal {
             Some(journal) => journal.fold().await,
             None => Ok(()),
         }
+    }
+
+    /// Runs a query once the database holds every activation stored so far
+    /// ([`SqliteStore::catch_up`]): what every read of the trait does first. The query
+    /// is a future not yet polled, so nothing of it runs before the catch-up.
+    async fn read<T>(
+        &self,
+        query: impl Future<Output = Result<T, DbError>>,
+    ) -> Result<T, StoreError> {
+        self.catch_up().await?;
+        Ok(query.await?)
+    }
+
+    /// Runs a write that is not an activation after every activation stored so far (so
+    /// it lands after them), then makes it durable before it is reported done.
+    async fn write<T>(
+        &self,
+        write: impl Future<Output = Result<T, DbError>>,
+    ) -> Result<T, StoreError> {
+        self.catch_up().await?;
+        let done = write.await?;
+        self.flush().await?;
+        Ok(done)
     }
 }
 
@@ -249,16 +281,17 @@ impl Store for SqliteStore {
 
     async fn record_batch_deferred(&self, batch: Vec<ActivationRecord>) -> Result<u64, StoreError> {
         if let Some(journal) = &self.journal {
-            return journal.append(batch).await;
+            return Ok(journal.append(batch).await?);
         }
-        self.database.apply_deferred(batch).await
+        Ok(self.database.apply_deferred(batch).await?)
     }
 
     async fn sync(&self, token: u64) -> Result<(), StoreError> {
-        match &self.journal {
+        let synced = match &self.journal {
             Some(journal) => journal.sync(token).await,
             None => self.durability.sync(token).await,
-        }
+        };
+        Ok(synced?)
     }
 
     async fn close(&self) {
@@ -266,8 +299,7 @@ impl Store for SqliteStore {
     }
 
     async fn counted_clients(&self, since: i64) -> Result<Vec<CountedClient>, StoreError> {
-        self.catch_up().await?;
-        read::counted_clients(&self.reader, since).await
+        self.read(read::counted_clients(&self.reader, since)).await
     }
 
     async fn visit_counted_clients(
@@ -275,33 +307,29 @@ impl Store for SqliteStore {
         since: i64,
         visit: &mut (dyn for<'a, 'b> FnMut(&'a str, &'b str, i64) + Send),
     ) -> Result<u64, StoreError> {
-        self.catch_up().await?;
-        read::visit_counted_clients(&self.reader, since, visit).await
+        self.read(read::visit_counted_clients(&self.reader, since, visit))
+            .await
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        self.catch_up().await?;
-        read::client(&self.reader, client_id).await
+        self.read(read::client(&self.reader, client_id)).await
     }
 
     async fn clients(&self, filter: &ClientFilter) -> Result<Vec<ClientRecord>, StoreError> {
-        self.catch_up().await?;
-        read::clients(&self.reader, filter).await
+        self.read(read::clients(&self.reader, filter)).await
     }
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
-        self.catch_up().await?;
-        read::events(&self.reader, filter).await
+        self.read(read::events(&self.reader, filter)).await
     }
 
     async fn count_by_application(&self, since: i64) -> Result<Vec<(String, u64)>, StoreError> {
-        self.catch_up().await?;
-        read::count_by_application(&self.reader, since).await
+        self.read(read::count_by_application(&self.reader, since))
+            .await
     }
 
     async fn result_totals(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.catch_up().await?;
-        read::result_totals(&self.reader).await
+        self.read(read::result_totals(&self.reader)).await
     }
 
     async fn set_revoked(
@@ -311,22 +339,22 @@ impl Store for SqliteStore {
         reason: Option<&str>,
         at: i64,
     ) -> Result<bool, StoreError> {
-        self.catch_up().await?;
-        let known = write::set_revoked(&self.writer, client_id, revoked, reason, at).await?;
-        self.flush().await?;
-        Ok(known)
+        self.write(write::set_revoked(
+            &self.writer,
+            client_id,
+            revoked,
+            reason,
+            at,
+        ))
+        .await
     }
 
     async fn prune_events(&self, before: i64) -> Result<u64, StoreError> {
-        self.catch_up().await?;
-        let pruned = write::prune_events(&self.writer, before).await?;
-        self.flush().await?;
-        Ok(pruned)
+        self.write(write::prune_events(&self.writer, before)).await
     }
 
     async fn client_total(&self) -> Result<u64, StoreError> {
-        self.catch_up().await?;
-        read::client_total(&self.reader).await
+        self.read(read::client_total(&self.reader)).await
     }
 
     async fn count_history(
@@ -334,14 +362,19 @@ impl Store for SqliteStore {
         until: i64,
         days: u32,
         window_secs: i64,
-    ) -> Result<crate::CountHistory, StoreError> {
-        self.catch_up().await?;
-        history::count_history(&self.reader, until, days, window_secs).await
+    ) -> Result<volact_store::CountHistory, StoreError> {
+        self.read(history::count_history(
+            &self.reader,
+            until,
+            days,
+            window_secs,
+        ))
+        .await
     }
 
-    async fn requests_by_hour(&self, since: i64) -> Result<Vec<crate::HourlyRequests>, StoreError> {
-        self.catch_up().await?;
-        history::requests_by_hour(&self.reader, since).await
+    async fn requests_by_hour(&self, since: i64) -> Result<Vec<HourlyRequests>, StoreError> {
+        self.read(history::requests_by_hour(&self.reader, since))
+            .await
     }
 
     async fn expiring_tickets(
@@ -350,8 +383,8 @@ impl Store for SqliteStore {
         to: i64,
         limit: u32,
     ) -> Result<Vec<ClientRecord>, StoreError> {
-        self.catch_up().await?;
-        history::expiring_tickets(&self.reader, from, to, limit).await
+        self.read(history::expiring_tickets(&self.reader, from, to, limit))
+            .await
     }
 
     async fn record_host_event(
@@ -361,28 +394,34 @@ impl Store for SqliteStore {
         address: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        self.catch_up().await?;
-        ops::record_host_event(&self.writer, at, result, address, detail).await?;
-        self.flush().await
+        self.write(ops::record_host_event(
+            &self.writer,
+            at,
+            result,
+            address,
+            detail,
+        ))
+        .await
     }
 
-    async fn record_clone(&self, sighting: &crate::CloneSighting) -> Result<(), StoreError> {
-        self.catch_up().await?;
-        ops::record_clone(&self.writer, sighting).await?;
-        self.flush().await
+    async fn record_clone(&self, sighting: &CloneSighting) -> Result<(), StoreError> {
+        self.write(ops::record_clone(&self.writer, sighting)).await
     }
 
-    async fn clones(&self, since: i64) -> Result<Vec<crate::CloneRecord>, StoreError> {
-        ops::clones(&self.reader, since).await
+    async fn clones(&self, since: i64) -> Result<Vec<CloneRecord>, StoreError> {
+        // Clone flags are written through the write connection, never the journal, so
+        // there is nothing to catch up on.
+        Ok(ops::clones(&self.reader, since).await?)
     }
 
     async fn count_expiring_tickets(&self, from: i64, to: i64) -> Result<u64, StoreError> {
-        self.catch_up().await?;
-        ops::count_expiring_tickets(&self.reader, from, to).await
+        self.read(ops::count_expiring_tickets(&self.reader, from, to))
+            .await
     }
 
     async fn probe_write(&self, at: i64) -> Result<(), StoreError> {
+        // Proves the disk takes a write now: no need to wait for activations first.
         ops::probe_write(&self.writer, at).await?;
-        self.flush().await
+        Ok(self.flush().await?)
     }
 }

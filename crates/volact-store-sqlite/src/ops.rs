@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 
 use super::read::int;
-use crate::{CloneRecord, CloneSighting, StoreError};
+use crate::{CloneRecord, CloneSighting, DbError};
 
 pub(super) async fn record_host_event(
     pool: &SqlitePool,
@@ -13,7 +13,7 @@ pub(super) async fn record_host_event(
     result: &str,
     address: &str,
     detail: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO events (at, client_id, machine_name, address, product, minimum_asked, \
          count, result) VALUES (?, '', ?, ?, '', 0, 0, ?)",
@@ -30,7 +30,7 @@ pub(super) async fn record_host_event(
 pub(super) async fn record_clone(
     pool: &SqlitePool,
     sighting: &CloneSighting,
-) -> Result<(), StoreError> {
+) -> Result<(), DbError> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO clone_flags (client_id, first_flagged, last_flagged, flags, machine_name, \
@@ -67,7 +67,7 @@ pub(super) async fn record_clone(
     Ok(())
 }
 
-pub(super) async fn clones(pool: &SqlitePool, since: i64) -> Result<Vec<CloneRecord>, StoreError> {
+pub(super) async fn clones(pool: &SqlitePool, since: i64) -> Result<Vec<CloneRecord>, DbError> {
     let rows = sqlx::query(
         "SELECT client_id, first_flagged, last_flagged, flags, machine_name, \
          other_machine_name, address, reason FROM clone_flags WHERE last_flagged >= ? \
@@ -96,7 +96,7 @@ pub(super) async fn count_expiring_tickets(
     pool: &SqlitePool,
     from: i64,
     to: i64,
-) -> Result<u64, StoreError> {
+) -> Result<u64, DbError> {
     // A scan of the inventory; it runs once a minute for the metrics, never per request,
     // so the hot path's upserts are not slowed by another index.
     let n: i64 = sqlx::query_scalar(
@@ -107,10 +107,10 @@ pub(super) async fn count_expiring_tickets(
     .bind(to)
     .fetch_one(pool)
     .await?;
-    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("ticket count {n} is negative")))
+    u64::try_from(n).map_err(|_| DbError::Corrupt(format!("ticket count {n} is negative")))
 }
 
-pub(super) async fn probe_write(pool: &SqlitePool, at: i64) -> Result<(), StoreError> {
+pub(super) async fn probe_write(pool: &SqlitePool, at: i64) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO host_meta (key, value) VALUES ('probe', ?) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",

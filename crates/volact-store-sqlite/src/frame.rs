@@ -14,7 +14,7 @@
 //! length and UTF-8 bytes. Integers are little-endian.
 
 use super::write::Row;
-use crate::{ActivationRecord, StoreError};
+use crate::{ActivationRecord, DbError};
 
 /// Start of every frame, so a reader never mistakes zeros or garbage for a batch.
 const MAGIC: u32 = 0x564A_4E31; // "VJN1"
@@ -38,9 +38,9 @@ pub(super) struct Frame {
 
 impl Frame {
     /// Encodes `batch`, its rows numbered from `first` on.
-    pub(super) fn encode(first: u64, batch: &[ActivationRecord]) -> Result<Frame, StoreError> {
+    pub(super) fn encode(first: u64, batch: &[ActivationRecord]) -> Result<Frame, DbError> {
         let rows = u32::try_from(batch.len())
-            .map_err(|_| StoreError::Corrupt("a batch of over 4 billion rows".to_owned()))?;
+            .map_err(|_| DbError::Corrupt("a batch of over 4 billion rows".to_owned()))?;
         let mut out = Vec::with_capacity(ROWS_START + batch.len() * 200);
         out.resize(HEADER, 0);
         out.extend_from_slice(&first.to_le_bytes());
@@ -67,7 +67,7 @@ impl Frame {
             put_str(&mut out, r.ticket_id.as_deref().unwrap_or(""))?;
         }
         let body = u32::try_from(out.len() - HEADER)
-            .map_err(|_| StoreError::Corrupt("a batch of over 4 GiB".to_owned()))?;
+            .map_err(|_| DbError::Corrupt("a batch of over 4 GiB".to_owned()))?;
         let crc = crc32fast::hash(&out[HEADER..]);
         out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
         out[4..8].copy_from_slice(&body.to_le_bytes());
@@ -146,9 +146,9 @@ impl<'a> Iterator for Rows<'a> {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), StoreError> {
+fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), DbError> {
     let len = u32::try_from(s.len())
-        .map_err(|_| StoreError::Corrupt("a journal field is over 4 GiB".to_owned()))?;
+        .map_err(|_| DbError::Corrupt("a journal field is over 4 GiB".to_owned()))?;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(s.as_bytes());
     Ok(())
@@ -285,7 +285,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn frames_read_back_and_a_cut_frame_is_where_reading_stops() -> Result<(), StoreError> {
+    fn frames_read_back_and_a_cut_frame_is_where_reading_stops() -> Result<(), DbError> {
         let a: Vec<ActivationRecord> = (0..3).map(record).collect();
         let b: Vec<ActivationRecord> = (3..10).map(record).collect();
         let mut bytes = Frame::encode(1, &a)?.bytes;
@@ -317,7 +317,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn a_row_reads_again_at_its_position() -> Result<(), StoreError> {
+    fn a_row_reads_again_at_its_position() -> Result<(), DbError> {
         let batch: Vec<ActivationRecord> = (0..20).map(record).collect();
         let frame = Frame::encode(7, &batch)?;
         assert_eq!(frame.len(), 20);

@@ -1,14 +1,14 @@
-//! The dashboard's queries on the SQLite store: count history (with revocations, refusals
-//! and pruned events), requests per hour, tickets about to end.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The dashboard's queries: count history (with revocations, refusals and pruned
+//! events), requests per hour, tickets about to end.
 
-use volact_store::history::DAY_SECS;
-use volact_store::{ActivationRecord, SqliteStore, Store};
+use super::TestResult;
+use crate::history::DAY_SECS;
+use crate::{ActivationRecord, CountHistory, Store};
 
 const HOUR: i64 = 3_600;
 
 fn record(at: i64, client: &str, application: &str, result: &str) -> ActivationRecord {
-    let counted = result == "activated" || result == "count-insufficient";
+    let counted = crate::history::COUNTED_RESULTS.contains(&result);
     ActivationRecord {
         at,
         client_id: client.to_owned(),
@@ -25,15 +25,7 @@ fn record(at: i64, client: &str, application: &str, result: &str) -> ActivationR
     }
 }
 
-async fn open() -> (SqliteStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("volact.db"))
-        .await
-        .unwrap();
-    (store, dir)
-}
-
-fn series(h: &volact_store::CountHistory, application: &str) -> Vec<u64> {
+fn series(h: &CountHistory, application: &str) -> Vec<u64> {
     h.series
         .iter()
         .find(|s| s.application == application)
@@ -41,9 +33,11 @@ fn series(h: &volact_store::CountHistory, application: &str) -> Vec<u64> {
         .unwrap_or_else(|| vec![0; h.days.len()])
 }
 
-#[tokio::test]
-async fn history_counts_distinct_clients_per_day_within_the_window() {
-    let (store, _dir) = open().await;
+/// `count_history` replays the live rule day by day: distinct clients within the
+/// window, refusals left out, revoked clients left out of every day.
+pub async fn history_counts_distinct_clients_per_day_within_the_window(
+    store: &dyn Store,
+) -> TestResult {
     let d = |day: i64, hour: i64| day * DAY_SECS + hour * HOUR;
     store
         .record_batch(&[
@@ -54,14 +48,10 @@ async fn history_counts_distinct_clients_per_day_within_the_window() {
             record(d(2, 9), "x", "office", "activated"),
             record(d(3, 9), "r", "os", "activated"),
         ])
-        .await
-        .unwrap();
-    store.set_revoked("r", true, None, d(4, 0)).await.unwrap();
+        .await?;
+    store.set_revoked("r", true, None, d(4, 0)).await?;
     // Window of 2 days, days 0..=5, taken at noon of day 5.
-    let h = store
-        .count_history(d(5, 12), 6, 2 * DAY_SECS)
-        .await
-        .unwrap();
+    let h = store.count_history(d(5, 12), 6, 2 * DAY_SECS).await?;
     assert_eq!(h.days, (0..6).map(|i| i * DAY_SECS).collect::<Vec<_>>());
     // a counts until day 2 10:00 (sampled at day 1 end, not day 2 end); b until day 3 09:00;
     // c was refused; r is revoked and leaves every day.
@@ -69,39 +59,42 @@ async fn history_counts_distinct_clients_per_day_within_the_window() {
     assert_eq!(series(&h, "office"), vec![0, 0, 1, 1, 0, 0]);
     assert_eq!(h.partial_days, 0);
     // Today's value is the live rule at `until` itself.
-    let h = store.count_history(d(3, 8), 1, 2 * DAY_SECS).await.unwrap();
+    let h = store.count_history(d(3, 8), 1, 2 * DAY_SECS).await?;
     assert_eq!(series(&h, "os"), vec![1]);
+    Ok(())
 }
 
-#[tokio::test]
-async fn days_that_depend_on_pruned_events_are_marked_partial() {
-    let (store, _dir) = open().await;
+/// Days whose window reaches before the oldest audit event left are marked partial; the
+/// inventory's last counted request still shows.
+pub async fn history_days_that_depend_on_pruned_events_are_marked_partial(
+    store: &dyn Store,
+) -> TestResult {
     let d = |day: i64| day * DAY_SECS + 9 * HOUR;
     store
         .record_batch(&[
             record(d(1), "a", "os", "activated"),
             record(d(8), "b", "os", "activated"),
         ])
-        .await
-        .unwrap();
-    assert_eq!(store.prune_events(d(5)).await.unwrap(), 1);
-    let h = store.count_history(d(9), 10, 3 * DAY_SECS).await.unwrap();
+        .await?;
+    assert_eq!(store.prune_events(d(5)).await?, 1);
+    let h = store.count_history(d(9), 10, 3 * DAY_SECS).await?;
     // The oldest event left is day 8's; days whose window starts before it may be low.
     assert_eq!(h.partial_days, 10);
-    let h = store.count_history(d(19), 10, 3 * DAY_SECS).await.unwrap();
+    let h = store.count_history(d(19), 10, 3 * DAY_SECS).await?;
     assert_eq!(
         h.partial_days, 1,
         "only day 10, whose window reaches before that event"
     );
     // The inventory keeps each client's last counted request, so a client whose events
     // were pruned still shows on the days that request covers.
-    let h = store.count_history(d(3), 4, 3 * DAY_SECS).await.unwrap();
+    let h = store.count_history(d(3), 4, 3 * DAY_SECS).await?;
     assert_eq!(series(&h, "os"), vec![0, 1, 1, 1]);
+    Ok(())
 }
 
-#[tokio::test]
-async fn requests_by_hour_and_expiring_tickets() {
-    let (store, _dir) = open().await;
+/// `requests_by_hour` groups by hour and result from `since`, oldest hour first;
+/// `expiring_tickets` lists soonest first, without revoked clients or ticketless ones.
+pub async fn requests_by_hour_and_expiring_tickets(store: &dyn Store) -> TestResult {
     store
         .record_batch(&[
             record(HOUR + 5, "a", "os", "activated"),
@@ -110,9 +103,8 @@ async fn requests_by_hour_and_expiring_tickets() {
             record(3 * HOUR, "d", "os", "count-insufficient"),
             record(10, "old", "os", "activated"),
         ])
-        .await
-        .unwrap();
-    let hours = store.requests_by_hour(HOUR).await.unwrap();
+        .await?;
+    let hours = store.requests_by_hour(HOUR).await?;
     let flat: Vec<(i64, &str, u64)> = hours
         .iter()
         .map(|h| (h.hour, h.result.as_str(), h.n))
@@ -125,22 +117,25 @@ async fn requests_by_hour_and_expiring_tickets() {
             (3 * HOUR, "count-insufficient", 1)
         ]
     );
+    // A later start leaves the earlier hours out.
+    let later = store.requests_by_hour(2 * HOUR).await?;
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].hour, 3 * HOUR);
 
-    store.set_revoked("c", true, None, 4 * HOUR).await.unwrap();
+    store.set_revoked("c", true, None, 4 * HOUR).await?;
     let expiring = store
         .expiring_tickets(0, HOUR + 10 * DAY_SECS + 100, 10)
-        .await
-        .unwrap();
+        .await?;
     let ids: Vec<&str> = expiring.iter().map(|c| c.client_id.as_str()).collect();
     // Soonest first; c is revoked; b and d hold no ticket.
     assert_eq!(ids, vec!["old", "a"]);
-    let first = store.expiring_tickets(0, i64::MAX, 1).await.unwrap();
+    let first = store.expiring_tickets(0, i64::MAX, 1).await?;
     assert_eq!(first.len(), 1);
     assert!(
         store
             .expiring_tickets(20 * DAY_SECS, i64::MAX, 10)
-            .await
-            .unwrap()
+            .await?
             .is_empty()
     );
+    Ok(())
 }

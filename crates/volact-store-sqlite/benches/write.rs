@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use volact_store::{ActivationRecord, SqliteStore, Store};
+use volact_store::{ActivationRecord, Store};
+use volact_store_sqlite::SqliteStore;
 
 fn record(i: u64, at: i64) -> ActivationRecord {
     ActivationRecord {

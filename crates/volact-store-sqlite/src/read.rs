@@ -3,7 +3,7 @@
 use sqlx::sqlite::{Sqlite, SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row};
 
-use crate::{ClientFilter, ClientRecord, CountedClient, EventFilter, EventRecord, StoreError};
+use crate::{ClientFilter, ClientRecord, CountedClient, DbError, EventFilter, EventRecord};
 
 pub(super) const CLIENT_SELECT: &str = "SELECT client_id, machine_name, address, product, application, \
     first_seen, last_seen, last_counted, last_result, last_count, ticket_id, ticket_valid_until, \
@@ -14,16 +14,16 @@ const EVENT_SELECT: &str = "SELECT id, at, client_id, machine_name, address, pro
 
 /// Integers are stored as SQLite's i64; a value out of range for its field can only come
 /// from a damaged file or another program, and is reported rather than wrapped.
-pub(super) fn int<T: TryFrom<i64>>(row: &SqliteRow, column: &str) -> Result<T, StoreError> {
+pub(super) fn int<T: TryFrom<i64>>(row: &SqliteRow, column: &str) -> Result<T, DbError> {
     let value: i64 = row.try_get(column)?;
     T::try_from(value).map_err(|_| {
-        StoreError::Corrupt(format!(
+        DbError::Corrupt(format!(
             "column {column} holds {value}, out of range for its field"
         ))
     })
 }
 
-pub(super) fn client_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
+pub(super) fn client_row(row: &SqliteRow) -> Result<ClientRecord, DbError> {
     Ok(ClientRecord {
         client_id: row.try_get("client_id")?,
         machine_name: row.try_get("machine_name")?,
@@ -43,7 +43,7 @@ pub(super) fn client_row(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
     })
 }
 
-fn event_row(row: &SqliteRow) -> Result<EventRecord, StoreError> {
+fn event_row(row: &SqliteRow) -> Result<EventRecord, DbError> {
     Ok(EventRecord {
         id: row.try_get("id")?,
         at: row.try_get("at")?,
@@ -77,7 +77,7 @@ fn contains_pattern(text: &str) -> String {
 pub(super) async fn counted_clients(
     pool: &SqlitePool,
     since: i64,
-) -> Result<Vec<CountedClient>, StoreError> {
+) -> Result<Vec<CountedClient>, DbError> {
     let rows = sqlx::query(
         "SELECT client_id, application, last_counted FROM clients \
          WHERE last_counted >= ? AND revoked = 0",
@@ -110,7 +110,7 @@ pub(super) async fn visit_counted_clients(
     pool: &SqlitePool,
     since: i64,
     visit: &mut (dyn for<'a, 'b> FnMut(&'a str, &'b str, i64) + Send),
-) -> Result<u64, StoreError> {
+) -> Result<u64, DbError> {
     let mut after = i64::MIN;
     let mut visited = 0;
     loop {
@@ -140,8 +140,8 @@ pub(super) async fn visit_counted_clients(
 fn unpack(
     mut items: &str,
     visit: &mut (dyn for<'a, 'b> FnMut(&'a str, &'b str, i64) + Send),
-) -> Result<u64, StoreError> {
-    let corrupt = || StoreError::Corrupt("unreadable chunk of counted clients".to_owned());
+) -> Result<u64, DbError> {
+    let corrupt = || DbError::Corrupt("unreadable chunk of counted clients".to_owned());
     // `LEN:TEXT` at the start of `s`: the text and what follows it.
     let field = |s: &'_ str| -> Option<(usize, usize)> {
         let (len, _) = s.split_once(':')?;
@@ -171,7 +171,7 @@ fn unpack(
 pub(super) async fn client(
     pool: &SqlitePool,
     client_id: &str,
-) -> Result<Option<ClientRecord>, StoreError> {
+) -> Result<Option<ClientRecord>, DbError> {
     let mut query = QueryBuilder::<Sqlite>::new(CLIENT_SELECT);
     query.push(" WHERE client_id = ").push_bind(client_id);
     match query.build().fetch_optional(pool).await? {
@@ -183,7 +183,7 @@ pub(super) async fn client(
 pub(super) async fn clients(
     pool: &SqlitePool,
     filter: &ClientFilter,
-) -> Result<Vec<ClientRecord>, StoreError> {
+) -> Result<Vec<ClientRecord>, DbError> {
     // Only the clauses in use are written, so SQLite can pick an index for them; each
     // combination is a distinct text and gets its own cached statement.
     let mut query = QueryBuilder::<Sqlite>::new(CLIENT_SELECT);
@@ -236,7 +236,7 @@ pub(super) async fn clients(
 pub(super) async fn events(
     pool: &SqlitePool,
     filter: &EventFilter,
-) -> Result<Vec<EventRecord>, StoreError> {
+) -> Result<Vec<EventRecord>, DbError> {
     let mut query = QueryBuilder::<Sqlite>::new(EVENT_SELECT);
     query.push(" WHERE 1 = 1");
     if let Some(since) = filter.since {
@@ -268,7 +268,7 @@ pub(super) async fn events(
 pub(super) async fn count_by_application(
     pool: &SqlitePool,
     since: i64,
-) -> Result<Vec<(String, u64)>, StoreError> {
+) -> Result<Vec<(String, u64)>, DbError> {
     let rows = sqlx::query(
         "SELECT application, COUNT(*) AS n FROM clients \
          WHERE last_counted >= ? AND revoked = 0 \
@@ -282,7 +282,7 @@ pub(super) async fn count_by_application(
         .collect()
 }
 
-pub(super) async fn result_totals(pool: &SqlitePool) -> Result<Vec<(String, u64)>, StoreError> {
+pub(super) async fn result_totals(pool: &SqlitePool) -> Result<Vec<(String, u64)>, DbError> {
     let rows = sqlx::query("SELECT result, n FROM result_totals ORDER BY result")
         .fetch_all(pool)
         .await?;
@@ -291,11 +291,11 @@ pub(super) async fn result_totals(pool: &SqlitePool) -> Result<Vec<(String, u64)
         .collect()
 }
 
-pub(super) async fn client_total(pool: &SqlitePool) -> Result<u64, StoreError> {
+pub(super) async fn client_total(pool: &SqlitePool) -> Result<u64, DbError> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM clients")
         .fetch_one(pool)
         .await?;
-    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("client count {n} is negative")))
+    u64::try_from(n).map_err(|_| DbError::Corrupt(format!("client count {n} is negative")))
 }
 
 #[cfg(test)]
