@@ -58,6 +58,8 @@ pub struct RawConfig {
     pub limits: Option<crate::listener::LimitsSection>,
     /// `[rate_limits]`: limits on new clients (see [`crate::admission`]); file only.
     pub rate_limits: Option<crate::admission::RateLimitSection>,
+    /// `[tls]`: the TLS listener and plain admin (see [`crate::tls`]); file only.
+    pub tls: Option<crate::tls::TlsSection>,
 }
 
 impl RawConfig {
@@ -103,6 +105,7 @@ impl RawConfig {
             dns: None,
             limits: None,
             rate_limits: None,
+            tls: None,
         }
     }
 
@@ -136,6 +139,7 @@ impl RawConfig {
             dns: over.dns.or(self.dns),
             limits: over.limits.or(self.limits),
             rate_limits: over.rate_limits.or(self.rate_limits),
+            tls: over.tls.or(self.tls),
         }
     }
 
@@ -206,6 +210,10 @@ impl RawConfig {
             .unwrap_or_default()
             .resolve()
             .map_err(|e| bad("rate_limits", e))?;
+        let tls = match &self.tls {
+            Some(section) => section.resolve(listen)?,
+            None => crate::tls::TlsConfig::default(),
+        };
         Ok(HostConfig {
             listen,
             settings,
@@ -213,6 +221,7 @@ impl RawConfig {
             metrics_token_file,
             limits,
             rate_limits,
+            tls,
         })
     }
 }
@@ -242,6 +251,8 @@ pub struct HostConfig {
     pub limits: crate::listener::LimitsConfig,
     /// Limits on new clients.
     pub rate_limits: volact_core::ratelimit::NewClientLimits,
+    /// The TLS listener and whether plain HTTP serves admin to other machines.
+    pub tls: crate::tls::TlsConfig,
 }
 
 /// Where a setting's value came from.

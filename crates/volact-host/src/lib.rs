@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod server;
 pub mod status;
 pub mod testkit;
+pub mod tls;
 mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock, whole_seconds};
