@@ -211,3 +211,18 @@ impl ServerCertVerifier for Explained {
         self.inner.supported_verify_schemes()
     }
 }
+
+/// `e` with its chain of causes (a TLS refusal's reason sits a few levels down).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
