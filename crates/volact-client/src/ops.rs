@@ -273,11 +273,28 @@ pub fn normalize_host(text: &str) -> Result<String, ApiError> {
 }
 
 fn parse_host(text: &str) -> Result<String, String> {
+    // A TLS host keeps its scheme: `https://host:port` (port 7689 by default, the plain
+    // port's neighbour); its certificate is checked as --tls-fingerprint or --ca-file say.
+    if let Some(rest) = text.strip_prefix("https://") {
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let has_port = rest.rsplit_once(']').map_or(rest, |(_, after)| after).contains(':')
+            && !(rest.matches(':').count() > 1 && !rest.starts_with('['));
+        let with_port = if has_port {
+            rest.to_string()
+        } else if rest.matches(':').count() > 1 {
+            format!("[{rest}]:{DEFAULT_TLS_PORT}")
+        } else if rest.starts_with('[') {
+            format!("{rest}:{DEFAULT_TLS_PORT}")
+        } else {
+            format!("{rest}:{DEFAULT_TLS_PORT}")
+        };
+        return parse_host(&with_port).map(|h| format!("https://{h}"));
+    }
     if text.is_empty() {
         return Err("it is empty".into());
     }
     if text.contains("://") || text.contains('/') {
-        return Err("give the host name only, without a scheme or path".into());
+        return Err("give the host name only, without a scheme or path (or https://HOST[:PORT] for a host serving TLS)".into());
     }
     if let Some(rest) = text.strip_prefix('[') {
         let (addr, after) = rest
@@ -312,6 +329,9 @@ fn parse_host(text: &str) -> Result<String, String> {
     let name = check_dns_name(name)?;
     Ok(format!("{name}:{port}"))
 }
+
+/// The port of a host's TLS listener by default.
+pub const DEFAULT_TLS_PORT: u16 = DEFAULT_PORT + 1;
 
 fn parse_port(text: &str) -> Result<u16, String> {
     match text.parse::<u16>() {

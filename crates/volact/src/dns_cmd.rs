@@ -29,6 +29,14 @@ pub struct DiscoveryFlags {
     /// How long to wait for a host's connection before trying the next, e.g. 2s.
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<String>,
+    /// For https:// hosts: trust exactly the certificate with this SHA-256 fingerprint
+    /// (what `volact host init` printed on the host).
+    #[arg(long, env = "VOLACT_TLS_FINGERPRINT", value_name = "SHA256")]
+    pub tls_fingerprint: Option<String>,
+    /// For https:// hosts: trust certificates issued by the CAs in this PEM file
+    /// [default: the system's certificate authorities].
+    #[arg(long, env = "VOLACT_CA_FILE", value_name = "PEM", conflicts_with = "tls_fingerprint")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl DiscoveryFlags {
@@ -36,6 +44,10 @@ impl DiscoveryFlags {
     pub fn options(&self) -> Result<ActivateOptions, ApiError> {
         let mut options = ActivateOptions {
             no_host_cache: self.no_host_cache,
+            tls: volact_client::tls::TlsTrust::from_flags(
+                self.tls_fingerprint.as_deref(),
+                self.ca_file.as_deref(),
+            )?,
             ..ActivateOptions::default()
         };
         if let Some(text) = &self.dns_server {

@@ -94,6 +94,8 @@ async fn run(cli: Cli, out: Output) -> Result<(), ApiError> {
         dns_server: leading.dns_server.clone().or(own.dns_server),
         no_host_cache: leading.no_host_cache || own.no_host_cache,
         connect_timeout: leading.connect_timeout.clone().or(own.connect_timeout),
+        tls_fingerprint: own.tls_fingerprint,
+        ca_file: own.ca_file,
     };
     match command {
         cmd @ (Command::HostCache { .. }
