@@ -32,6 +32,7 @@ pub(crate) fn client(
     host: &Candidate,
     trust: &crate::tls::TlsTrust,
 ) -> Result<reqwest::Client, ApiError> {
+    crate::tls::install_default_provider();
     let mut builder = reqwest::Client::builder();
     let (tls, host_port) = host_port(&host.host);
     if !host.addrs.is_empty()

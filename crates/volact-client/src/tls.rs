@@ -37,6 +37,17 @@ impl TlsTrust {
     }
 }
 
+/// Makes ring the process's default rustls provider, if none is yet. reqwest is built
+/// with TLS but no provider of its own (its default would be aws-lc), so a client built
+/// without [`configure`] takes the process default, and panics if there is none: every
+/// entry point that may build one (the binary, a serving host, the test kit) calls this.
+pub fn install_default_provider() {
+    if CryptoProvider::get_default().is_none() {
+        // Losing a race to another thread installing one is fine: one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -98,6 +109,7 @@ pub fn configure(
     builder: reqwest::ClientBuilder,
     trust: &TlsTrust,
 ) -> Result<reqwest::ClientBuilder, ApiError> {
+    install_default_provider();
     Ok(builder.tls_backend_preconfigured(client_config(trust)?))
 }
 

@@ -102,6 +102,7 @@ pub async fn start(
     config: &HostConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<Running, ApiError> {
+    crate::tls::certs::install_default_provider();
     let identity = data.identity()?;
     let lock = data.lock("serving")?;
     let (_, catalog) = data.vendor()?;

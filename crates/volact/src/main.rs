@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use volact_proto::{ApiError, ErrorCode};
 
 fn main() -> ExitCode {
+    volact_client::tls::install_default_provider();
     let cli = Cli::parse();
     let out = Output { json: cli.json };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

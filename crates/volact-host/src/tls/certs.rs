@@ -37,6 +37,16 @@ pub fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<CertifiedKey>, ApiE
     Ok(Arc::new(key))
 }
 
+/// Makes ring the process's default rustls provider if none is yet (see
+/// `volact_client::tls::install_default_provider`: reqwest, built without a provider of
+/// its own, panics on a client built without one). A serving host calls it, so a process
+/// that serves and asks itself over HTTP (tests, the simulator) never meets the panic.
+pub fn install_default_provider() {
+    if CryptoProvider::get_default().is_none() {
+        let _ = provider().install_default();
+    }
+}
+
 /// The one crypto provider of the tree: ring.
 pub fn provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()

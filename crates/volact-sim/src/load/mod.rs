@@ -347,6 +347,7 @@ async fn fetch_host_key(
     base: &str,
     trust: &volact_client::tls::TlsTrust,
 ) -> Result<PublicKey, ApiError> {
+    volact_client::tls::install_default_provider();
     let builder = reqwest::Client::builder()
         .no_proxy()
         .timeout(REQUEST_TIMEOUT);
