@@ -121,7 +121,7 @@ fn https_url<B>(request: &Request<B>, port: u16) -> String {
 fn tls_required(api: bool, path: &str, tls_url: Option<&str>) -> Response<Body> {
     let go = match tls_url {
         Some(url) => format!("use {url}{path} instead"),
-        None => "configure [tls] cert_file and key_file on the host (or run `volact host init --tls` again) and use its https:// address, or ask from the host machine itself".to_string(),
+        None => "set up TLS on the host (`volact host tls-init --data DIR`, or [tls] cert_file and key_file in volact.toml) and use its https:// address, or ask from the host machine itself".to_string(),
     };
     let message = format!(
         "the admin API and the dashboard answer over plain HTTP only on the host machine (127.0.0.1, ::1); {go}"
