@@ -277,16 +277,14 @@ fn parse_host(text: &str) -> Result<String, String> {
     // port's neighbour); its certificate is checked as --tls-fingerprint or --ca-file say.
     if let Some(rest) = text.strip_prefix("https://") {
         let rest = rest.strip_suffix('/').unwrap_or(rest);
-        let has_port = rest.rsplit_once(']').map_or(rest, |(_, after)| after).contains(':')
-            && !(rest.matches(':').count() > 1 && !rest.starts_with('['));
-        let with_port = if has_port {
-            rest.to_string()
-        } else if rest.matches(':').count() > 1 {
-            format!("[{rest}]:{DEFAULT_TLS_PORT}")
-        } else if rest.starts_with('[') {
-            format!("{rest}:{DEFAULT_TLS_PORT}")
-        } else {
-            format!("{rest}:{DEFAULT_TLS_PORT}")
+        // `[v6]:port`, `name:port` and `v4:port` carry a port; a bare IPv6 address has
+        // colons but no port.
+        let with_port = match rest.strip_prefix('[') {
+            Some(v6) if v6.contains("]:") => rest.to_string(),
+            Some(_) => format!("{rest}:{DEFAULT_TLS_PORT}"),
+            None if rest.matches(':').count() == 1 => rest.to_string(),
+            None if rest.contains(':') => format!("[{rest}]:{DEFAULT_TLS_PORT}"),
+            None => format!("{rest}:{DEFAULT_TLS_PORT}"),
         };
         return parse_host(&with_port).map(|h| format!("https://{h}"));
     }

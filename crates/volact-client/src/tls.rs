@@ -29,7 +29,10 @@ pub struct TlsTrust {
 
 impl TlsTrust {
     /// Trust from the command line's `--tls-fingerprint` and `--ca-file`.
-    pub fn from_flags(fingerprint: Option<&str>, ca_file: Option<&Path>) -> Result<TlsTrust, ApiError> {
+    pub fn from_flags(
+        fingerprint: Option<&str>,
+        ca_file: Option<&Path>,
+    ) -> Result<TlsTrust, ApiError> {
         Ok(TlsTrust {
             fingerprint: fingerprint.map(fingerprint::parse).transpose()?,
             ca_file: ca_file.map(Path::to_path_buf),
@@ -81,13 +84,14 @@ pub fn client_config(trust: &TlsTrust) -> Result<rustls::ClientConfig, ApiError>
         if roots.is_empty() {
             return Err(bad("it holds no CERTIFICATE block".into()));
         }
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider,
-        )
-        .build()
-        .map_err(|e| bad(e.to_string()))?;
-        Arc::new(Explained { inner, hint: Hint::CaFile })
+        let inner =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+        Arc::new(Explained {
+            inner,
+            hint: Hint::CaFile,
+        })
     } else {
         let inner = rustls_platform_verifier::Verifier::new(provider)
             .map_err(|e| setup_failed(e.to_string()))?;
@@ -146,7 +150,12 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -155,7 +164,12 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

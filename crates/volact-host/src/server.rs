@@ -11,6 +11,16 @@ use tokio::task::JoinHandle;
 use volact_proto::{ApiError, ErrorCode};
 use volact_store::{SqliteStore, Store};
 
+/// The TLS side of a serving host.
+struct TlsRunning {
+    /// The certificate it presents.
+    cert: Arc<crate::tls::CurrentCert>,
+    /// Its accept loop.
+    task: JoinHandle<std::io::Result<()>>,
+    /// Reloads the certificate on SIGHUP or when its files change.
+    reloader: JoinHandle<()>,
+}
+
 /// A host that is serving.
 pub struct Running {
     data: HostData,
@@ -20,14 +30,12 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The TLS listener's address, when it serves TLS.
     pub tls_addr: Option<SocketAddr>,
-    /// The certificate the TLS listener presents.
-    tls_cert: Option<Arc<crate::tls::CurrentCert>>,
+    /// The TLS listener's certificate and tasks, when it serves TLS.
+    tls: Option<Box<TlsRunning>>,
     /// The engine, for in-process callers.
     pub engine: Arc<Engine>,
     stop: Option<watch::Sender<bool>>,
     task: JoinHandle<std::io::Result<()>>,
-    tls_task: Option<JoinHandle<std::io::Result<()>>>,
-    reloader: Option<JoinHandle<()>>,
     /// Retention, store-backed gauges and the storage probe, in the background.
     pub maintenance: crate::maintenance::Maintenance,
 }
@@ -45,9 +53,9 @@ impl Running {
 
     /// The SHA-256 fingerprint of the certificate new TLS connections get.
     pub fn tls_fingerprint(&self) -> Option<String> {
-        self.tls_cert
+        self.tls
             .as_ref()
-            .map(|c| crate::tls::fingerprint(&c.get()))
+            .map(|t| crate::tls::fingerprint(&t.cert.get()))
     }
 
     /// Stops accepting requests, lets answered ones finish, and waits.
@@ -55,14 +63,15 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(true);
         }
-        if let Some(r) = self.reloader.take() {
-            r.abort();
+        let tls = self.tls.take();
+        if let Some(t) = &tls {
+            t.reloader.abort();
         }
         self.maintenance.stop();
         let _ = self.data.set_serving(None);
         let mut served = (&mut self.task).await;
-        if let Some(tls) = self.tls_task.take() {
-            let tls_served = tls.await;
+        if let Some(t) = tls {
+            let tls_served = t.task.await;
             if matches!(served, Ok(Ok(()))) {
                 served = tls_served;
             }
@@ -175,7 +184,7 @@ pub async fn start(
         tls_url: None,
         tls_fingerprint: None,
     };
-    let (tls_addr, tls_cert, tls_task, reloader) = match tls {
+    let (tls_addr, tls) = match tls {
         Some((listener, tls_addr, handshake, cert, files)) => {
             let fingerprint = crate::tls::fingerprint(&cert.get());
             tracing::info!(
@@ -207,9 +216,16 @@ pub async fn start(
                     }
                 }),
             );
-            (Some(tls_addr), Some(cert), Some(task), Some(reloader))
+            (
+                Some(tls_addr),
+                Some(Box::new(TlsRunning {
+                    cert,
+                    task,
+                    reloader,
+                })),
+            )
         }
-        None => (None, None, None, None),
+        None => (None, None),
     };
     data.set_serving(Some(&info))?;
     let maintenance =
@@ -220,12 +236,10 @@ pub async fn start(
         data: data.clone(),
         addr,
         tls_addr,
-        tls_cert,
+        tls,
         engine,
         stop: Some(stop),
         task,
-        tls_task,
-        reloader,
     })
 }
 

@@ -373,10 +373,7 @@ async fn log_in_see_the_count_revoke_a_client_see_it_drop() {
 /// SHA-256 of its key (`--ignore-certificate-errors-spki-list`, nothing broader), log in,
 /// see the count, and the session cookie is `Secure`.
 async fn drive_tls(browser: &Client, host: &TestHost) -> Outcome {
-    let base = host
-        .running
-        .tls_url()
-        .ok_or("the host serves no TLS")?;
+    let base = host.running.tls_url().ok_or("the host serves no TLS")?;
     browser.goto(&format!("{base}/")).await?;
     let url = browser.current_url().await?;
     check(

@@ -112,7 +112,10 @@ fn activation_body(host: &TestHost, n: u32) -> Value {
 async fn activations_and_the_admin_api_over_https_with_a_pinned_certificate() {
     let t = tls_host(false, None).await;
     let fp = fingerprint_of(&t.cert);
-    assert_eq!(t.host.running.tls_fingerprint().as_deref(), Some(fp.as_str()));
+    assert_eq!(
+        t.host.running.tls_fingerprint().as_deref(),
+        Some(fp.as_str())
+    );
     let serving = t.host.data.serving().unwrap();
     assert_eq!(serving.tls_fingerprint.as_deref(), Some(fp.as_str()));
     assert_eq!(serving.tls_url.as_deref(), Some(t.url().as_str()));
@@ -181,7 +184,10 @@ async fn activations_and_the_admin_api_over_https_with_a_pinned_certificate() {
         .await
         .unwrap_err();
     let why = volact_client::tls::error_chain(&e);
-    assert!(why.contains("--tls-fingerprint") && why.contains(&fp), "{why}");
+    assert!(
+        why.contains("--tls-fingerprint") && why.contains(&fp),
+        "{why}"
+    );
     // The certificate as its own CA also works.
     let trust = TlsTrust::from_flags(None, Some(&t.cert)).unwrap();
     let by_ca = volact_client::tls::configure(reqwest::Client::builder(), &trust)
@@ -256,15 +262,14 @@ async fn admin_and_dashboard_over_plain_http_answer_only_127_0_0_1() {
     assert!(!cookie.contains("Secure"), "{cookie}");
     // Over TLS it is.
     let trust = TlsTrust::from_flags(Some(&fingerprint_of(&t.cert)), None).unwrap();
-    let login = no_redirect(
-        volact_client::tls::configure(reqwest::Client::builder(), &trust).unwrap(),
-    )
-    .post(format!("{}/login", t.url()))
-    .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_token(&token))
-    .send()
-    .await
-    .unwrap();
+    let login =
+        no_redirect(volact_client::tls::configure(reqwest::Client::builder(), &trust).unwrap())
+            .post(format!("{}/login", t.url()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_token(&token))
+            .send()
+            .await
+            .unwrap();
     let cookie = login.headers()["set-cookie"].to_str().unwrap();
     assert!(cookie.ends_with("; Secure"), "{cookie}");
 }
@@ -318,7 +323,10 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     std::fs::write(&t.cert, "not a certificate").unwrap();
     tokio::time::sleep(volact_host::tls::reload::POLL_EVERY * 2).await;
     assert!(served_with(&t.url(), &old).await);
-    assert_eq!(t.host.running.tls_fingerprint().as_deref(), Some(old.as_str()));
+    assert_eq!(
+        t.host.running.tls_fingerprint().as_deref(),
+        Some(old.as_str())
+    );
 
     // A renewed one, written over the files: new connections get it.
     let (cert, key) = write_cert(t.certs.path(), "renewed");
@@ -335,7 +343,10 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(!served_with(&t.url(), &old).await);
-    assert_eq!(t.host.running.tls_fingerprint().as_deref(), Some(new.as_str()));
+    assert_eq!(
+        t.host.running.tls_fingerprint().as_deref(),
+        Some(new.as_str())
+    );
     let serving = t.host.data.serving().unwrap();
     assert_eq!(serving.tls_fingerprint.as_deref(), Some(new.as_str()));
 }
@@ -377,7 +388,13 @@ async fn metric(host: &TestHost) -> f64 {
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0.0)
 }
 

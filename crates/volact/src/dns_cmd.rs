@@ -35,7 +35,12 @@ pub struct DiscoveryFlags {
     pub tls_fingerprint: Option<String>,
     /// For https:// hosts: trust certificates issued by the CAs in this PEM file
     /// [default: the system's certificate authorities].
-    #[arg(long, env = "VOLACT_CA_FILE", value_name = "PEM", conflicts_with = "tls_fingerprint")]
+    #[arg(
+        long,
+        env = "VOLACT_CA_FILE",
+        value_name = "PEM",
+        conflicts_with = "tls_fingerprint"
+    )]
     pub ca_file: Option<std::path::PathBuf>,
 }
 

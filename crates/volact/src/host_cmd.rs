@@ -205,9 +205,15 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
             }
             out.result(&json, || {
                 let line = match (tls["url"].as_str(), tls["fingerprint"].as_str()) {
-                    (Some(url), Some(fp)) => format!("TLS:          {url}, certificate SHA-256 {fp}\n"),
-                    (None, Some(fp)) => format!("TLS:          certificate SHA-256 {fp} (host not serving)\n"),
-                    _ => "TLS:          none (admin API and dashboard on this machine only)\n".into(),
+                    (Some(url), Some(fp)) => {
+                        format!("TLS:          {url}, certificate SHA-256 {fp}\n")
+                    }
+                    (None, Some(fp)) => {
+                        format!("TLS:          certificate SHA-256 {fp} (host not serving)\n")
+                    }
+                    _ => {
+                        "TLS:          none (admin API and dashboard on this machine only)\n".into()
+                    }
                 };
                 format!("{}{line}", report.render_text())
             });
@@ -324,7 +330,9 @@ fn tls_status(host: &HostData, config: &volact_host::config::HostConfig) -> serd
     }
     match &config.tls.listener {
         Some(l) => match volact_host::tls::load(&l.cert_file, &l.key_file) {
-            Ok(key) => serde_json::json!({ "url": null, "fingerprint": volact_host::tls::fingerprint(&key) }),
+            Ok(key) => {
+                serde_json::json!({ "url": null, "fingerprint": volact_host::tls::fingerprint(&key) })
+            }
             Err(e) => serde_json::json!({ "url": null, "fingerprint": null, "error": e.message }),
         },
         None => serde_json::json!({ "url": null, "fingerprint": null }),

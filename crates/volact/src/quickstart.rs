@@ -117,10 +117,7 @@ pub async fn run(dir: &Path, listen: &str, out: Output, log_format: &str) -> Res
         // only to this machine, over TLS to any.
         let admin = tls_url.clone().unwrap_or_else(|| url.clone());
         if let (Some(tls_url), Some(fp)) = (&tls_url, &fingerprint) {
-            let _ = writeln!(
-                t,
-                "  TLS      {tls_url}   (self-signed; SHA-256 {fp})"
-            );
+            let _ = writeln!(t, "  TLS      {tls_url}   (self-signed; SHA-256 {fp})");
         }
         let _ = writeln!(
             t,

@@ -184,7 +184,10 @@ fn a_replaced_certificate_is_served_after_sighup_without_a_restart() {
         if clients_at(&fx.data, &url, &["--tls-fingerprint", &new]).success() {
             break;
         }
-        assert!(Instant::now() < deadline, "the new certificate was not served");
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not served"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // The same process serves, and serving.json names the new certificate.

@@ -2,9 +2,9 @@
 //! SameSite=Strict cookie, and a per-session synchronizer token that every state-changing
 //! form must carry. Sessions live in memory only: a restarted host asks for the token again.
 
-use crate::listener::ViaTls;
 use super::{Layout, Nav, render_page};
 use crate::http::AppState;
+use crate::listener::ViaTls;
 use askama::Template;
 use axum::Extension;
 use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
@@ -332,6 +332,11 @@ mod tests {
         let c = c.to_str().unwrap();
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/"));
         assert!(!c.contains("Secure"));
-        assert!(set_cookie("abc", true).to_str().unwrap().ends_with("; Secure"));
+        assert!(
+            set_cookie("abc", true)
+                .to_str()
+                .unwrap()
+                .ends_with("; Secure")
+        );
     }
 }

@@ -138,7 +138,10 @@ fn tls_required(api: bool, path: &str, tls_url: Option<&str>) -> Response<Body> 
     }
     let link = tls_url
         .map(|u| {
-            let href = format!("{u}{path}").replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;");
+            let href = format!("{u}{path}")
+                .replace('&', "&amp;")
+                .replace('"', "&quot;")
+                .replace('<', "&lt;");
             format!("<p><a href=\"{href}\">{href}</a></p>")
         })
         .unwrap_or_default();
@@ -231,7 +234,10 @@ impl Front {
             && !is_local_admin_peer(peer.ip())
             && let Some(api) = admin_kind(request.uri().path())
         {
-            let tls_url = self.transport.tls_port.map(|port| https_url(&request, port));
+            let tls_url = self
+                .transport
+                .tls_port
+                .map(|port| https_url(&request, port));
             return tls_required(api, request.uri().path(), tls_url.as_deref());
         }
         self.checked(request, peer).await

@@ -32,8 +32,12 @@ pub fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<CertifiedKey>, ApiE
         return Err(bad(cert_file, "it holds no CERTIFICATE block".into()));
     }
     let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| bad(key_file, e.to_string()))?;
-    let key = CertifiedKey::from_der(certs, key, &provider())
-        .map_err(|e| bad(key_file, format!("{e} (is it the key of {}?)", cert_file.display())))?;
+    let key = CertifiedKey::from_der(certs, key, &provider()).map_err(|e| {
+        bad(
+            key_file,
+            format!("{e} (is it the key of {}?)", cert_file.display()),
+        )
+    })?;
     Ok(Arc::new(key))
 }
 

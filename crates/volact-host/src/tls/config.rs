@@ -155,9 +155,9 @@ mod tests {
         assert_eq!(l.key_file, PathBuf::from("/k.pem"));
         assert_eq!(l.listen.port(), 7689);
         assert!(!c.allow_plain_admin);
-        let parsed: TlsSection = toml::from_str(&section_text("a", "b")).map(|t: toml::Table| {
-            t["tls"].clone().try_into().unwrap()
-        }).unwrap();
+        let parsed: TlsSection = toml::from_str(&section_text("a", "b"))
+            .map(|t: toml::Table| t["tls"].clone().try_into().unwrap())
+            .unwrap();
         assert!(parsed.resolve(plain).unwrap().listener.is_some());
         assert_eq!(default_listen("127.0.0.1:0".parse().unwrap()).port(), 0);
     }

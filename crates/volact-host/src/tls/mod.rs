@@ -11,7 +11,7 @@ pub mod config;
 pub mod reload;
 
 pub use certs::{CurrentCert, fingerprint, host_names, load, self_signed};
-pub use config::{TlsConfig, default_listen, TlsListenerConfig, TlsSection};
+pub use config::{TlsConfig, TlsListenerConfig, TlsSection, default_listen};
 
 use crate::listener::Handshake;
 use std::sync::Arc;
