@@ -158,7 +158,10 @@ impl Plan {
             }
             self.ensure_dns();
             let found = match &self.dns {
-                Some(Ok(dns)) => discovery::discover(dns, &domains, &mut self.rng).await,
+                Some(Ok(dns)) => {
+                    let tls = self.tls.fingerprint.is_some() || self.tls.ca_file.is_some();
+                    discovery::discover_with(dns, &domains, &mut self.rng, tls).await
+                }
                 Some(Err(why)) => {
                     let names: Vec<String> = domains.iter().map(|d| srv_name(d)).collect();
                     self.looked_up.push(LookedUp {
