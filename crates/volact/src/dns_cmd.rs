@@ -151,6 +151,22 @@ fn serving_port(host: &HostData) -> Result<u16, ApiError> {
     Ok(host.config(RawConfig::default())?.listen.port())
 }
 
+/// The port of the host's TLS listener: where it serves, else as configured (none when
+/// it has no TLS or asks for any free port).
+fn tls_port(host: &HostData) -> Result<Option<u16>, ApiError> {
+    if let Some(info) = host.serving()
+        && let Some(url) = &info.tls_url
+    {
+        return Ok(url.rsplit_once(':').and_then(|(_, p)| p.parse().ok()));
+    }
+    Ok(host
+        .config(RawConfig::default())?
+        .tls
+        .listener
+        .map(|l| l.listen.port())
+        .filter(|p| *p != 0))
+}
+
 fn no_section(host: &HostData) -> ApiError {
     ApiError::new(
         ErrorCode::InvalidState,
@@ -183,7 +199,20 @@ pub async fn run_host(cmd: HostCommand, out: Output) -> Result<(), ApiError> {
                 ..PublishRaw::default()
             };
             let srv = section.record(&over, serving_port(&host)?)?;
-            let lines = srv.zone_lines();
+            let mut lines = srv.zone_lines();
+            // A host serving TLS is also published under `_volact-tls._tcp`, which clients
+            // given a TLS trust look up first and ask over https://.
+            if let Some(port) = tls_port(&host)? {
+                lines.push(format!(
+                    "{}.{}. {} IN SRV {} {} {port} {}.",
+                    volact_client::discovery::SRV_SERVICE_TLS,
+                    srv.domain,
+                    srv.ttl,
+                    srv.priority,
+                    srv.weight,
+                    srv.name
+                ));
+            }
             let report = serde_json::json!({
                 "owner": srv.owner(),
                 "target": srv.name,
