@@ -196,3 +196,47 @@ fn a_replaced_certificate_is_served_after_sighup_without_a_restart() {
     assert_eq!(info["tls_fingerprint"], new.as_str());
     clients_at(&fx.data, &url, &["--tls-fingerprint", &old]).fails();
 }
+
+#[test]
+fn bench_loads_a_host_over_tls_with_a_pinned_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = provision(tmp.path(), "everything");
+    let server = Server::start(&fx.data, &[]);
+    let info = serving(&fx.data);
+    let url = info["tls_url"].as_str().unwrap().to_string();
+    let fp = info["tls_fingerprint"].as_str().unwrap().to_string();
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "bench",
+            "--url",
+            &url,
+            "--setup-key",
+            fx.key("draw"),
+            "--vendor",
+            s(&fx.bundle),
+            "--verify-sample",
+            "1",
+            "--clients",
+            "8",
+            "--requests",
+            "40",
+            "--concurrency",
+            "4",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let report = bench(&["--tls-fingerprint", &fp]).ok().json();
+    assert_eq!(report["results"]["activated"], 40, "{report:#}");
+    assert_eq!(report["verify_failures"], 0, "{report:#}");
+    // Pinned to another certificate, no request is answered.
+    let other = "00".repeat(32);
+    let refused = bench(&["--tls-fingerprint", &other]).ok().json();
+    assert_eq!(
+        refused["results"],
+        serde_json::json!({ "transport-error": 40 }),
+        "{refused:#}"
+    );
+    drop(server);
+}
