@@ -15,6 +15,10 @@ use volact_core::util::printable;
 
 /// The service label clients look up: `_volact._tcp.DOMAIN`.
 pub const SRV_SERVICE: &str = "_volact._tcp";
+/// The service label of hosts serving TLS: `_volact-tls._tcp.DOMAIN`. Its targets are
+/// asked over `https://`; a client looks it up (before the plain one) when it was told
+/// whom to trust for TLS (`--tls-fingerprint` or `--ca-file`).
+pub const SRV_SERVICE_TLS: &str = "_volact-tls._tcp";
 
 /// How long one DNS query may take before the server counts as not answering.
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -274,7 +278,11 @@ impl Dns {
 
     /// The SRV targets of `_volact._tcp.DOMAIN`, unordered.
     pub async fn srv(&self, domain: &str) -> Result<Vec<SrvTarget>, String> {
-        let record = srv_name(domain);
+        self.srv_of(srv_name(domain)).await
+    }
+
+    /// The SRV targets of `record`, unordered.
+    async fn srv_of(&self, record: String) -> Result<Vec<SrvTarget>, String> {
         let lookup = self
             .resolver
             .srv_lookup(format!("{record}."))
@@ -367,17 +375,49 @@ pub struct Discovered {
 /// and resolves each target's addresses. Targets whose names do not resolve are left out
 /// and reported in `looked_up`.
 pub async fn discover(dns: &Dns, domains: &[String], rng: &mut dyn WeightRng) -> Discovered {
+    discover_with(dns, domains, rng, false).await
+}
+
+/// [`discover`], looking up `_volact-tls._tcp.D` before `_volact._tcp.D` with `tls`;
+/// the TLS record's targets become `https://target:port` candidates.
+pub async fn discover_with(
+    dns: &Dns,
+    domains: &[String],
+    rng: &mut dyn WeightRng,
+    tls: bool,
+) -> Discovered {
     let mut found = Discovered::default();
+    let services: &[(&str, &str)] = if tls {
+        &[(SRV_SERVICE_TLS, "https://"), (SRV_SERVICE, "")]
+    } else {
+        &[(SRV_SERVICE, "")]
+    };
     for domain in domains {
-        let record = srv_name(domain);
-        let targets = match dns.srv(domain).await {
+        for (service, scheme) in services {
+            discover_service(dns, domain, service, scheme, rng, &mut found).await;
+        }
+    }
+    found
+}
+
+async fn discover_service(
+    dns: &Dns,
+    domain: &str,
+    service: &str,
+    scheme: &str,
+    rng: &mut dyn WeightRng,
+    found: &mut Discovered,
+) {
+    {
+        let record = format!("{service}.{}", host_name(domain));
+        let targets = match dns.srv_of(record.clone()).await {
             Ok(t) => t,
             Err(why) => {
                 found.looked_up.push(LookedUp {
                     name: format!("{record} (SRV)"),
                     result: why,
                 });
-                continue;
+                return;
             }
         };
         found.looked_up.push(LookedUp {
@@ -392,7 +432,7 @@ pub async fn discover(dns: &Dns, domains: &[String], rng: &mut dyn WeightRng) ->
             if t.target.is_empty() {
                 continue;
             }
-            let host = format!("{}:{}", t.target, t.port);
+            let host = format!("{scheme}{}:{}", t.target, t.port);
             if found.candidates.iter().any(|c| c.host == host) {
                 continue;
             }
@@ -413,5 +453,4 @@ pub async fn discover(dns: &Dns, domains: &[String], rng: &mut dyn WeightRng) ->
             }
         }
     }
-    found
 }

@@ -37,6 +37,9 @@ pub struct ActivateOptions {
     /// Seed of the weighted order within a priority; `None` draws one from the system, so
     /// clients spread over hosts. Tests set it to be exact.
     pub seed: Option<u64>,
+    /// Whom to trust for `https://` hosts (`--tls-fingerprint`, `--ca-file`; by default the
+    /// system's roots). Answers are verified by their signatures either way.
+    pub tls: crate::tls::TlsTrust,
 }
 
 impl Default for ActivateOptions {
@@ -48,6 +51,7 @@ impl Default for ActivateOptions {
             request_timeout: REQUEST_TIMEOUT,
             dns_timeout: discovery::DNS_TIMEOUT,
             seed: None,
+            tls: crate::tls::TlsTrust::default(),
         }
     }
 }
@@ -72,6 +76,7 @@ pub(crate) struct Plan {
     discovered: bool,
     connect_timeout: Duration,
     request_timeout: Duration,
+    tls: crate::tls::TlsTrust,
 }
 
 impl Plan {
@@ -91,6 +96,7 @@ impl Plan {
             discovered: false,
             connect_timeout: options.connect_timeout,
             request_timeout: options.request_timeout,
+            tls: options.tls.clone(),
         }
     }
 
@@ -152,7 +158,10 @@ impl Plan {
             }
             self.ensure_dns();
             let found = match &self.dns {
-                Some(Ok(dns)) => discovery::discover(dns, &domains, &mut self.rng).await,
+                Some(Ok(dns)) => {
+                    let tls = self.tls.fingerprint.is_some() || self.tls.ca_file.is_some();
+                    discovery::discover_with(dns, &domains, &mut self.rng, tls).await
+                }
                 Some(Err(why)) => {
                     let names: Vec<String> = domains.iter().map(|d| srv_name(d)).collect();
                     self.looked_up.push(LookedUp {
@@ -195,13 +204,13 @@ impl Plan {
                 })?;
             }
         }
-        http::client(self.connect_timeout, self.request_timeout, host)
+        http::client(self.connect_timeout, self.request_timeout, host, &self.tls)
     }
 }
 
 /// `name` and `port` of `name:port` or `[v6]:port`.
 fn split_host(host: &str) -> Option<(String, u16)> {
-    let (name, port) = host.rsplit_once(':')?;
+    let (name, port) = http::host_port(host).1.rsplit_once(':')?;
     let name = name.trim_start_matches('[').trim_end_matches(']');
     Some((name.to_string(), port.parse().ok()?))
 }

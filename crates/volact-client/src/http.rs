@@ -30,12 +30,18 @@ pub(crate) fn client(
     connect_timeout: Duration,
     request_timeout: Duration,
     host: &Candidate,
+    trust: &crate::tls::TlsTrust,
 ) -> Result<reqwest::Client, ApiError> {
+    crate::tls::install_default_provider();
     let mut builder = reqwest::Client::builder();
+    let (tls, host_port) = host_port(&host.host);
     if !host.addrs.is_empty()
-        && let Some((name, _)) = host.host.rsplit_once(':')
+        && let Some((name, _)) = host_port.rsplit_once(':')
     {
         builder = builder.resolve_to_addrs(name, &host.addrs);
+    }
+    if tls {
+        builder = crate::tls::configure(builder, trust)?;
     }
     builder
         .connect_timeout(connect_timeout)
@@ -57,6 +63,15 @@ pub(crate) fn client(
         })
 }
 
+/// Whether `host` (as remembered: `host:port`, or `https://host:port` for a TLS host) is
+/// spoken to over TLS, and its `host:port`.
+pub(crate) fn host_port(host: &str) -> (bool, &str) {
+    match host.strip_prefix("https://") {
+        Some(rest) => (true, rest),
+        None => (false, host),
+    }
+}
+
 fn unreachable(host: &str, why: String) -> ApiError {
     ApiError::with_details(
         ErrorCode::HostUnreachable,
@@ -74,7 +89,10 @@ pub(crate) async fn post_activation(
     host: &str,
     request: &ActivationRequest,
 ) -> Result<HostReply, ApiError> {
-    let url = format!("http://{host}/v1/activations");
+    let url = match host_port(host) {
+        (true, host_port) => format!("https://{host_port}/v1/activations"),
+        (false, _) => format!("http://{host}/v1/activations"),
+    };
     let response = client
         .post(&url)
         .json(request)

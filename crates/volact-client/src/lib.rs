@@ -19,6 +19,7 @@ mod schedule;
 mod seal;
 mod state;
 mod status;
+pub mod tls;
 
 #[cfg(test)]
 mod tests;

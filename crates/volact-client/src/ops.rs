@@ -273,11 +273,26 @@ pub fn normalize_host(text: &str) -> Result<String, ApiError> {
 }
 
 fn parse_host(text: &str) -> Result<String, String> {
+    // A TLS host keeps its scheme: `https://host:port` (port 7689 by default, the plain
+    // port's neighbour); its certificate is checked as --tls-fingerprint or --ca-file say.
+    if let Some(rest) = text.strip_prefix("https://") {
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        // `[v6]:port`, `name:port` and `v4:port` carry a port; a bare IPv6 address has
+        // colons but no port.
+        let with_port = match rest.strip_prefix('[') {
+            Some(v6) if v6.contains("]:") => rest.to_string(),
+            Some(_) => format!("{rest}:{DEFAULT_TLS_PORT}"),
+            None if rest.matches(':').count() == 1 => rest.to_string(),
+            None if rest.contains(':') => format!("[{rest}]:{DEFAULT_TLS_PORT}"),
+            None => format!("{rest}:{DEFAULT_TLS_PORT}"),
+        };
+        return parse_host(&with_port).map(|h| format!("https://{h}"));
+    }
     if text.is_empty() {
         return Err("it is empty".into());
     }
     if text.contains("://") || text.contains('/') {
-        return Err("give the host name only, without a scheme or path".into());
+        return Err("give the host name only, without a scheme or path (or https://HOST[:PORT] for a host serving TLS)".into());
     }
     if let Some(rest) = text.strip_prefix('[') {
         let (addr, after) = rest
@@ -312,6 +327,9 @@ fn parse_host(text: &str) -> Result<String, String> {
     let name = check_dns_name(name)?;
     Ok(format!("{name}:{port}"))
 }
+
+/// The port of a host's TLS listener by default.
+pub const DEFAULT_TLS_PORT: u16 = DEFAULT_PORT + 1;
 
 fn parse_port(text: &str) -> Result<u16, String> {
     match text.parse::<u16>() {

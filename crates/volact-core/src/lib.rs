@@ -12,6 +12,7 @@ pub mod clones;
 pub mod count;
 pub mod decide;
 mod ed25519;
+pub mod fingerprint;
 pub mod host_key;
 pub mod keys;
 pub mod license;

@@ -58,6 +58,8 @@ pub struct RawConfig {
     pub limits: Option<crate::limits::LimitsSection>,
     /// `[rate_limits]`: limits on new clients (see [`crate::admission`]); file only.
     pub rate_limits: Option<crate::admission::RateLimitSection>,
+    /// `[tls]`: the TLS listener and plain admin (see [`crate::tls_config`]); file only.
+    pub tls: Option<crate::tls_config::TlsSection>,
     /// `[storage]`: where the host's data lives (see [`StorageSection`]).
     pub storage: Option<StorageSection>,
 }
@@ -122,6 +124,7 @@ impl RawConfig {
             limits: None,
             rate_limits: None,
             storage: StorageSection::with_url(get("storage_url")),
+            tls: None,
         }
     }
 
@@ -159,6 +162,7 @@ impl RawConfig {
             limits: over.limits.or(self.limits),
             rate_limits: over.rate_limits.or(self.rate_limits),
             storage: over.storage.or(self.storage),
+            tls: over.tls.or(self.tls),
         }
     }
 
@@ -236,6 +240,10 @@ impl RawConfig {
             .unwrap_or_else(|| crate::storage::DEFAULT_STORAGE_URL.to_owned());
         // Refused now, with where it was set, rather than when the store is opened.
         crate::storage::StorageUrl::parse(&storage_url, Path::new("."))?;
+        let tls = match &self.tls {
+            Some(section) => section.resolve(listen)?,
+            None => crate::tls_config::TlsConfig::default(),
+        };
         Ok(HostConfig {
             listen,
             storage_url,
@@ -244,6 +252,7 @@ impl RawConfig {
             metrics_token_file,
             limits,
             rate_limits,
+            tls,
         })
     }
 }
@@ -276,6 +285,8 @@ pub struct HostConfig {
     pub limits: crate::limits::LimitsConfig,
     /// Limits on new clients.
     pub rate_limits: volact_core::ratelimit::NewClientLimits,
+    /// The TLS listener and whether plain HTTP serves admin to other machines.
+    pub tls: crate::tls_config::TlsConfig,
 }
 
 /// Where a setting's value came from.

@@ -31,6 +31,13 @@ pub struct ServingInfo {
     pub pid: u32,
     /// When it started.
     pub started_at: Timestamp,
+    /// `https://ADDR`, when the host serves TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_url: Option<String>,
+    /// The SHA-256 fingerprint of the certificate it presents (`AB:CD:…`), kept current
+    /// across reloads, so tools on the same machine pin it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
 }
 
 impl ServingInfo {
@@ -402,6 +409,7 @@ impl HostData {
         {
             *path = self.dir.join(&*path);
         }
+        config.tls = config.tls.rooted(&self.dir);
         Ok(config)
     }
 }

@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod status;
 pub mod storage;
+pub mod tls_config;
 mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock, whole_seconds};

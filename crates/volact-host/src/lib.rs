@@ -10,3 +10,4 @@ pub mod http;
 pub mod listener;
 pub mod metrics_route;
 pub mod server;
+pub mod tls;

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use volact_engine::clock::Clock;
 use volact_engine::config::HostConfig;
@@ -11,6 +11,16 @@ use volact_engine::engine::{Engine, EngineParts};
 use volact_engine::storage::{OpenMode, memory_count, open_store};
 use volact_proto::{ApiError, ErrorCode};
 
+/// The TLS side of a serving host.
+struct TlsRunning {
+    /// The certificate it presents.
+    cert: Arc<crate::tls::CurrentCert>,
+    /// Its accept loop.
+    task: JoinHandle<std::io::Result<()>>,
+    /// Reloads the certificate on SIGHUP or when its files change.
+    reloader: JoinHandle<()>,
+}
+
 /// A host that is serving.
 pub struct Running {
     data: HostData,
@@ -18,9 +28,13 @@ pub struct Running {
     _lock: volact_engine::dirlock::DirLock,
     /// The address it listens on (the real port when 0 was asked).
     pub addr: SocketAddr,
+    /// The TLS listener's address, when it serves TLS.
+    pub tls_addr: Option<SocketAddr>,
+    /// The TLS listener's certificate and tasks, when it serves TLS.
+    tls: Option<Box<TlsRunning>>,
     /// The engine, for in-process callers.
     pub engine: Arc<Engine>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<watch::Sender<bool>>,
     task: JoinHandle<std::io::Result<()>>,
     /// Retention, store-backed gauges and the storage probe, in the background.
     pub maintenance: volact_engine::maintenance::Maintenance,
@@ -32,14 +46,36 @@ impl Running {
         format!("http://{}", self.addr)
     }
 
+    /// `https://ADDR`, when it serves TLS.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_addr.map(|a| format!("https://{a}"))
+    }
+
+    /// The SHA-256 fingerprint of the certificate new TLS connections get.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|t| crate::tls::fingerprint(&t.cert.get()))
+    }
+
     /// Stops accepting requests, lets answered ones finish, and waits.
     pub async fn stop(mut self) -> Result<(), ApiError> {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
+        }
+        let tls = self.tls.take();
+        if let Some(t) = &tls {
+            t.reloader.abort();
         }
         self.maintenance.stop();
         let _ = self.data.set_serving(None);
-        let served = (&mut self.task).await;
+        let mut served = (&mut self.task).await;
+        if let Some(t) = tls {
+            let tls_served = t.task.await;
+            if matches!(served, Ok(Ok(()))) {
+                served = tls_served;
+            }
+        }
         // Applies what waits in the store's journal and releases it, so a host started
         // next on the same directory (in this process or another) owns it at once.
         self.engine.store().close().await;
@@ -63,6 +99,7 @@ pub async fn start(
     config: &HostConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<Running, ApiError> {
+    crate::tls::certs::install_default_provider();
     let identity = data.identity()?;
     let lock = data.lock("serving")?;
     let (_, catalog) = data.vendor()?;
@@ -80,16 +117,27 @@ pub async fn start(
     })
     .await?;
     engine.admission().set_limits(config.rate_limits)?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidState,
-            format!("cannot listen on {}: {e}; is another host running there? choose another with --listen", config.listen),
-        )
-    })?;
+    let listener = bind(config.listen, "--listen")?;
     let addr = listener
         .local_addr()
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("no local address: {e}")))?;
-    let (stop, stopped) = oneshot::channel::<()>();
+    let tls = match &config.tls.listener {
+        Some(l) => {
+            let cert = Arc::new(crate::tls::CurrentCert::new(crate::tls::load(
+                &l.cert_file,
+                &l.key_file,
+            )?));
+            let handshake = crate::tls::Tls::new(cert.clone())?;
+            let listener = bind(l.listen, "[tls] listen")?;
+            let tls_addr = listener.local_addr().map_err(|e| {
+                ApiError::new(ErrorCode::Internal, format!("no local address: {e}"))
+            })?;
+            Some((listener, tls_addr, handshake, cert, l.clone()))
+        }
+        None => None,
+    };
+    warn_about_plain_admin(config, tls.as_ref().map(|t| t.1));
+    let (stop, stopped) = watch::channel(false);
     let auth = Arc::new(crate::auth::AdminAuth::new(data.ensure_admin_token()?));
     let metrics_auth = match &config.metrics_token_file {
         Some(path) => Some(Arc::new(crate::auth::AdminAuth::new(read_metrics_token(
@@ -106,20 +154,68 @@ pub async fn start(
     };
     let router = crate::http::router(state);
     let limits = listen_limits(&config.limits);
-    let task = tokio::spawn(crate::listener::serve(
+    let connections =
+        crate::listener::Connections::new(limits, Some(engine.metrics().connections()));
+    let task = tokio::spawn(crate::listener::serve_on(
         listener,
         crate::listener::Plain,
-        router,
-        limits,
-        Some(engine.metrics().connections()),
-        async move {
-            let _ = stopped.await;
-        },
+        crate::listener::Transport::plain(
+            config.tls.allow_plain_admin,
+            tls.as_ref().map(|t| t.1.port()),
+        ),
+        router.clone(),
+        connections.clone(),
+        stopped_signal(stopped.clone()),
     ));
-    let info = ServingInfo {
+    let mut info = ServingInfo {
         url: format!("http://{addr}"),
         pid: std::process::id(),
         started_at: engine.now(),
+        tls_url: None,
+        tls_fingerprint: None,
+    };
+    let (tls_addr, tls) = match tls {
+        Some((listener, tls_addr, handshake, cert, files)) => {
+            let fingerprint = crate::tls::fingerprint(&cert.get());
+            tracing::info!(
+                fingerprint = %fingerprint,
+                "serving TLS on https://{tls_addr} (certificate {}, SHA-256 {fingerprint})",
+                files.cert_file.display()
+            );
+            info.tls_url = Some(format!("https://{tls_addr}"));
+            info.tls_fingerprint = Some(fingerprint);
+            let task = tokio::spawn(crate::listener::serve_on(
+                listener,
+                handshake,
+                crate::listener::Transport::tls(),
+                router,
+                connections,
+                stopped_signal(stopped),
+            ));
+            let serving = data.clone();
+            let base = info.clone();
+            let reloader = crate::tls::reload::spawn(
+                cert.clone(),
+                files.cert_file,
+                files.key_file,
+                Box::new(move |key| {
+                    let mut now = base.clone();
+                    now.tls_fingerprint = Some(crate::tls::fingerprint(key));
+                    if let Err(e) = serving.set_serving(Some(&now)) {
+                        tracing::warn!("could not update serving.json: {}", e.message);
+                    }
+                }),
+            );
+            (
+                Some(tls_addr),
+                Some(Box::new(TlsRunning {
+                    cert,
+                    task,
+                    reloader,
+                })),
+            )
+        }
+        None => (None, None),
     };
     data.set_serving(Some(&info))?;
     let maintenance =
@@ -129,10 +225,42 @@ pub async fn start(
         maintenance,
         data: data.clone(),
         addr,
+        tls_addr,
+        tls,
         engine,
         stop: Some(stop),
         task,
     })
+}
+
+async fn stopped_signal(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+fn bind(addr: SocketAddr, setting: &str) -> Result<tokio::net::TcpListener, ApiError> {
+    let std = std::net::TcpListener::bind(addr).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidState,
+            format!("cannot listen on {addr}: {e}; is another host running there? choose another with {setting}"),
+        )
+    })?;
+    std.set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(std))
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot listen on {addr}: {e}")))
+}
+
+/// Says at every start what plain HTTP serves to other machines.
+fn warn_about_plain_admin(config: &HostConfig, tls: Option<SocketAddr>) {
+    if config.tls.allow_plain_admin {
+        tracing::warn!(
+            "[tls] allow_plain_admin = true: the admin API and the dashboard answer over plain HTTP on {} to any machine, so the admin token and session cookie cross the network in clear; remove it once clients use https://",
+            config.listen
+        );
+    } else if tls.is_none() {
+        tracing::warn!(
+            "no TLS configured ([tls] cert_file, key_file): the admin API and the dashboard answer only on this machine (127.0.0.1, ::1); run `volact host tls-init` to make a certificate and serve them over TLS"
+        );
+    }
 }
 
 /// The limits in force: the soft fd limit raised to the hard one first (it is per

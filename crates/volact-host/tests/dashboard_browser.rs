@@ -97,6 +97,10 @@ async fn start_driver(path: &PathBuf) -> Driver {
 }
 
 async fn connect(driver: &Driver, profile: &std::path::Path) -> Client {
+    connect_with(driver, profile, &[]).await
+}
+
+async fn connect_with(driver: &Driver, profile: &std::path::Path, extra: &[String]) -> Client {
     let mut options = serde_json::json!({
         "args": [
             "--headless=new",
@@ -109,6 +113,9 @@ async fn connect(driver: &Driver, profile: &std::path::Path) -> Client {
             format!("--user-data-dir={}", profile.display()),
         ]
     });
+    if let Some(args) = options["args"].as_array_mut() {
+        args.extend(extra.iter().map(|a| serde_json::Value::String(a.clone())));
+    }
     if std::path::Path::new("/usr/bin/chromium").is_file() {
         options["binary"] = "/usr/bin/chromium".into();
     }
@@ -377,4 +384,108 @@ async fn log_in_see_the_count_revoke_a_client_see_it_drop() {
         Err(_) => panic!("the browser session took longer than {WHOLE:?}"),
     }
     assert_eq!(count(&host, "demo-office"), 4);
+}
+
+/// The dashboard over TLS: a self-signed certificate Chromium is told to accept by the
+/// SHA-256 of its key (`--ignore-certificate-errors-spki-list`, nothing broader), log in,
+/// see the count, and the session cookie is `Secure`.
+async fn drive_tls(browser: &Client, host: &TestHost) -> Outcome {
+    let base = host.running.tls_url().ok_or("the host serves no TLS")?;
+    browser.goto(&format!("{base}/")).await?;
+    let url = browser.current_url().await?;
+    check(
+        url.scheme() == "https" && url.path() == "/login",
+        format!("redirected to https …/login, not {url}"),
+    )?;
+    let token = host.data.admin_token()?;
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("token"))
+        .await?
+        .send_keys(&token)
+        .await?;
+    browser
+        .find(Locator::Id("login-submit"))
+        .await?
+        .click()
+        .await?;
+    let shown = count_shown(browser).await?;
+    check(
+        shown == "5",
+        format!("Demo Office count 5 on the overview over TLS, saw {shown}"),
+    )?;
+    let cookies = browser.get_all_cookies().await?;
+    let session = cookies
+        .iter()
+        .find(|c| c.name() == "volact_session")
+        .ok_or("no session cookie")?;
+    check(
+        session.secure() == Some(true),
+        format!("the session cookie is Secure over TLS: {session}"),
+    )?;
+    screenshot(browser, "tls-overview").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_over_tls_in_a_browser() {
+    use base64::Engine as _;
+    use rcgen::PublicKeyData as _;
+    use sha2::Digest as _;
+    let Some(path) = chromedriver() else {
+        volact_testkit::skip_or_fail(
+            "the_dashboard_over_tls_in_a_browser",
+            "chromedriver not found (apt-get install chromium chromium-driver)",
+        )
+        .unwrap();
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_file, key_file) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let spki = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(key.subject_public_key_info()));
+    let options = TestHostOptions {
+        config: RawConfig {
+            tls: Some(volact_host::tls::TlsSection {
+                listen: Some("127.0.0.1:0".into()),
+                cert_file: Some(cert_file.display().to_string()),
+                key_file: Some(key_file.display().to_string()),
+                allow_plain_admin: None,
+            }),
+            ..RawConfig::default()
+        },
+        ..TestHostOptions::default()
+    };
+    let host = TestHost::start(TestVendor::new(1).unwrap(), options)
+        .await
+        .unwrap();
+    for k in 1..=5 {
+        ask_as(&host, k, "demo-office", &format!("TLS-{k}"), 0).await;
+    }
+    assert_eq!(count(&host, "demo-office"), 5);
+
+    let driver = start_driver(&path).await;
+    let profile = tempfile::tempdir().unwrap();
+    let browser = connect_with(
+        &driver,
+        profile.path(),
+        &[format!("--ignore-certificate-errors-spki-list={spki}")],
+    )
+    .await;
+    let outcome = tokio::time::timeout(WHOLE, drive_tls(&browser, &host)).await;
+    let _ = tokio::time::timeout(WAIT, browser.close()).await;
+    drop(driver);
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("in the browser over TLS: {e}"),
+        Err(_) => panic!("the browser session took longer than {WHOLE:?}"),
+    }
 }

@@ -52,6 +52,9 @@ pub enum ErrorCode {
     ClockRollback,
     /// The client's state file was changed outside volact, or copied from another machine.
     StateTampered,
+    /// The admin API or the dashboard was asked over plain HTTP from another machine; use
+    /// the host's TLS address.
+    TlsRequired,
 }
 
 impl ErrorCode {
@@ -80,11 +83,12 @@ impl ErrorCode {
             ErrorCode::HostRevoked => "host-revoked",
             ErrorCode::ClockRollback => "clock-rollback",
             ErrorCode::StateTampered => "state-tampered",
+            ErrorCode::TlsRequired => "tls-required",
         }
     }
 
     /// Every code, for exhaustive tables (metrics, documentation).
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::CountInsufficient,
         ErrorCode::ClockSkew,
         ErrorCode::ProductNotInKeyGroup,
@@ -107,6 +111,7 @@ impl ErrorCode {
         ErrorCode::HostRevoked,
         ErrorCode::ClockRollback,
         ErrorCode::StateTampered,
+        ErrorCode::TlsRequired,
     ];
 
     /// The HTTP status a host answers with for this code.
@@ -119,7 +124,8 @@ impl ErrorCode {
             | ErrorCode::ClientRevoked
             | ErrorCode::HostKeyActivationLimit
             | ErrorCode::HostRevoked
-            | ErrorCode::UntrustedHost => 403,
+            | ErrorCode::UntrustedHost
+            | ErrorCode::TlsRequired => 403,
             ErrorCode::ClockRollback | ErrorCode::StateTampered => 409,
             ErrorCode::NotFound => 404,
             ErrorCode::InvalidState => 409,

@@ -30,6 +30,14 @@ pub struct Connection {
     /// A file holding the admin token [default: DATA/admin.token].
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// For an https:// URL: trust exactly the certificate with this SHA-256 fingerprint
+    /// (what `volact host init` printed) [default: from DATA/serving.json on the host
+    /// machine].
+    #[arg(long, env = "VOLACT_TLS_FINGERPRINT", value_name = "SHA256")]
+    pub tls_fingerprint: Option<String>,
+    /// For an https:// URL: trust certificates issued by the CAs in this PEM file.
+    #[arg(long, value_name = "PEM", conflicts_with = "tls_fingerprint")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `volact host clients`.
@@ -134,25 +142,43 @@ impl AdminClient {
                 ));
             }
         };
+        // On the host machine, serving.json says where it serves and, with TLS, which
+        // certificate it presents: TLS is preferred, pinned to that certificate.
+        let serving = data.as_ref().and_then(|d| d.serving());
         let url = conn
             .url
             .clone()
-            .or_else(|| data.as_ref().and_then(|d| d.serving()).map(|s| s.url))
+            .or_else(|| {
+                serving
+                    .as_ref()
+                    .map(|s| s.tls_url.clone().unwrap_or_else(|| s.url.clone()))
+            })
             .unwrap_or_else(|| format!("http://127.0.0.1:{DEFAULT_PORT}"));
         let url = url.trim().trim_end_matches('/').to_string();
         if !url.starts_with("http://") && !url.starts_with("https://") {
             return Err(ApiError::bad_request(
                 "url",
-                format!("`{url}` is not an http:// URL such as http://127.0.0.1:7688"),
+                format!("`{url}` is not an http:// or https:// URL such as https://127.0.0.1:7689"),
             ));
         }
+        let fingerprint = conn.tls_fingerprint.clone().or_else(|| {
+            if conn.ca_file.is_some() {
+                return None;
+            }
+            serving.and_then(|s| s.tls_fingerprint)
+        });
+        let trust = volact_client::tls::TlsTrust::from_flags(
+            fingerprint.as_deref(),
+            conn.ca_file.as_deref(),
+        )?;
         let serve_hint = match &conn.data {
             Some(d) => format!("volact host serve --data {}", d.display()),
             None => "volact host serve --data DIR".to_string(),
         };
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(5));
+        let http = volact_client::tls::configure(builder, &trust)?
             .build()
             .map_err(internal)?;
         Ok(AdminClient {
@@ -164,6 +190,14 @@ impl AdminClient {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> ApiError {
+        let chain = volact_client::tls::error_chain(e);
+        if self.url.starts_with("https://") && chain.contains("certificate") {
+            return ApiError::with_details(
+                ErrorCode::HostUnreachable,
+                format!("the TLS connection to {} was refused: {chain}", self.url),
+                serde_json::json!({ "url": self.url, "reason": chain }),
+            );
+        }
         ApiError::with_details(
             ErrorCode::HostUnreachable,
             format!(
@@ -254,6 +288,8 @@ pub async fn live_status(data: &std::path::Path) -> Option<volact_engine::status
         data: Some(data.to_path_buf()),
         url: None,
         token_file: None,
+        tls_fingerprint: None,
+        ca_file: None,
     };
     let client = AdminClient::connect(&conn).ok()?;
     client.get("/v1/admin/status", &[]).await.ok()

@@ -17,7 +17,8 @@ use volact_sim::load::{self, LoadConfig, LoadReport};
 /// Flags of `volact bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The host, e.g. http://127.0.0.1:7688. Only loopback unless --allow-host names it.
+    /// The host, e.g. http://127.0.0.1:7688 or https://127.0.0.1:7689 (with
+    /// --tls-fingerprint or --ca-file). Only loopback unless --allow-host names it.
     #[arg(long, default_value = "http://127.0.0.1:7688")]
     pub url: String,
     /// Distinct client ids, used round-robin.
@@ -45,6 +46,13 @@ pub struct BenchArgs {
     /// only the host's signature is checked).
     #[arg(long, value_name = "FILE")]
     pub vendor: Option<PathBuf>,
+    /// For an https:// URL: trust exactly the certificate with this SHA-256 fingerprint
+    /// (`volact host status` on the host shows it).
+    #[arg(long, env = "VOLACT_TLS_FINGERPRINT", value_name = "SHA256")]
+    pub tls_fingerprint: Option<String>,
+    /// For an https:// URL: trust certificates issued by the CAs in this PEM file.
+    #[arg(long, value_name = "PEM", conflicts_with = "tls_fingerprint")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Allow this non-loopback host or address as a target.
     #[arg(long, value_name = "ADDR")]
     pub allow_host: Option<String>,
@@ -90,6 +98,10 @@ pub async fn run(args: BenchArgs, out: Output) -> Result<(), ApiError> {
         root,
         allow_host: args.allow_host.clone(),
         seed: args.seed,
+        tls: volact_client::tls::TlsTrust::from_flags(
+            args.tls_fingerprint.as_deref(),
+            args.ca_file.as_deref(),
+        )?,
     };
     let done = Arc::new(AtomicU64::new(0));
     let bar = progress_bar(&config);

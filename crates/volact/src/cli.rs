@@ -265,10 +265,31 @@ pub struct ServeFlags {
 /// `volact host …`.
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
-    /// Create the host identity in a new data directory.
+    /// Create the host identity in a new data directory, with a self-signed TLS
+    /// certificate for this machine's names (its fingerprint is printed).
     Init {
         #[command(flatten)]
         data: DataDir,
+        /// Another name (DNS name or IP address) the TLS certificate covers, besides this
+        /// machine's host name, localhost, 127.0.0.1 and ::1; repeatable.
+        #[arg(long, value_name = "NAME")]
+        tls_name: Vec<String>,
+        /// Make no TLS certificate: the host serves plain HTTP only, and its admin API and
+        /// dashboard only to this machine.
+        #[arg(long, conflicts_with = "tls_name")]
+        no_tls: bool,
+    },
+    /// Make a (new) self-signed TLS certificate for an existing data directory and add a
+    /// [tls] section to volact.toml if it has none; a serving host picks it up at once.
+    TlsInit {
+        #[command(flatten)]
+        data: DataDir,
+        /// Another name (DNS name or IP address) the certificate covers; repeatable.
+        #[arg(long, value_name = "NAME")]
+        tls_name: Vec<String>,
+        /// Replace an existing certificate (clients pinning its fingerprint need the new one).
+        #[arg(long)]
+        replace: bool,
     },
     /// Install the host key (and the vendor's public bundle).
     InstallKey {

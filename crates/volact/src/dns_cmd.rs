@@ -29,6 +29,19 @@ pub struct DiscoveryFlags {
     /// How long to wait for a host's connection before trying the next, e.g. 2s.
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<String>,
+    /// For https:// hosts: trust exactly the certificate with this SHA-256 fingerprint
+    /// (what `volact host init` printed on the host).
+    #[arg(long, env = "VOLACT_TLS_FINGERPRINT", value_name = "SHA256")]
+    pub tls_fingerprint: Option<String>,
+    /// For https:// hosts: trust certificates issued by the CAs in this PEM file
+    /// [default: the system's certificate authorities].
+    #[arg(
+        long,
+        env = "VOLACT_CA_FILE",
+        value_name = "PEM",
+        conflicts_with = "tls_fingerprint"
+    )]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl DiscoveryFlags {
@@ -36,6 +49,10 @@ impl DiscoveryFlags {
     pub fn options(&self) -> Result<ActivateOptions, ApiError> {
         let mut options = ActivateOptions {
             no_host_cache: self.no_host_cache,
+            tls: volact_client::tls::TlsTrust::from_flags(
+                self.tls_fingerprint.as_deref(),
+                self.ca_file.as_deref(),
+            )?,
             ..ActivateOptions::default()
         };
         if let Some(text) = &self.dns_server {
@@ -133,6 +150,22 @@ fn serving_port(host: &HostData) -> Result<u16, ApiError> {
     Ok(host.config(RawConfig::default())?.listen.port())
 }
 
+/// The port of the host's TLS listener: where it serves, else as configured (none when
+/// it has no TLS or asks for any free port).
+fn tls_port(host: &HostData) -> Result<Option<u16>, ApiError> {
+    if let Some(info) = host.serving()
+        && let Some(url) = &info.tls_url
+    {
+        return Ok(url.rsplit_once(':').and_then(|(_, p)| p.parse().ok()));
+    }
+    Ok(host
+        .config(RawConfig::default())?
+        .tls
+        .listener
+        .map(|l| l.listen.port())
+        .filter(|p| *p != 0))
+}
+
 fn no_section(host: &HostData) -> ApiError {
     ApiError::new(
         ErrorCode::InvalidState,
@@ -163,7 +196,20 @@ pub fn record(data: &DataDir, record: DnsRecordFlags, out: Output) -> Result<(),
         ..PublishRaw::default()
     };
     let srv = section.record(&over, serving_port(&host)?)?;
-    let lines = srv.zone_lines();
+    let mut lines = srv.zone_lines();
+    // A host serving TLS is also published under `_volact-tls._tcp`, which clients
+    // given a TLS trust look up first and ask over https://.
+    if let Some(port) = tls_port(&host)? {
+        lines.push(format!(
+            "{}.{}. {} IN SRV {} {} {port} {}.",
+            volact_client::discovery::SRV_SERVICE_TLS,
+            srv.domain,
+            srv.ttl,
+            srv.priority,
+            srv.weight,
+            srv.name
+        ));
+    }
     let report = serde_json::json!({
         "owner": srv.owner(),
         "target": srv.name,

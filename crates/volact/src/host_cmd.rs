@@ -49,19 +49,49 @@ impl From<ServeFlags> for RawConfig {
 pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), ApiError> {
     let now = volact_engine::whole_seconds(Timestamp::now());
     match cmd {
-        HostCommand::Init { data } => {
+        HostCommand::Init {
+            data,
+            tls_name,
+            no_tls,
+        } => {
             let host = HostData::new(&data.data);
             let public = host.init(random_bytes()?)?;
             let token_path = host.admin_token_path();
-            let report = serde_json::json!({ "host_id": public.host_id(), "data": data.data, "admin_token_file": token_path });
+            let tls = if no_tls {
+                None
+            } else {
+                Some(volact_host::tls::init_self_signed(&host, &tls_name, false)?)
+            };
+            let report = serde_json::json!({ "host_id": public.host_id(), "data": data.data, "admin_token_file": token_path, "tls": tls });
             out.result(&report, || {
                 format!(
-                    "Host {} created in {}.\nAdmin token (for the dashboard and admin API): {} (mode 0600)\nNext: volact host install-key --data {} --vendor vendor.pub HOST_KEY\n",
+                    "Host {} created in {}.\nAdmin token (for the dashboard and admin API): {} (mode 0600)\n{}Next: volact host install-key --data {} --vendor vendor.pub HOST_KEY\n",
                     public.host_id(),
                     data.data.display(),
                     token_path.display(),
+                    tls.as_ref().map(tls_text).unwrap_or_else(|| "No TLS: the admin API and dashboard will answer only on this machine.\n".into()),
                     data.data.display()
                 )
+            });
+        }
+        HostCommand::TlsInit {
+            data,
+            tls_name,
+            replace,
+        } => {
+            let host = HostData::new(&data.data);
+            host.identity()?;
+            let tls = volact_host::tls::init_self_signed(&host, &tls_name, replace)?;
+            out.result(&tls, || {
+                let config = if tls.config_written {
+                    format!("[tls] added to {}.\n", host.config_path().display())
+                } else {
+                    format!(
+                        "{} has a [tls] section already: check that cert_file and key_file name these files.\n",
+                        host.config_path().display()
+                    )
+                };
+                format!("{}{config}A serving host uses the new certificate for new connections within seconds (or at once on SIGHUP).\n", tls_text(&tls))
             });
         }
         HostCommand::InstallKey {
@@ -169,7 +199,26 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
                     report?
                 }
             };
-            out.result(&report, || report.render_text());
+            let tls = tls_status(&host, &config);
+            let mut json = serde_json::to_value(&report)
+                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+            if let Some(map) = json.as_object_mut() {
+                map.insert("tls".into(), tls.clone());
+            }
+            out.result(&json, || {
+                let line = match (tls["url"].as_str(), tls["fingerprint"].as_str()) {
+                    (Some(url), Some(fp)) => {
+                        format!("TLS:          {url}, certificate SHA-256 {fp}\n")
+                    }
+                    (None, Some(fp)) => {
+                        format!("TLS:          certificate SHA-256 {fp} (host not serving)\n")
+                    }
+                    _ => {
+                        "TLS:          none (admin API and dashboard on this machine only)\n".into()
+                    }
+                };
+                format!("{}{line}", report.render_text())
+            });
         }
         HostCommand::Clients(args) => crate::admin_cmd::clients(args, out).await?,
         HostCommand::Events(args) => crate::admin_cmd::events(args, out).await?,
@@ -266,4 +315,33 @@ fn activate_choices(data: &std::path::Path) -> ApiError {
         ),
         serde_json::json!({ "choices": ["--request-out", "--response"] }),
     )
+}
+
+/// What `host init` and `host tls-init` say about the certificate they made.
+fn tls_text(tls: &volact_host::tls::TlsInit) -> String {
+    format!(
+        "TLS certificate: {} (key {}, mode 0600) for {}\nIts SHA-256 fingerprint (clients pin it with --tls-fingerprint):\n  {}\n",
+        tls.cert_file.display(),
+        tls.key_file.display(),
+        tls.names.join(", "),
+        tls.fingerprint
+    )
+}
+
+/// The TLS address and certificate fingerprint: the serving host's, else the files'.
+fn tls_status(host: &HostData, config: &volact_engine::config::HostConfig) -> serde_json::Value {
+    if let Some(s) = host.serving()
+        && s.tls_url.is_some()
+    {
+        return serde_json::json!({ "url": s.tls_url, "fingerprint": s.tls_fingerprint });
+    }
+    match &config.tls.listener {
+        Some(l) => match volact_host::tls::load(&l.cert_file, &l.key_file) {
+            Ok(key) => {
+                serde_json::json!({ "url": null, "fingerprint": volact_host::tls::fingerprint(&key) })
+            }
+            Err(e) => serde_json::json!({ "url": null, "fingerprint": null, "error": e.message }),
+        },
+        None => serde_json::json!({ "url": null, "fingerprint": null }),
+    }
 }

@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use volact_proto::{ApiError, ErrorCode};
 
 fn main() -> ExitCode {
+    volact_client::tls::install_default_provider();
     let cli = Cli::parse();
     let out = Output { json: cli.json };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -93,6 +94,8 @@ async fn run_client(
         dns_server: leading.dns_server.clone().or(own.dns_server),
         no_host_cache: leading.no_host_cache || own.no_host_cache,
         connect_timeout: leading.connect_timeout.clone().or(own.connect_timeout),
+        tls_fingerprint: own.tls_fingerprint,
+        ca_file: own.ca_file,
     };
     client_cmd::run(command, state, out, &discovery).await
 }

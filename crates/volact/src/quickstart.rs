@@ -44,6 +44,9 @@ pub async fn run(
         host.init(random_bytes()?)?;
     }
     host.ensure_admin_token()?;
+    if !host.dir().join(volact_host::tls::CERT_FILE).exists() {
+        volact_host::tls::init_self_signed(&host, &[], false)?;
+    }
     if host.host_key().is_err() {
         let spec = HostKeySpec {
             customer: "Demo Customer".into(),
@@ -84,8 +87,12 @@ pub async fn run(
         .map(|p| (p.id.clone(), p.setup_key.to_string()))
         .collect();
     let url = running.url();
+    let tls_url = running.tls_url();
+    let fingerprint = running.tls_fingerprint();
     let summary = serde_json::json!({
         "url": url,
+        "tls_url": tls_url,
+        "tls_fingerprint": fingerprint,
         "data": dir,
         "host_data": host.dir(),
         "vendor": bundle_path,
@@ -113,9 +120,15 @@ pub async fn run(
             "  Vendor   {}   (the public bundle clients trust)",
             bundle_path.display()
         );
+        // Activations are served on both; the admin API and dashboard over plain HTTP
+        // only to this machine, over TLS to any.
+        let admin = tls_url.clone().unwrap_or_else(|| url.clone());
+        if let (Some(tls_url), Some(fp)) = (&tls_url, &fingerprint) {
+            let _ = writeln!(t, "  TLS      {tls_url}   (self-signed; SHA-256 {fp})");
+        }
         let _ = writeln!(
             t,
-            "  Dashboard {url}/   (log in with the token in {}; metrics at {url}/metrics)\n",
+            "  Dashboard {admin}/   (log in with the token in {}; metrics at {admin}/metrics)\n",
             host.admin_token_path().display()
         );
         let _ = writeln!(t, "Setup keys:");

@@ -19,6 +19,8 @@ const PRODUCT: &str = "suite-desktop";
 const MINIMUM: u32 = 3;
 
 fn http_client() -> reqwest::Client {
+    // reqwest has TLS without a provider of its own: ring, as in the binary.
+    volact_client::tls::install_default_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(15))

@@ -408,3 +408,37 @@ fn the_dns_server_setting_is_checked() {
         ErrorCode::InvalidState
     );
 }
+
+#[tokio::test]
+async fn tls_hosts_are_found_under_their_own_service_name_when_tls_is_trusted() {
+    use crate::discovery::{Dns, DnsOptions, discover_with};
+    let dns = FakeDns::start().await;
+    dns.srv("corp.test", 0, 0, "plain.corp.test", 7688);
+    let owner = Name::from_ascii("_volact-tls._tcp.corp.test.").unwrap();
+    let target = Name::from_ascii("secure.corp.test.").unwrap();
+    dns.records.lock().unwrap().push(Record::from_rdata(
+        owner,
+        60,
+        RData::SRV(SRV::new(0, 0, 7689, target)),
+    ));
+    dns.a("plain.corp.test", Ipv4Addr::new(127, 0, 0, 1));
+    dns.a("secure.corp.test", Ipv4Addr::new(127, 0, 0, 1));
+    let resolver = Dns::new(&DnsOptions {
+        server: Some(dns.addr),
+        timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    let domains = ["corp.test".to_string()];
+    let hosts = |found: crate::discovery::Discovered| -> Vec<String> {
+        found.candidates.into_iter().map(|c| c.host).collect()
+    };
+    // Given a TLS trust: the TLS record first, its target asked over https://.
+    let found = discover_with(&resolver, &domains, &mut SplitMix::from_seed(1), true).await;
+    assert_eq!(
+        hosts(found),
+        ["https://secure.corp.test:7689", "plain.corp.test:7688"]
+    );
+    // Without one, only the plain record is looked up, as before.
+    let found = discover_with(&resolver, &domains, &mut SplitMix::from_seed(1), false).await;
+    assert_eq!(hosts(found), ["plain.corp.test:7688"]);
+}

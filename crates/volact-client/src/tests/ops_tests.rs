@@ -169,6 +169,34 @@ fn hosts_are_normalised() {
 }
 
 #[test]
+fn tls_hosts_keep_their_scheme_and_default_to_port_7689() {
+    let cases = [
+        ("https://kms", "https://kms:7689"),
+        (
+            "https://KMS.corp.example.com:8443/",
+            "https://kms.corp.example.com:8443",
+        ),
+        ("https://10.0.0.5", "https://10.0.0.5:7689"),
+        ("https://::1", "https://[::1]:7689"),
+        ("https://[::1]", "https://[::1]:7689"),
+        ("https://[::1]:9000", "https://[::1]:9000"),
+    ];
+    for (input, want) in cases {
+        let mut state = ClientState::default();
+        assert_eq!(set_host(&mut state, input).unwrap(), want, "{input}");
+    }
+    for bad in [
+        "https://",
+        "https://kms/v1",
+        "https://kms:0",
+        "https://http://kms",
+    ] {
+        let mut state = ClientState::default();
+        assert!(set_host(&mut state, bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn bad_hosts_are_refused_with_the_reason() {
     let bad = [
         "",

@@ -4,6 +4,7 @@
 
 use super::{Layout, Nav, render_page};
 use crate::http::AppState;
+use crate::listener::ViaTls;
 use askama::Template;
 use axum::Extension;
 use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
@@ -114,17 +115,19 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// The session cookie for `id`; an empty id clears it.
-fn set_cookie(id: &str) -> HeaderValue {
+/// The session cookie for `id`; an empty id clears it. `Secure` when the request came
+/// over TLS, so the browser never sends it back in clear.
+fn set_cookie(id: &str, secure: bool) -> HeaderValue {
     let max_age = if id.is_empty() {
         0
     } else {
         SESSION_LIFETIME.as_secs()
     };
-    // No `Secure`: the host often serves plain HTTP on a closed network, where a Secure
-    // cookie would never be sent back. Behind TLS the cookie is protected by it anyway.
+    // Not `Secure` over plain HTTP (served to this machine only, or where the operator
+    // allowed plain admin): a Secure cookie would never be sent back there.
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("volact_session=; Max-Age=0"))
 }
@@ -222,6 +225,7 @@ pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Extension(sessions): Extension<Arc<Sessions>>,
+    tls: Option<Extension<ViaTls>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -248,7 +252,7 @@ pub async fn login(
             let mut response = Redirect::to("/").into_response();
             response
                 .headers_mut()
-                .insert(header::SET_COOKIE, set_cookie(&id));
+                .insert(header::SET_COOKIE, set_cookie(&id, tls.is_some()));
             response
         }
         Err(e) => super::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Error", &e.message),
@@ -256,7 +260,11 @@ pub async fn login(
 }
 
 /// `POST /logout`.
-pub async fn logout(session: Session, Form(form): Form<CsrfForm>) -> Response {
+pub async fn logout(
+    session: Session,
+    tls: Option<Extension<ViaTls>>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
     if !session.csrf_ok(&form.csrf) {
         return forbidden(
             "The form's security token is missing or wrong. Reload the page and try again.",
@@ -266,7 +274,7 @@ pub async fn logout(session: Session, Form(form): Form<CsrfForm>) -> Response {
     let mut response = Redirect::to("/login").into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, set_cookie(""));
+        .insert(header::SET_COOKIE, set_cookie("", tls.is_some()));
     response
 }
 
@@ -320,8 +328,15 @@ mod tests {
         );
         assert_eq!(cookie(&h, COOKIE), Some("abc"));
         assert_eq!(cookie(&h, "c"), None);
-        let c = set_cookie("abc");
+        let c = set_cookie("abc", false);
         let c = c.to_str().unwrap();
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/"));
+        assert!(!c.contains("Secure"));
+        assert!(
+            set_cookie("abc", true)
+                .to_str()
+                .unwrap()
+                .ends_with("; Secure")
+        );
     }
 }

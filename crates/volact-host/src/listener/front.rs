@@ -22,6 +22,140 @@ pub struct Front {
     router: Router,
     limits: Limits,
     events: Arc<Events>,
+    transport: Transport,
+}
+
+/// What a listener speaks, and so how its answers differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transport {
+    /// Over TLS: every answer says `Strict-Transport-Security`, and requests carry
+    /// [`ViaTls`] (the session cookie is then `Secure`).
+    pub tls: bool,
+    /// On plain HTTP, whether the admin API and the dashboard answer other machines
+    /// (`[tls] allow_plain_admin`); they always answer 127.0.0.1 and ::1.
+    pub plain_admin_open: bool,
+    /// The port of the host's TLS listener, named (with the host name the request
+    /// used) in a `tls-required` refusal.
+    pub tls_port: Option<u16>,
+}
+
+impl Transport {
+    /// Plain HTTP.
+    pub fn plain(plain_admin_open: bool, tls_port: Option<u16>) -> Transport {
+        Transport {
+            tls: false,
+            plain_admin_open,
+            tls_port,
+        }
+    }
+
+    /// TLS.
+    pub fn tls() -> Transport {
+        Transport {
+            tls: true,
+            plain_admin_open: true,
+            tls_port: None,
+        }
+    }
+}
+
+/// Marks a request that arrived over TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViaTls;
+
+/// `Strict-Transport-Security` on every TLS answer: a year.
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
+
+/// Whether `peer` may use the admin API and dashboard over plain HTTP. Only 127.0.0.1 and
+/// ::1 (or 127.0.0.1 mapped into IPv6): other 127/8 addresses are treated as remote, so a
+/// local relay on another loopback address cannot turn the plain port into a remote
+/// admin port, and tests can stand for another machine by binding 127.0.0.2.
+pub fn is_local_admin_peer(peer: std::net::IpAddr) -> bool {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match peer {
+        IpAddr::V4(v4) => v4 == Ipv4Addr::LOCALHOST,
+        IpAddr::V6(v6) => {
+            v6 == Ipv6Addr::LOCALHOST || v6.to_ipv4_mapped() == Some(Ipv4Addr::LOCALHOST)
+        }
+    }
+}
+
+/// Whether `path` is the admin API (`Some(true)`), the dashboard (`Some(false)`), or
+/// neither (activations, host facts, health, metrics).
+fn admin_kind(path: &str) -> Option<bool> {
+    if path == "/v1/admin" || path.starts_with("/v1/admin/") {
+        return Some(true);
+    }
+    const DASHBOARD: [&str; 7] = [
+        "/",
+        "/login",
+        "/logout",
+        "/clients",
+        "/events",
+        "/host",
+        "/dashboard.css",
+    ];
+    (DASHBOARD.contains(&path) || path.starts_with("/clients/")).then_some(false)
+}
+
+/// `https://NAME:PORT` with the host name the request was sent to (its `Host`), or
+/// `localhost` when it named none or a strange one.
+fn https_url<B>(request: &Request<B>, port: u16) -> String {
+    let named = request
+        .uri()
+        .host()
+        .map(str::to_string)
+        .or_else(|| {
+            let host = request.headers().get(header::HOST)?.to_str().ok()?;
+            let uri: axum::http::Uri = format!("http://{host}/").parse().ok()?;
+            uri.host().map(str::to_string)
+        })
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        });
+    format!("https://{}:{port}", named.as_deref().unwrap_or("localhost"))
+}
+
+/// The refusal of the admin API (JSON) or the dashboard (a short page) over plain HTTP.
+fn tls_required(api: bool, path: &str, tls_url: Option<&str>) -> Response<Body> {
+    let go = match tls_url {
+        Some(url) => format!("use {url}{path} instead"),
+        None => "set up TLS on the host (`volact host tls-init --data DIR`, or [tls] cert_file and key_file in volact.toml) and use its https:// address, or ask from the host machine itself".to_string(),
+    };
+    let message = format!(
+        "the admin API and the dashboard answer over plain HTTP only on the host machine (127.0.0.1, ::1); {go}"
+    );
+    if api {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            &ApiError::with_details(
+                ErrorCode::TlsRequired,
+                message,
+                serde_json::json!({ "path": path, "tls_url": tls_url }),
+            ),
+        );
+    }
+    let link = tls_url
+        .map(|u| {
+            let href = format!("{u}{path}")
+                .replace('&', "&amp;")
+                .replace('"', "&quot;")
+                .replace('<', "&lt;");
+            format!("<p><a href=\"{href}\">{href}</a></p>")
+        })
+        .unwrap_or_default();
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>TLS required</title></head><body><h1>TLS required</h1><p>tls-required: {}</p>{link}</body></html>",
+        message.replace('&', "&amp;").replace('<', "&lt;")
+    );
+    let mut response = Response::new(Body::from(page));
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
 }
 
 /// `error` as a response with `status` (not the code's usual one: the code stays
@@ -71,17 +205,46 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 impl Front {
-    /// `router` behind the checks of `limits`.
-    pub fn new(router: Router, limits: Limits, events: Arc<Events>) -> Front {
+    /// `router` behind the checks of `limits`, on a listener of `transport`.
+    pub fn new(router: Router, limits: Limits, events: Arc<Events>, transport: Transport) -> Front {
         Front {
             router,
             limits,
             events,
+            transport,
         }
     }
 
-    /// Answers `request` from `peer`.
+    /// Answers `request` from `peer`, with the transport's checks and headers.
     pub async fn call<B>(&self, request: Request<B>, peer: SocketAddr) -> Response<Body>
+    where
+        B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if self.transport.tls {
+            let mut request = request;
+            request.extensions_mut().insert(ViaTls);
+            let mut response = self.checked(request, peer).await;
+            response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
+            return response;
+        }
+        if !self.transport.plain_admin_open
+            && !is_local_admin_peer(peer.ip())
+            && let Some(api) = admin_kind(request.uri().path())
+        {
+            let tls_url = self
+                .transport
+                .tls_port
+                .map(|port| https_url(&request, port));
+            return tls_required(api, request.uri().path(), tls_url.as_deref());
+        }
+        self.checked(request, peer).await
+    }
+
+    /// Answers `request` from `peer` after the limits' checks.
+    async fn checked<B>(&self, request: Request<B>, peer: SocketAddr) -> Response<Body>
     where
         B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

@@ -5,7 +5,7 @@
 //!
 //! | phase | bound | on expiry |
 //! |---|---|---|
-//! | TLS handshake (later), first bytes | `header_read_timeout` | closed |
+//! | TLS handshake, first bytes | `header_read_timeout` | closed, counted as a header timeout |
 //! | request head (HTTP/1) | `header_read_timeout`, hyper's timer | closed |
 //! | HTTP/1 keep-alive between requests | `header_read_timeout`: hyper starts the same timer as soon as a connection goes idle (read in hyper 1.x `proto/h1/conn.rs`: `State::idle` sets `notify_read`, and `poll_read_head` arms the timer) | closed |
 //! | request head (HTTP/2), no request in progress | `header_read_timeout` from the first byte, `idle_timeout` from idle | GOAWAY, then closed |
@@ -13,7 +13,9 @@
 //! | after being told to close | [`Limits::grace`] | dropped |
 //!
 //! The loop is generic over a [`Handshake`] that turns an accepted TCP stream into the
-//! stream HTTP is spoken on: [`Plain`] today, TLS on the same listener later.
+//! stream HTTP is spoken on: [`Plain`], or [`crate::tls::Tls`]. A host's two listeners
+//! share one [`Connections`]: the caps are the process's (its file descriptors), and
+//! `/metrics` counts them together.
 
 mod events;
 mod front;
@@ -21,7 +23,7 @@ mod limits;
 mod registry;
 
 pub use events::{Events, Kind, LOG_EVERY};
-pub use front::{Front, json_error};
+pub use front::{Front, Transport, ViaTls, is_local_admin_peer, json_error};
 pub use limits::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_HEADER_BYTES, Limits, LimitsConfig, LimitsSection, fd_headroom, raise_fd_limit,
@@ -70,13 +72,39 @@ impl Handshake for Plain {
     }
 }
 
+/// What the listeners of one host share: the connection registry (its caps), where
+/// refusals are counted, and the metrics.
+#[derive(Clone)]
+pub struct Connections {
+    limits: Limits,
+    events: Arc<Events>,
+    registry: Arc<Registry>,
+    metrics: Option<ConnectionMetrics>,
+}
+
+impl Connections {
+    /// Connections under `limits`, counted in `metrics` when given.
+    pub fn new(limits: Limits, metrics: Option<ConnectionMetrics>) -> Connections {
+        if let Some(m) = &metrics {
+            m.max.set(limits.max_connections as f64);
+            m.open.set(0.0);
+        }
+        Connections {
+            limits,
+            events: Arc::new(Events::new(limits, metrics.clone())),
+            registry: Arc::new(Registry::new(limits)),
+            metrics,
+        }
+    }
+}
+
 /// What every connection task of one listener shares.
 struct Shared<H> {
     limits: Limits,
     front: Front,
     builder: Builder<TokioExecutor>,
     events: Arc<Events>,
-    registry: Registry,
+    registry: Arc<Registry>,
     handshake: H,
     metrics: Option<ConnectionMetrics>,
 }
@@ -132,17 +160,39 @@ pub async fn serve<H: Handshake>(
     metrics: Option<ConnectionMetrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let events = Arc::new(Events::new(limits, metrics.clone()));
-    if let Some(m) = &metrics {
-        m.max.set(limits.max_connections as f64);
-        m.open.set(0.0);
-    }
+    serve_on(
+        listener,
+        handshake,
+        Transport::plain(true, None),
+        router,
+        Connections::new(limits, metrics),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] for one of several listeners sharing `connections`, answering as
+/// `transport` says (TLS headers, admin off loopback).
+pub async fn serve_on<H: Handshake>(
+    listener: TcpListener,
+    handshake: H,
+    transport: Transport,
+    router: Router,
+    connections: Connections,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Connections {
+        limits,
+        events,
+        registry,
+        metrics,
+    } = connections;
     let shared = Arc::new(Shared {
         limits,
-        front: Front::new(router, limits, events.clone()),
+        front: Front::new(router, limits, events.clone(), transport),
         builder: builder(&limits),
         events: events.clone(),
-        registry: Registry::new(limits),
+        registry,
         handshake,
         metrics,
     });

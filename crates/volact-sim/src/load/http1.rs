@@ -11,8 +11,64 @@
 //! tool reads: status, `Content-Length` and whether the connection stays open.
 
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+
+/// How connections to an `https://` target are made: the rustls connector (HTTP/1.1 by
+/// ALPN, since this client speaks nothing else) and the name sent in the handshake.
+#[derive(Clone)]
+pub(super) struct TlsConnect {
+    pub(super) connector: tokio_rustls::TlsConnector,
+    pub(super) name: rustls_pki_types::ServerName<'static>,
+}
+
+/// A connection's stream: plain TCP (no indirection on that path) or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// An answer head longer than this is not one the host would send.
 const MAX_HEAD: usize = 16 * 1024;
@@ -24,7 +80,7 @@ const MAX_HEADERS: usize = 32;
 
 /// One keep-alive connection and the bytes read from it but not yet consumed.
 pub(super) struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -42,15 +98,25 @@ pub(super) struct Answer {
 pub(super) async fn exchange(
     conn: &mut Option<Conn>,
     addr: SocketAddr,
+    tls: Option<&TlsConnect>,
     request: &[u8],
 ) -> Result<Answer, &'static str> {
     let c = match conn {
         Some(c) => c,
         None => {
-            let stream = TcpStream::connect(addr)
+            let tcp = TcpStream::connect(addr)
                 .await
                 .map_err(|_| "cannot connect")?;
-            let _ = stream.set_nodelay(true);
+            let _ = tcp.set_nodelay(true);
+            let stream = match tls {
+                None => Stream::Plain(tcp),
+                Some(t) => Stream::Tls(Box::new(
+                    t.connector
+                        .connect(t.name.clone(), tcp)
+                        .await
+                        .map_err(|_| "TLS handshake failed")?,
+                )),
+            };
             conn.insert(Conn {
                 stream,
                 // Room for an activation answer (about 2 KiB) several times over.
@@ -64,6 +130,10 @@ pub(super) async fn exchange(
         .write_all(request)
         .await
         .map_err(|_| "cannot send")?;
+    if matches!(c.stream, Stream::Tls(_)) {
+        // rustls buffers what is written until flushed.
+        c.stream.flush().await.map_err(|_| "cannot send")?;
+    }
     c.answer().await
 }
 

@@ -74,6 +74,8 @@ pub struct LoadConfig {
     pub allow_host: Option<String>,
     /// Seed of the client ids.
     pub seed: u64,
+    /// Whom to trust when the URL is `https://` (a pinned fingerprint or a CA file).
+    pub tls: volact_client::tls::TlsTrust,
 }
 
 /// Latency figures, in microseconds.
@@ -127,6 +129,7 @@ fn refuse(message: String) -> ApiError {
 /// Everything the load thread needs, decided before it starts.
 struct Plan {
     addr: SocketAddr,
+    tls: Option<http1::TlsConnect>,
     clients: u64,
     concurrency: u32,
     max: u64,
@@ -173,7 +176,15 @@ pub async fn run(config: LoadConfig, done: Arc<AtomicU64>) -> Result<LoadReport,
         ));
     }
     let (addr, base) = resolve_target(&config.url, config.allow_host.as_deref()).await?;
-    let authority = base.trim_start_matches("http://").to_string();
+    let authority = base
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .to_string();
+    let tls = if base.starts_with("https://") {
+        Some(tls_connect(&authority, &config.tls)?)
+    } else {
+        None
+    };
     let duration = config
         .duration
         .unwrap_or(if config.requests.is_some() {
@@ -190,7 +201,7 @@ pub async fn run(config: LoadConfig, done: Arc<AtomicU64>) -> Result<LoadReport,
         (1.0 / config.verify_sample.min(1.0)).round().max(1.0) as u64
     };
     let host_key = if verify_every > 0 && config.root.is_none() {
-        Some(fetch_host_key(&base).await?)
+        Some(fetch_host_key(&base, &config.tls).await?)
     } else {
         None
     };
@@ -201,6 +212,7 @@ pub async fn run(config: LoadConfig, done: Arc<AtomicU64>) -> Result<LoadReport,
     };
     let plan = Plan {
         addr,
+        tls,
         clients: config.clients,
         concurrency: config.concurrency,
         max,
@@ -311,12 +323,40 @@ fn drive(plan: Plan) -> Result<(Tally, f64), ApiError> {
     })
 }
 
-async fn fetch_host_key(base: &str) -> Result<PublicKey, ApiError> {
-    let client = reqwest::Client::builder()
+/// The TLS connector for `authority` (`host:port`), speaking HTTP/1.1.
+fn tls_connect(
+    authority: &str,
+    trust: &volact_client::tls::TlsTrust,
+) -> Result<http1::TlsConnect, ApiError> {
+    let mut config = volact_client::tls::client_config(trust)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = rustls_pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| refuse(format!("`{host}` is not a TLS server name: {e}")))?;
+    Ok(http1::TlsConnect {
+        connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        name,
+    })
+}
+
+async fn fetch_host_key(
+    base: &str,
+    trust: &volact_client::tls::TlsTrust,
+) -> Result<PublicKey, ApiError> {
+    volact_client::tls::install_default_provider();
+    let builder = reqwest::Client::builder()
         .no_proxy()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .map_err(|e| refuse(e.to_string()))?;
+        .timeout(REQUEST_TIMEOUT);
+    let builder = if base.starts_with("https://") {
+        volact_client::tls::configure(builder, trust)?
+    } else {
+        builder
+    };
+    let client = builder.build().map_err(|e| refuse(e.to_string()))?;
     let unreachable = |e: reqwest::Error| {
         ApiError::new(
             ErrorCode::HostUnreachable,
@@ -359,7 +399,7 @@ async fn connection(shared: Rc<Shared>, task: u32) {
             .write(&mut request, &mut body, wall.json(), i, task, seq);
         let began = Instant::now();
         let outcome = {
-            let exchange = exchange(&mut conn, plan.addr, &request);
+            let exchange = exchange(&mut conn, plan.addr, plan.tls.as_ref(), &request);
             tokio::pin!(exchange);
             loop {
                 tokio::select! {
@@ -507,6 +547,7 @@ mod tests {
                 root: None,
                 allow_host: None,
                 seed: 0,
+                tls: volact_client::tls::TlsTrust::default(),
             },
             done.clone(),
         )

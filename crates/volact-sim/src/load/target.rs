@@ -13,9 +13,9 @@ pub async fn resolve_target(
 ) -> Result<(SocketAddr, String), ApiError> {
     let parsed =
         reqwest::Url::parse(url).map_err(|e| refuse(format!("`{url}` is not a URL: {e}")))?;
-    if parsed.scheme() != "http" {
+    if parsed.scheme() != "http" && parsed.scheme() != "https" {
         return Err(refuse(format!(
-            "`{url}`: only http:// is supported by the load tool"
+            "`{url}`: only http:// and https:// are supported by the load tool"
         )));
     }
     let host = parsed
@@ -87,7 +87,8 @@ mod tests {
                 .await
                 .is_err()
         );
-        assert!(resolve_target("https://127.0.0.1", None).await.is_err());
+        assert!(resolve_target("ftp://127.0.0.1", None).await.is_err());
+        assert!(resolve_target("https://127.0.0.1:7689", None).await.is_ok());
         let e = resolve_target("http://example.invalid:7688", None)
             .await
             .unwrap_err();
