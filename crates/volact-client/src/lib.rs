@@ -9,6 +9,7 @@
 //! the simulator can run months in a moment; only [`run_agent`] reads real time.
 
 mod activate;
+pub mod admin;
 mod agent;
 pub mod discovery;
 mod failover;

@@ -4,17 +4,13 @@
 
 use crate::engine::Engine;
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+pub use volact_proto::admin::{
+    ClientList, ClientQuery, ClientRow, ClientState, CloneList, CloneRow, DEFAULT_CLIENT_LIMIT,
+    DEFAULT_EVENT_LIMIT, EventList, EventQuery, EventRow, MAX_LIMIT,
+};
 use volact_proto::{ApiError, ErrorCode};
 use volact_store::{ClientFilter, ClientRecord, CloneRecord, EventFilter, EventRecord};
-
-/// Clients listed when no limit is given.
-pub const DEFAULT_CLIENT_LIMIT: u32 = 10_000;
-/// Events listed when no limit is given.
-pub const DEFAULT_EVENT_LIMIT: u32 = 1_000;
-/// The largest limit accepted.
-pub const MAX_LIMIT: u32 = 1_000_000;
 
 fn storage(e: volact_store::StoreError) -> ApiError {
     ApiError::new(
@@ -23,168 +19,61 @@ fn storage(e: volact_store::StoreError) -> ApiError {
     )
 }
 
+/// The standing of a client (revoked or not, last counted at `last_counted`) with a
+/// count window starting at `window_start`: active exactly when it counts
+/// ([`volact_core::count::counts`]).
+pub fn client_state(revoked: bool, last_counted: Option<i64>, window_start: i64) -> ClientState {
+    if revoked {
+        ClientState::Revoked
+    } else if volact_core::count::counts(revoked, last_counted, window_start) {
+        ClientState::Active
+    } else {
+        ClientState::Stale
+    }
+}
+
+/// The store's filter for clients in this state, with a count window starting at
+/// `window_start`: `(revoked, counted_since)` of [`ClientFilter`]. The store's SQL
+/// agrees with [`volact_core::count::counts`] (tested in `volact-store`).
+fn state_filter(
+    state: Option<ClientState>,
+    window_start: i64,
+) -> (Option<bool>, Option<(i64, bool)>) {
+    match state {
+        None => (None, None),
+        Some(ClientState::Revoked) => (Some(true), None),
+        Some(ClientState::Active) => (Some(false), Some((window_start, true))),
+        Some(ClientState::Stale) => (Some(false), Some((window_start, false))),
+    }
+}
+
 fn time(secs: i64) -> Timestamp {
     Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// A client's standing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClientState {
-    /// Counted within the count window.
-    Active,
-    /// Not counted within the count window (or never counted).
-    Stale,
-    /// Revoked by an administrator.
-    Revoked,
-}
-
-impl ClientState {
-    /// The stable form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClientState::Active => "active",
-            ClientState::Stale => "stale",
-            ClientState::Revoked => "revoked",
-        }
+/// The row of `c`, judged at `now` with a count window starting at `window_start`.
+pub fn client_row(c: ClientRecord, window_start: i64, cloned: bool) -> ClientRow {
+    let state = client_state(c.revoked, c.last_counted, window_start);
+    ClientRow {
+        client_id: c.client_id,
+        machine_name: c.machine_name,
+        address: c.address,
+        product: c.product,
+        application: c.application,
+        first_seen: time(c.first_seen),
+        last_seen: time(c.last_seen),
+        last_counted: c.last_counted.map(time),
+        last_result: c.last_result,
+        last_count: c.last_count,
+        ticket_id: c.ticket_id,
+        ticket_valid_until: c.ticket_valid_until.map(time),
+        revoked: c.revoked,
+        revoked_reason: c.revoked_reason,
+        requests: c.requests,
+        state,
+        in_count_window: state == ClientState::Active,
+        cloned,
     }
-
-    /// The standing of a client (revoked or not, last counted at `last_counted`) with a
-    /// count window starting at `window_start`: active exactly when it counts
-    /// ([`volact_core::count::counts`]).
-    pub fn of(revoked: bool, last_counted: Option<i64>, window_start: i64) -> ClientState {
-        if revoked {
-            ClientState::Revoked
-        } else if volact_core::count::counts(revoked, last_counted, window_start) {
-            ClientState::Active
-        } else {
-            ClientState::Stale
-        }
-    }
-
-    /// The store's filter for clients in this state, with a count window starting at
-    /// `window_start`: `(revoked, counted_since)` of [`ClientFilter`]. The store's SQL
-    /// agrees with [`volact_core::count::counts`] (tested in `volact-store`).
-    fn filter(
-        state: Option<ClientState>,
-        window_start: i64,
-    ) -> (Option<bool>, Option<(i64, bool)>) {
-        match state {
-            None => (None, None),
-            Some(ClientState::Revoked) => (Some(true), None),
-            Some(ClientState::Active) => (Some(false), Some((window_start, true))),
-            Some(ClientState::Stale) => (Some(false), Some((window_start, false))),
-        }
-    }
-
-    /// Parses `active`, `stale` or `revoked`.
-    pub fn parse(text: &str) -> Result<ClientState, ApiError> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "active" => Ok(ClientState::Active),
-            "stale" => Ok(ClientState::Stale),
-            "revoked" => Ok(ClientState::Revoked),
-            _ => Err(ApiError::bad_request(
-                "state",
-                format!("`{text}` is not active, stale or revoked"),
-            )),
-        }
-    }
-}
-
-/// One client of the inventory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientRow {
-    /// Client id.
-    pub client_id: String,
-    /// Last machine name seen.
-    pub machine_name: String,
-    /// Last address seen.
-    pub address: String,
-    /// Last product asked for.
-    pub product: String,
-    /// Its application.
-    pub application: String,
-    /// First request.
-    pub first_seen: Timestamp,
-    /// Last request.
-    pub last_seen: Timestamp,
-    /// Last counted request.
-    pub last_counted: Option<Timestamp>,
-    /// Result code of the last request.
-    pub last_result: String,
-    /// Count answered to the last request.
-    pub last_count: u32,
-    /// Last ticket issued.
-    pub ticket_id: Option<String>,
-    /// When that ticket ends.
-    pub ticket_valid_until: Option<Timestamp>,
-    /// Revoked by an administrator.
-    pub revoked: bool,
-    /// Why.
-    pub revoked_reason: Option<String>,
-    /// Requests seen.
-    pub requests: u64,
-    /// Active, stale or revoked.
-    pub state: ClientState,
-    /// Whether the client counts now (counted within the window, not revoked).
-    pub in_count_window: bool,
-    /// Whether the client is flagged as a cloned image.
-    pub cloned: bool,
-}
-
-impl ClientRow {
-    /// The row of `c`, judged at `now` with a count window starting at `window_start`.
-    pub fn new(c: ClientRecord, window_start: i64, cloned: bool) -> ClientRow {
-        let state = ClientState::of(c.revoked, c.last_counted, window_start);
-        ClientRow {
-            client_id: c.client_id,
-            machine_name: c.machine_name,
-            address: c.address,
-            product: c.product,
-            application: c.application,
-            first_seen: time(c.first_seen),
-            last_seen: time(c.last_seen),
-            last_counted: c.last_counted.map(time),
-            last_result: c.last_result,
-            last_count: c.last_count,
-            ticket_id: c.ticket_id,
-            ticket_valid_until: c.ticket_valid_until.map(time),
-            revoked: c.revoked,
-            revoked_reason: c.revoked_reason,
-            requests: c.requests,
-            state,
-            in_count_window: state == ClientState::Active,
-            cloned,
-        }
-    }
-}
-
-/// Which clients to list (`GET /v1/admin/clients?…`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientQuery {
-    /// Only this application.
-    pub application: Option<String>,
-    /// Only this product.
-    pub product: Option<String>,
-    /// `active`, `stale` or `revoked`.
-    pub state: Option<String>,
-    /// Text in the client id, machine name or address.
-    pub search: Option<String>,
-    /// At most this many (default [`DEFAULT_CLIENT_LIMIT`]).
-    pub limit: Option<u32>,
-}
-
-/// `GET /v1/admin/clients`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientList {
-    /// Most recently seen first.
-    pub clients: Vec<ClientRow>,
-    /// Whether more clients matched than the limit.
-    pub truncated: bool,
-    /// The count window the states were judged with.
-    pub count_window_secs: u64,
-    /// When the list was taken (host clock).
-    pub at: Timestamp,
 }
 
 fn limit(asked: Option<u32>, default: u32) -> Result<u32, ApiError> {
@@ -220,7 +109,7 @@ pub fn client_filter(
     let state = text("state", &q.state)?
         .map(|s| ClientState::parse(&s))
         .transpose()?;
-    let (revoked, counted_since) = ClientState::filter(state, window_start);
+    let (revoked, counted_since) = state_filter(state, window_start);
     Ok(ClientFilter {
         application: text("application", &q.application)?,
         product: text("product", &q.product)?,
@@ -270,7 +159,7 @@ impl Engine {
             return Ok(None);
         };
         let cloned = self.cloned_ids().await?.contains(&id);
-        Ok(Some(ClientRow::new(record, self.window_start(), cloned)))
+        Ok(Some(client_row(record, self.window_start(), cloned)))
     }
 
     /// The inventory, filtered.
@@ -287,7 +176,7 @@ impl Engine {
                 .into_iter()
                 .map(|c| {
                     let flagged = cloned.contains(&c.client_id);
-                    ClientRow::new(c, window_start, flagged)
+                    client_row(c, window_start, flagged)
                 })
                 .collect(),
             truncated,
@@ -318,7 +207,7 @@ impl Engine {
         records.truncate(limit as usize);
         let last_id = records.iter().map(|e| e.id).max().or(q.after_id);
         Ok(EventList {
-            events: records.into_iter().map(EventRow::from).collect(),
+            events: records.into_iter().map(event_row).collect(),
             truncated,
             last_id,
         })
@@ -329,37 +218,15 @@ impl Engine {
         let since = since.map_or_else(|| self.window_start(), |t| t.as_second());
         let clones = self.store().clones(since).await.map_err(storage)?;
         Ok(CloneList {
-            clones: clones.into_iter().map(CloneRow::from).collect(),
+            clones: clones.into_iter().map(clone_row).collect(),
             since: time(since),
         })
     }
 }
 
-/// One audit event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventRow {
-    /// Sequence number.
-    pub id: i64,
-    /// When.
-    pub at: Timestamp,
-    /// Client id.
-    pub client_id: String,
-    /// Machine name.
-    pub machine_name: String,
-    /// Address.
-    pub address: String,
-    /// Product (empty when unknown).
-    pub product: String,
-    /// Minimum count asked.
-    pub minimum_asked: u32,
-    /// Count answered.
-    pub count: u32,
-    /// `activated`, an error code, or `cloned-image` for a cloned-image flag.
-    pub result: String,
-}
-
-impl From<EventRecord> for EventRow {
-    fn from(e: EventRecord) -> EventRow {
+/// An audit event as the admin API shows it.
+pub fn event_row(e: EventRecord) -> EventRow {
+    {
         EventRow {
             id: e.id,
             at: time(e.at),
@@ -374,55 +241,9 @@ impl From<EventRecord> for EventRow {
     }
 }
 
-/// Which events to list (`GET /v1/admin/events?…`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventQuery {
-    /// From this time: RFC 3339, a date (`2026-01-31`, UTC) or a duration ago (`24h`).
-    pub since: Option<String>,
-    /// Only this client id.
-    pub client: Option<String>,
-    /// Only this result code.
-    pub result: Option<String>,
-    /// Only events after this id, oldest first (for following).
-    pub after_id: Option<i64>,
-    /// At most this many (default [`DEFAULT_EVENT_LIMIT`]).
-    pub limit: Option<u32>,
-}
-
-/// `GET /v1/admin/events`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventList {
-    /// Newest first; oldest first when `after_id` was given.
-    pub events: Vec<EventRow>,
-    /// Whether more events matched than the limit.
-    pub truncated: bool,
-    /// The highest id listed (or the `after_id` given): pass it as `after_id` to follow.
-    pub last_id: Option<i64>,
-}
-
-/// A client flagged as a cloned image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CloneRow {
-    /// Client id.
-    pub client_id: String,
-    /// First flag.
-    pub first_flagged: Timestamp,
-    /// Latest flag.
-    pub last_flagged: Timestamp,
-    /// Flags raised (about one a day while the copies keep asking).
-    pub flags: u64,
-    /// Machine name of the latest flagged request.
-    pub machine_name: String,
-    /// Another machine seen with this client id, when known.
-    pub other_machine_name: Option<String>,
-    /// Address of the latest flagged request.
-    pub address: String,
-    /// `machine-name` or `machine-fingerprint`.
-    pub reason: String,
-}
-
-impl From<CloneRecord> for CloneRow {
-    fn from(c: CloneRecord) -> CloneRow {
+/// A cloned-image flag as the admin API shows it.
+pub fn clone_row(c: CloneRecord) -> CloneRow {
+    {
         CloneRow {
             client_id: c.client_id,
             first_flagged: time(c.first_flagged),
@@ -434,15 +255,6 @@ impl From<CloneRecord> for CloneRow {
             reason: c.reason,
         }
     }
-}
-
-/// `GET /v1/admin/clones`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CloneList {
-    /// Most recently flagged first.
-    pub clones: Vec<CloneRow>,
-    /// Flags since this time are listed.
-    pub since: Timestamp,
 }
 
 /// A point in time as an administrator writes it: RFC 3339 (`2026-01-31T12:00:00Z`), a

@@ -20,13 +20,13 @@ use axum::http::{Extensions, HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 use volact_engine::inventory::{
-    ClientList, ClientQuery, ClientRow, CloneList, EventList, EventQuery, canonical_client_id,
-    parse_since,
+    ClientList, ClientQuery, CloneList, EventList, EventQuery, canonical_client_id, parse_since,
 };
+use volact_proto::admin::{RevokeAnswer, RevokeRequest};
 use volact_proto::{ApiError, ErrorCode};
 
 /// Longest revocation reason kept.
@@ -162,24 +162,6 @@ async fn status(_: Admin, State(state): State<AppState>) -> Result<Response, Htt
     )
     .await?;
     Ok(Json(report).into_response())
-}
-
-/// The body of `POST /v1/admin/clients/{id}/revoke`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RevokeRequest {
-    /// Why, for the inventory.
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// The answer to a revocation or its undoing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RevokeAnswer {
-    /// The client as it stands now.
-    pub client: ClientRow,
-    /// The count of the client's application now.
-    pub application_count: u32,
 }
 
 async fn revoke(

@@ -509,3 +509,51 @@ async fn revoking_drops_the_count_at_once_and_refuses_renewal_until_unrevoked() 
     let (_, a) = ask(&host, &client(4), OFFICE).await;
     assert_eq!(a["code"], "client-revoked");
 }
+
+/// The typed admin client (`volact_client::admin`, which the CLI uses) reads what the
+/// API serves: the same rows as the raw JSON, and revocations that move the count.
+#[tokio::test]
+async fn the_typed_admin_client_reads_and_changes_what_the_api_serves() {
+    use volact_proto::admin::{ClientQuery, ClientState, CloneQuery, EventQuery};
+    let host = inventory().await;
+    let admin = host.admin().unwrap();
+    let raw = get(&host, "/v1/admin/clients").await;
+    let typed = admin.clients(&ClientQuery::default()).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&typed).unwrap()["clients"],
+        raw["clients"]
+    );
+    let revoked = admin
+        .clients(&ClientQuery {
+            state: Some("revoked".into()),
+            ..ClientQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(revoked.clients.len(), 1);
+    assert_eq!(revoked.clients[0].client_id, client(2));
+    assert_eq!(revoked.clients[0].state, ClientState::Revoked);
+
+    let answer = admin.unrevoke(&client(2)).await.unwrap();
+    assert!(!answer.client.revoked);
+    let again = admin.revoke(&client(2), Some("typed")).await.unwrap();
+    assert_eq!(again.client.revoked_reason.as_deref(), Some("typed"));
+    assert_eq!(again.client.state, ClientState::Revoked);
+
+    let events = admin
+        .events(&EventQuery {
+            client: Some(client(3)),
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(!events.events.is_empty());
+    assert!(events.events.iter().all(|e| e.client_id == client(3)));
+    let clones = admin.clones(&CloneQuery::default()).await.unwrap();
+    assert!(clones.clones.is_empty());
+    let status: Value = admin.status().await.unwrap();
+    assert_eq!(status["clients_known"], 6);
+
+    let unknown = admin.revoke(&client(99), None).await.unwrap_err();
+    assert_eq!(unknown.code, volact_proto::ErrorCode::NotFound);
+}

@@ -3,6 +3,7 @@
 //! This crate holds data only: it has no rules, no I/O and no clock. The host, the client
 //! and the command line all speak in these types, so a field means the same everywhere.
 
+pub mod admin;
 mod error;
 mod wire;
 

@@ -191,6 +191,15 @@ impl TestHost {
         self.data.admin_token()
     }
 
+    /// A typed client of this host's admin API (plain HTTP on loopback, with the token).
+    pub fn admin(&self) -> Result<volact_client::admin::AdminClient, ApiError> {
+        volact_client::admin::AdminClient::new(
+            &self.url(),
+            &self.admin_token()?,
+            &volact_client::tls::TlsTrust::default(),
+        )
+    }
+
     /// Runs a maintenance pass now (retention, gauges, storage probe) at the clock's time.
     pub async fn maintain(&self) -> Result<volact_engine::maintenance::Pass, ApiError> {
         self.running.maintenance.run_now().await

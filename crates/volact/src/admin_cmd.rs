@@ -5,16 +5,13 @@ use crate::output::Output;
 use crate::table::{csv, line, table, widths};
 use clap::Args;
 use jiff::Timestamp;
-use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use std::time::Duration;
+use volact_client::admin::AdminClient;
 use volact_engine::data::HostData;
-use volact_engine::inventory::{ClientList, ClientRow, EventList, EventRow};
-use volact_host::admin::RevokeAnswer;
+use volact_proto::admin::{ClientList, ClientQuery, ClientRow, EventList, EventQuery, EventRow};
 use volact_proto::{ApiError, DEFAULT_PORT, ErrorCode};
 
-/// How long an admin request may take.
-const TIMEOUT: Duration = Duration::from_secs(30);
 /// How often `events --follow` asks for new events.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
@@ -108,169 +105,60 @@ pub struct UnrevokeArgs {
     client_id: String,
 }
 
-/// An admin API connection.
-struct AdminClient {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-    /// How to start the host, for the message when it does not answer.
-    serve_hint: String,
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ErrorCode::Internal, e.to_string())
-}
-
-impl AdminClient {
-    fn connect(conn: &Connection) -> Result<AdminClient, ApiError> {
-        let data = conn.data.as_ref().map(HostData::new);
-        let token = match (&conn.token_file, &data) {
-            (Some(path), _) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ApiError::new(
-                        ErrorCode::InvalidState,
-                        format!("cannot read the admin token file {}: {e}", path.display()),
-                    )
-                })?;
-                text.trim().to_string()
-            }
-            (None, Some(data)) => data.admin_token()?,
-            (None, None) => {
-                return Err(ApiError::new(
+/// The admin client that `conn` describes: the token from `--token-file` or the data
+/// directory, the URL and TLS trust from the flags or, on the host machine, serving.json.
+fn connect(conn: &Connection) -> Result<AdminClient, ApiError> {
+    let data = conn.data.as_ref().map(HostData::new);
+    let token = match (&conn.token_file, &data) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ApiError::new(
                     ErrorCode::InvalidState,
-                    "no admin token: give --data DIR (the host's data directory, which holds admin.token) or --token-file FILE",
-                ));
-            }
-        };
-        // On the host machine, serving.json says where it serves and, with TLS, which
-        // certificate it presents: TLS is preferred, pinned to that certificate.
-        let serving = data.as_ref().and_then(|d| d.serving());
-        let url = conn
-            .url
-            .clone()
-            .or_else(|| {
-                serving
-                    .as_ref()
-                    .map(|s| s.tls_url.clone().unwrap_or_else(|| s.url.clone()))
-            })
-            .unwrap_or_else(|| format!("http://127.0.0.1:{DEFAULT_PORT}"));
-        let url = url.trim().trim_end_matches('/').to_string();
-        if !url.starts_with("http://") && !url.starts_with("https://") {
-            return Err(ApiError::bad_request(
-                "url",
-                format!("`{url}` is not an http:// or https:// URL such as https://127.0.0.1:7689"),
+                    format!("cannot read the admin token file {}: {e}", path.display()),
+                )
+            })?;
+            text.trim().to_string()
+        }
+        (None, Some(data)) => data.admin_token()?,
+        (None, None) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                "no admin token: give --data DIR (the host's data directory, which holds admin.token) or --token-file FILE",
             ));
         }
-        let fingerprint = conn.tls_fingerprint.clone().or_else(|| {
-            if conn.ca_file.is_some() {
-                return None;
-            }
-            serving.and_then(|s| s.tls_fingerprint)
-        });
-        let trust = volact_client::tls::TlsTrust::from_flags(
-            fingerprint.as_deref(),
-            conn.ca_file.as_deref(),
-        )?;
-        let serve_hint = match &conn.data {
-            Some(d) => format!("volact host serve --data {}", d.display()),
-            None => "volact host serve --data DIR".to_string(),
-        };
-        let builder = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .connect_timeout(Duration::from_secs(5));
-        let http = volact_client::tls::configure(builder, &trust)?
-            .build()
-            .map_err(internal)?;
-        Ok(AdminClient {
-            http,
-            url,
-            token,
-            serve_hint,
+    };
+    // On the host machine, serving.json says where it serves and, with TLS, which
+    // certificate it presents: TLS is preferred, pinned to that certificate.
+    let serving = data.as_ref().and_then(|d| d.serving());
+    let url = conn
+        .url
+        .clone()
+        .or_else(|| {
+            serving
+                .as_ref()
+                .map(|s| s.tls_url.clone().unwrap_or_else(|| s.url.clone()))
         })
+        .unwrap_or_else(|| format!("http://127.0.0.1:{DEFAULT_PORT}"));
+    let url = url.trim().trim_end_matches('/').to_string();
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(ApiError::bad_request(
+            "url",
+            format!("`{url}` is not an http:// or https:// URL such as https://127.0.0.1:7689"),
+        ));
     }
-
-    fn unreachable(&self, e: &reqwest::Error) -> ApiError {
-        let chain = volact_client::tls::error_chain(e);
-        if self.url.starts_with("https://") && chain.contains("certificate") {
-            return ApiError::with_details(
-                ErrorCode::HostUnreachable,
-                format!("the TLS connection to {} was refused: {chain}", self.url),
-                serde_json::json!({ "url": self.url, "reason": chain }),
-            );
+    let fingerprint = conn.tls_fingerprint.clone().or_else(|| {
+        if conn.ca_file.is_some() {
+            return None;
         }
-        ApiError::with_details(
-            ErrorCode::HostUnreachable,
-            format!(
-                "no host answers at {}; start it with `{}` (or give --url)",
-                self.url, self.serve_hint
-            ),
-            serde_json::json!({ "url": self.url, "reason": e.to_string() }),
-        )
-    }
-
-    async fn send<T: DeserializeOwned>(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<T, ApiError> {
-        let response = request
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
-        if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| {
-                internal(format!(
-                    "the host at {} sent an answer this volact does not understand ({e}); are the host and this command the same version?",
-                    self.url
-                ))
-            });
-        }
-        match serde_json::from_slice::<ApiError>(&body) {
-            Ok(e) => Err(e),
-            Err(_) => Err(ApiError::new(
-                ErrorCode::HostUnreachable,
-                format!(
-                    "{} answered HTTP {status}, not a volact host's answer; check --url",
-                    self.url
-                ),
-            )),
-        }
-    }
-
-    async fn get<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> Result<T, ApiError> {
-        let mut url = reqwest::Url::parse(&format!("{}{path}", self.url)).map_err(|e| {
-            ApiError::bad_request("url", format!("`{}` is not a URL: {e}", self.url))
-        })?;
-        if !query.is_empty() {
-            let mut pairs = url.query_pairs_mut();
-            for (k, v) in query {
-                pairs.append_pair(k, v);
-            }
-        }
-        self.send(self.http.get(url)).await
-    }
-
-    async fn post<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: serde_json::Value,
-    ) -> Result<T, ApiError> {
-        let request = self.http.post(format!("{}{path}", self.url)).json(&body);
-        self.send(request).await
-    }
-}
-
-fn params(pairs: &[(&'static str, Option<String>)]) -> Vec<(&'static str, String)> {
-    pairs
-        .iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (*k, v)))
-        .collect()
+        serving.and_then(|s| s.tls_fingerprint)
+    });
+    let trust =
+        volact_client::tls::TlsTrust::from_flags(fingerprint.as_deref(), conn.ca_file.as_deref())?;
+    let serve_hint = match &conn.data {
+        Some(d) => format!("volact host serve --data {}", d.display()),
+        None => "volact host serve --data DIR".to_string(),
+    };
+    Ok(AdminClient::new(&url, &token, &trust)?.with_serve_hint(serve_hint))
 }
 
 fn when(t: Option<Timestamp>) -> String {
@@ -291,8 +179,8 @@ pub async fn live_status(data: &std::path::Path) -> Option<volact_engine::status
         tls_fingerprint: None,
         ca_file: None,
     };
-    let client = AdminClient::connect(&conn).ok()?;
-    client.get("/v1/admin/status", &[]).await.ok()
+    let client = connect(&conn).ok()?;
+    client.status().await.ok()
 }
 
 pub async fn clients(args: ClientsArgs, out: Output) -> Result<(), ApiError> {
@@ -302,15 +190,15 @@ pub async fn clients(args: ClientsArgs, out: Output) -> Result<(), ApiError> {
             "choose --csv or --json, not both",
         ));
     }
-    let admin = AdminClient::connect(&args.conn)?;
-    let query = params(&[
-        ("application", args.application),
-        ("product", args.product),
-        ("state", args.state),
-        ("search", args.search),
-        ("limit", Some(args.limit.to_string())),
-    ]);
-    let list: ClientList = admin.get("/v1/admin/clients", &query).await?;
+    let admin = connect(&args.conn)?;
+    let query = ClientQuery {
+        application: args.application,
+        product: args.product,
+        state: args.state,
+        search: args.search,
+        limit: Some(args.limit),
+    };
+    let list = admin.clients(&query).await?;
     if args.csv {
         print!("{}", clients_csv(&list.clients));
         return Ok(());
@@ -457,15 +345,19 @@ fn event_row(e: &EventRow) -> Vec<String> {
 
 /// Runs `volact host events`.
 pub async fn events(args: EventsArgs, out: Output) -> Result<(), ApiError> {
-    let admin = AdminClient::connect(&args.conn)?;
-    let filters = params(&[
-        ("since", args.since.clone()),
-        ("client", args.client.clone()),
-        ("result", args.result.clone()),
-    ]);
-    let mut query = filters.clone();
-    query.push(("limit", args.limit.to_string()));
-    let mut list: EventList = admin.get("/v1/admin/events", &query).await?;
+    let admin = connect(&args.conn)?;
+    let filters = EventQuery {
+        since: args.since.clone(),
+        client: args.client.clone(),
+        result: args.result.clone(),
+        ..EventQuery::default()
+    };
+    let mut list = admin
+        .events(&EventQuery {
+            limit: Some(args.limit),
+            ..filters.clone()
+        })
+        .await?;
     if !args.follow {
         // JSON keeps the API's order (newest first); people read a log oldest first.
         out.result(&list, || {
@@ -498,10 +390,13 @@ pub async fn events(args: EventsArgs, out: Output) -> Result<(), ApiError> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             _ = tokio::time::sleep(FOLLOW_EVERY) => {}
         }
-        let mut query = filters.clone();
-        query.push(("after_id", last_id.to_string()));
-        query.push(("limit", "10000".into()));
-        let page: EventList = admin.get("/v1/admin/events", &query).await?;
+        let page = admin
+            .events(&EventQuery {
+                after_id: Some(last_id),
+                limit: Some(10_000),
+                ..filters.clone()
+            })
+            .await?;
         print(&page.events);
         last_id = page.last_id.unwrap_or(last_id);
     }
@@ -532,14 +427,9 @@ fn follow_widths(rows: &[Vec<String>]) -> Vec<usize> {
 
 /// Runs `volact host revoke`.
 pub async fn revoke(args: RevokeArgs, out: Output) -> Result<(), ApiError> {
-    let admin = AdminClient::connect(&args.conn)?;
+    let admin = connect(&args.conn)?;
     let id = args.client_id.trim();
-    let answer: RevokeAnswer = admin
-        .post(
-            &format!("/v1/admin/clients/{id}/revoke"),
-            serde_json::json!({ "reason": args.reason }),
-        )
-        .await?;
+    let answer = admin.revoke(id, args.reason.as_deref()).await?;
     out.result(&answer, || {
         let c = &answer.client;
         format!(
@@ -560,14 +450,9 @@ pub async fn revoke(args: RevokeArgs, out: Output) -> Result<(), ApiError> {
 
 /// Runs `volact host unrevoke`.
 pub async fn unrevoke(args: UnrevokeArgs, out: Output) -> Result<(), ApiError> {
-    let admin = AdminClient::connect(&args.conn)?;
+    let admin = connect(&args.conn)?;
     let id = args.client_id.trim();
-    let answer: RevokeAnswer = admin
-        .post(
-            &format!("/v1/admin/clients/{id}/unrevoke"),
-            serde_json::json!({}),
-        )
-        .await?;
+    let answer = admin.unrevoke(id).await?;
     out.result(&answer, || {
         let c = &answer.client;
         format!(

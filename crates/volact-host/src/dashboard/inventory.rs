@@ -135,7 +135,7 @@ pub async fn clients_page(
         .into_iter()
         .take(CLIENT_ROWS as usize)
         .map(|c| ClientRow {
-            state: volact_engine::inventory::ClientState::of(c.revoked, c.last_counted, since)
+            state: volact_engine::inventory::client_state(c.revoked, c.last_counted, since)
                 .as_str(),
             product: product_name(&c.product),
             first_seen: fmt_time(c.first_seen),
