@@ -142,19 +142,10 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String>
 /// The error with its chain of causes, since reqwest's top-level message alone ("error
 /// sending request") does not say what went wrong.
 fn cause(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
+    let first = if e.is_timeout() {
         "timed out".to_string()
     } else {
         e.to_string()
     };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
+    crate::tls::chain_after(first, e)
 }

@@ -240,7 +240,12 @@ impl ServerCertVerifier for Explained {
 
 /// `e` with its chain of causes (a TLS refusal's reason sits a few levels down).
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
+    chain_after(e.to_string(), e)
+}
+
+/// `first`, then the causes of `e` that it does not already say.
+pub(crate) fn chain_after(first: String, e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = first;
     let mut source = e.source();
     while let Some(s) = source {
         let part = s.to_string();

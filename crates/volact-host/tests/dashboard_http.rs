@@ -243,6 +243,22 @@ async fn revoking_through_the_form_needs_the_sessions_csrf_token() {
     );
     assert!(listed.contains(&target) && !listed.contains(&client(1)));
     assert!(listed.contains("Unrevoke"));
+    // The admin API (through the typed client the CLI uses) sees what the form did.
+    let revoked = host
+        .admin()
+        .unwrap()
+        .clients(&volact_proto::admin::ClientQuery {
+            state: Some("revoked".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = revoked
+        .clients
+        .iter()
+        .map(|c| c.client_id.as_str())
+        .collect();
+    assert_eq!(ids, [target.as_str()]);
     let overview = page(&host, "/", &cookie).await;
     assert!(overview.contains("data-count=\"4\""));
     // The charts are inline SVG: the count line, the minimum as a dashed line, a legend.
