@@ -180,6 +180,7 @@ fn srv_record() -> impl Strategy<Value = SrvRecord> {
                 weight,
                 ttl,
                 address,
+                tls_port: None,
             },
         )
 }

@@ -357,3 +357,95 @@ async fn the_publisher_retries_refreshes_replaces_and_cleans_up() {
     assert!(publisher.shutdown().await.is_none());
     assert_eq!(bind.srv_records(ZONE).await.unwrap().len(), 1);
 }
+
+/// A host with a TLS listener is published under `_volact-tls._tcp` too; a client given
+/// the host's fingerprint looks that record up first and activates over https://, and
+/// unpublishing removes both records.
+#[tokio::test]
+async fn a_tls_host_is_published_under_volact_tls_and_found_over_https() {
+    use volact_client::tls::TlsTrust;
+    use volact_engine::config::RawConfig;
+    use volact_host::tls::TlsSection;
+    let Some(bind) =
+        TestBind::start_or_skip("a_tls_host_is_published_under_volact_tls_and_found_over_https")
+            .unwrap()
+    else {
+        return;
+    };
+    let vendor = vendor();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = volact_host::tls::self_signed(&["127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.path().join("host.crt"), cert).unwrap();
+    std::fs::write(dir.path().join("host.key"), key).unwrap();
+    let host = TestHost::start(
+        vendor.clone(),
+        TestHostOptions {
+            host_seed: Some(7),
+            config: RawConfig {
+                tls: Some(TlsSection {
+                    listen: Some("127.0.0.1:0".into()),
+                    cert_file: Some(dir.path().join("host.crt").display().to_string()),
+                    key_file: Some(dir.path().join("host.key").display().to_string()),
+                    allow_plain_admin: None,
+                }),
+                ..RawConfig::default()
+            },
+            ..TestHostOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let tls_port = host.running.tls_addr.unwrap().port();
+    let mut config = publishing(&bind, dir.path(), "secure", host.running.addr.port(), 0, 0);
+    config.record.tls_port = Some(tls_port);
+    let done = dns::publish(&host.data, host.running.engine.store().as_ref(), &config)
+        .await
+        .unwrap();
+    assert!(done.ok, "{done:?}");
+    assert!(
+        done.records
+            .iter()
+            .any(|l| l.starts_with(&format!("_volact-tls._tcp.{ZONE}."))
+                && l.contains(&format!(" {tls_port} "))),
+        "{:?}",
+        done.records
+    );
+    assert_eq!(
+        bind.srv_records_of("_volact-tls._tcp", ZONE).await.unwrap(),
+        vec![(0, 0, tls_port, format!("secure.{ZONE}"))]
+    );
+    assert_eq!(bind.srv_records(ZONE).await.unwrap().len(), 1);
+
+    // A client that pins the host's certificate asks the TLS record first, over https.
+    let now = volact_engine::Clock::now(host.clock.as_ref());
+    let mut state = client(&vendor, &host);
+    let fingerprint = host.running.tls_fingerprint().unwrap();
+    let options = ActivateOptions {
+        tls: TlsTrust::from_flags(Some(&fingerprint), None).unwrap(),
+        ..options(&bind, 5)
+    };
+    let out = activate_with(&mut state, now, "pc-tls", "nonce-tls-1".into(), &options)
+        .await
+        .unwrap();
+    assert!(out.host.starts_with("https://"), "{}", out.host);
+    assert!(out.host.ends_with(&format!(":{tls_port}")), "{}", out.host);
+    assert!(
+        matches!(
+            &state.last_host_found_by,
+            Some(FoundBy::Srv { record, .. }) if record == &format!("_volact-tls._tcp.{ZONE}")
+        ),
+        "{:?}",
+        state.last_host_found_by
+    );
+
+    dns::unpublish(&host.data, host.running.engine.store().as_ref(), &config)
+        .await
+        .unwrap();
+    assert!(
+        bind.srv_records_of("_volact-tls._tcp", ZONE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(bind.srv_records(ZONE).await.unwrap().is_empty());
+}

@@ -217,10 +217,19 @@ zone "{ZONE}" {{
         &self,
         domain: &str,
     ) -> Result<Vec<(u16, u16, u16, String)>, ApiError> {
+        self.srv_records_of("_volact._tcp", domain).await
+    }
+
+    /// The SRV records of `SERVICE.DOMAIN` now (`_volact-tls._tcp` for TLS hosts).
+    pub async fn srv_records_of(
+        &self,
+        service: &str,
+        domain: &str,
+    ) -> Result<Vec<(u16, u16, u16, String)>, ApiError> {
         use hickory_proto::rr::{RData, RecordType};
         use volact_engine::dns::wire::{WireError, exchange, fqdn, query};
-        let owner = fqdn(&format!("_volact._tcp.{domain}"))
-            .map_err(|e| internal("name", format!("{e:?}")))?;
+        let owner =
+            fqdn(&format!("{service}.{domain}")).map_err(|e| internal("name", format!("{e:?}")))?;
         match exchange(self.addr, query(&owner, RecordType::SRV), None).await {
             Ok(answer) => Ok(answer
                 .answers

@@ -195,21 +195,11 @@ pub fn record(data: &DataDir, record: DnsRecordFlags, out: Output) -> Result<(),
         address: record.address,
         ..PublishRaw::default()
     };
-    let srv = section.record(&over, serving_port(&host)?)?;
-    let mut lines = srv.zone_lines();
+    let mut srv = section.record(&over, serving_port(&host)?)?;
     // A host serving TLS is also published under `_volact-tls._tcp`, which clients
     // given a TLS trust look up first and ask over https://.
-    if let Some(port) = tls_port(&host)? {
-        lines.push(format!(
-            "{}.{}. {} IN SRV {} {} {port} {}.",
-            volact_client::discovery::SRV_SERVICE_TLS,
-            srv.domain,
-            srv.ttl,
-            srv.priority,
-            srv.weight,
-            srv.name
-        ));
-    }
+    srv.tls_port = tls_port(&host)?;
+    let lines = srv.zone_lines();
     let report = serde_json::json!({
         "owner": srv.owner(),
         "target": srv.name,
@@ -233,8 +223,8 @@ pub fn record(data: &DataDir, record: DnsRecordFlags, out: Output) -> Result<(),
 /// `host publish-dns` (`publish` true) or `host unpublish-dns`: one dynamic DNS update now.
 pub async fn publish_now(data: &DataDir, publish: bool, out: Output) -> Result<(), ApiError> {
     let host = HostData::new(&data.data);
-    let config =
-        dns::publish_config(&host, serving_port(&host)?)?.ok_or_else(|| no_section(&host))?;
+    let config = dns::publish_config(&host, serving_port(&host)?, tls_port(&host)?)?
+        .ok_or_else(|| no_section(&host))?;
     let store = command_store(&host).await?;
     let result = if publish {
         dns::publish(&host, store.as_ref(), &config).await
@@ -266,9 +256,10 @@ pub fn start_publishing(
     host: &HostData,
     store: std::sync::Arc<dyn volact_store::Store>,
     port: u16,
+    tls_port: Option<u16>,
     ready: bool,
 ) -> Result<Option<Publisher>, ApiError> {
-    let Some(config) = dns::publish_config(host, port)? else {
+    let Some(config) = dns::publish_config(host, port, tls_port)? else {
         return Ok(None);
     };
     if !ready {

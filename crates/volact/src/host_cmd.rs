@@ -249,6 +249,7 @@ pub async fn serve(
         host,
         running.engine.store().clone(),
         running.addr.port(),
+        running.tls_addr.map(|a| a.port()),
         ready,
     )?;
     signal.wait().await;

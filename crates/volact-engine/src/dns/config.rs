@@ -25,6 +25,9 @@ use volact_proto::{ApiError, ErrorCode};
 
 /// The service label of the SRV record: `_volact._tcp.DOMAIN`.
 pub const SRV_SERVICE: &str = "_volact._tcp";
+/// The SRV service of a host's TLS listener: clients given a TLS trust look it up first
+/// and ask its targets over `https://`.
+pub const SRV_SERVICE_TLS: &str = "_volact-tls._tcp";
 /// Default TTL of published records, in seconds.
 pub const DEFAULT_TTL: u32 = 3600;
 /// Default interval between re-registrations (KMS re-registers daily).
@@ -102,6 +105,9 @@ pub struct SrvRecord {
     pub ttl: u32,
     /// Address record of `name`, if wanted.
     pub address: Option<IpAddr>,
+    /// The port of the host's TLS listener, when it has one: published too, under
+    /// `_volact-tls._tcp` with the same target, priority, weight and TTL.
+    pub tls_port: Option<u16>,
 }
 
 impl SrvRecord {
@@ -110,17 +116,23 @@ impl SrvRecord {
         format!("{SRV_SERVICE}.{}", self.domain)
     }
 
-    /// The record as zone-file lines, as `host dns-record` prints them.
+    /// `_volact-tls._tcp.DOMAIN`.
+    pub fn tls_owner(&self) -> String {
+        format!("{SRV_SERVICE_TLS}.{}", self.domain)
+    }
+
+    /// The records as zone-file lines, as `host dns-record` prints them.
     pub fn zone_lines(&self) -> Vec<String> {
-        let mut lines = vec![format!(
-            "{}. {} IN SRV {} {} {} {}.",
-            self.owner(),
-            self.ttl,
-            self.priority,
-            self.weight,
-            self.port,
-            self.name
-        )];
+        let srv = |owner: String, port: u16| {
+            format!(
+                "{owner}. {} IN SRV {} {} {port} {}.",
+                self.ttl, self.priority, self.weight, self.name
+            )
+        };
+        let mut lines = vec![srv(self.owner(), self.port)];
+        if let Some(port) = self.tls_port {
+            lines.push(srv(self.tls_owner(), port));
+        }
         if let Some(ip) = self.address {
             let kind = if ip.is_ipv4() { "A" } else { "AAAA" };
             lines.push(format!("{}. {} IN {kind} {ip}", self.name, self.ttl));
@@ -255,6 +267,7 @@ impl PublishRaw {
             weight: over.weight.or(self.weight).unwrap_or(0),
             ttl,
             address,
+            tls_port: None,
         })
     }
 

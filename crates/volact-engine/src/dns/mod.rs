@@ -26,12 +26,17 @@ pub fn publish_section(data: &HostData) -> Result<Option<PublishRaw>, ApiError> 
 }
 
 /// The checked publishing configuration of `data`, with `listen_port` as the default
-/// port; `None` when `volact.toml` has no `[dns.publish]`.
+/// port and the TLS listener's port, if any, published beside it; `None` when
+/// `volact.toml` has no `[dns.publish]`.
 pub fn publish_config(
     data: &HostData,
     listen_port: u16,
+    tls_port: Option<u16>,
 ) -> Result<Option<PublishConfig>, ApiError> {
-    publish_section(data)?
-        .map(|raw| raw.resolve(data.dir(), listen_port))
-        .transpose()
+    let Some(raw) = publish_section(data)? else {
+        return Ok(None);
+    };
+    let mut config = raw.resolve(data.dir(), listen_port)?;
+    config.record.tls_port = tls_port.filter(|p| *p != 0);
+    Ok(Some(config))
 }

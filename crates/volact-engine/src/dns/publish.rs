@@ -10,7 +10,8 @@
 use super::config::PublishConfig;
 use super::tsig::TsigKey;
 use super::wire::{
-    WireError, address_record, deletion, exchange, fqdn, query, rrset_deletion, srv_record, update,
+    WireError, address_record, deletion, exchange, fqdn, query, rrset_deletion, srv_record,
+    tls_srv_record, update,
 };
 use crate::data::{HostData, write_atomic};
 use hickory_proto::op::update_message::UpdateMessage;
@@ -206,27 +207,34 @@ async fn try_publish(config: &PublishConfig) -> Result<String, ApiError> {
     let local = |e| explain(e, config, key);
     let r = &config.record;
     let zone = fqdn(&config.zone).map_err(local)?;
-    let owner = fqdn(&r.owner()).map_err(local)?;
     let target = fqdn(&r.name).map_err(local)?;
     let srv = srv_record(r).map_err(local)?;
+    let tls = tls_srv_record(r).map_err(local)?;
     let mut message = update(&zone);
     // Our own earlier record with another priority or weight would linger beside the new
     // one; find it and delete it in the same update. A server that does not answer
     // queries only costs that clean-up.
-    match exchange(config.server, query(&owner, RecordType::SRV), None).await {
-        Ok(answer) => {
-            for old in answer.answers {
-                if let RData::SRV(s) = &old.data
-                    && s.target.eq_ignore_root_case(&target)
-                    && s.port == r.port
-                    && (s.priority != r.priority || s.weight != r.weight)
-                {
-                    message.add_update(deletion(old.clone()));
+    let mut owners = vec![(r.owner(), r.port)];
+    if let Some(port) = r.tls_port {
+        owners.push((r.tls_owner(), port));
+    }
+    for (owner, port) in owners {
+        let owner = fqdn(&owner).map_err(local)?;
+        match exchange(config.server, query(&owner, RecordType::SRV), None).await {
+            Ok(answer) => {
+                for old in answer.answers {
+                    if let RData::SRV(s) = &old.data
+                        && s.target.eq_ignore_root_case(&target)
+                        && s.port == port
+                        && (s.priority != r.priority || s.weight != r.weight)
+                    {
+                        message.add_update(deletion(old.clone()));
+                    }
                 }
             }
+            Err(WireError::NoAnswer(why)) => return Err(local(WireError::NoAnswer(why))),
+            Err(_) => {}
         }
-        Err(WireError::NoAnswer(why)) => return Err(local(WireError::NoAnswer(why))),
-        Err(_) => {}
     }
     if let Some(address) = address_record(r).map_err(local)? {
         let kind = address.record_type();
@@ -234,6 +242,9 @@ async fn try_publish(config: &PublishConfig) -> Result<String, ApiError> {
         message.add_update(address);
     }
     message.add_update(srv);
+    if let Some(tls) = tls {
+        message.add_update(tls);
+    }
     exchange(config.server, message, signed.as_ref().map(|(_, s)| s))
         .await
         .map_err(local)?;
@@ -254,6 +265,9 @@ async fn try_unpublish(config: &PublishConfig) -> Result<String, ApiError> {
     let r = &config.record;
     let mut message = update(&fqdn(&config.zone).map_err(local)?);
     message.add_update(deletion(srv_record(r).map_err(local)?));
+    if let Some(tls) = tls_srv_record(r).map_err(local)? {
+        message.add_update(deletion(tls));
+    }
     if let Some(address) = address_record(r).map_err(local)? {
         message.add_update(deletion(address));
     }

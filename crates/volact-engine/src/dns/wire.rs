@@ -180,6 +180,18 @@ pub fn srv_record(r: &SrvRecord) -> Result<Record, WireError> {
     ))
 }
 
+/// The SRV record of `r`'s TLS listener under `_volact-tls._tcp`, if it has one.
+pub fn tls_srv_record(r: &SrvRecord) -> Result<Option<Record>, WireError> {
+    let Some(port) = r.tls_port else {
+        return Ok(None);
+    };
+    Ok(Some(Record::from_rdata(
+        fqdn(&r.tls_owner())?,
+        r.ttl,
+        RData::SRV(SRV::new(r.priority, r.weight, port, fqdn(&r.name)?)),
+    )))
+}
+
 /// The address record of `r`, if it has one.
 pub fn address_record(r: &SrvRecord) -> Result<Option<Record>, WireError> {
     let Some(ip) = r.address else {
