@@ -398,7 +398,8 @@ impl ConfigLayers {
                 None,
             ),
         ];
-        KEYS.iter()
+        let mut entries: Vec<ConfigEntry> = KEYS
+            .iter()
             .zip(values)
             .map(|(key, (value, seconds))| ConfigEntry {
                 key: key.to_string(),
@@ -406,7 +407,15 @@ impl ConfigLayers {
                 seconds,
                 source: self.source(key).to_string(),
             })
-            .collect()
+            .collect();
+        // `[storage] url` in the file, `VOLACT_STORAGE_URL`, `--storage-url`.
+        entries.push(ConfigEntry {
+            key: "storage_url".into(),
+            value: config.storage_url.clone(),
+            seconds: None,
+            source: self.source("storage_url").to_string(),
+        });
+        entries
     }
 }
 

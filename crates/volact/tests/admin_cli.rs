@@ -368,6 +368,19 @@ fn config_check_resolves_file_then_environment_then_flags() {
         (Some("120d"), Some("flag --event-retention"))
     );
     assert_eq!(entry(&report, "count_window")["source"], "default");
+    // Where the data lives is listed with the rest.
+    let storage = entry(&report, "storage_url");
+    assert_eq!(
+        (storage["value"].as_str(), storage["source"].as_str()),
+        (Some("sqlite://DATA/volact.db"), Some("default"))
+    );
+    let elsewhere = check(&[("VOLACT_STORAGE_URL", "sqlite://DATA/other.db")], &[])
+        .ok()
+        .json();
+    assert_eq!(
+        entry(&elsewhere, "storage_url")["source"],
+        "environment VOLACT_STORAGE_URL"
+    );
     // Text form: a table with the source of each value.
     let mut cmd = command(
         Path::new("."),
