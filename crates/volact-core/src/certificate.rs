@@ -100,6 +100,11 @@ pub fn make_request(
 pub struct Ledger {
     /// key id → host id → activations.
     pub keys: BTreeMap<String, BTreeMap<String, u32>>,
+    /// Requests answered (`HOST_ID NONCE`), and when: a request carried to the vendor
+    /// twice is refused instead of spending a second activation. Absent in ledgers
+    /// written before it was kept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub answered: BTreeMap<String, Timestamp>,
 }
 
 impl Ledger {
@@ -189,8 +194,20 @@ pub fn activate_host(
             ),
         )
     })?;
+    let request_id = format!("{} {}", proof.host_id, proof.nonce);
+    if let Some(at) = ledger.answered.get(&request_id) {
+        return Err(ApiError::with_details(
+            ErrorCode::RequestReplayed,
+            format!(
+                "this activation request of host {} was already answered at {at}, and answering it again would spend a second activation of host key {}; give the host the response made then, or have it make a new request (volact host activate --request-out FILE)",
+                proof.host_id, key.jti
+            ),
+            serde_json::json!({ "host_id": proof.host_id, "nonce": proof.nonce, "key_id": key.jti, "answered_at": at }),
+        ));
+    }
     let mut trial = ledger.clone();
     trial.admit(&key, &proof.host_id)?;
+    trial.answered.insert(request_id, now);
     let mut exp = util::add(now, util::days(certificate_days));
     if let Some(key_exp) = key.exp {
         exp = exp.min(key_exp);
@@ -274,7 +291,11 @@ mod tests {
         let hosts: Vec<KeyPair> = (10..13)
             .map(|s| KeyPair::from_seed([s; 32]).unwrap())
             .collect();
-        let req = |h: &KeyPair| make_request(h, &token, "n".into(), now).unwrap();
+        let nonce = std::cell::Cell::new(0u32);
+        let req = |h: &KeyPair| {
+            nonce.set(nonce.get() + 1);
+            make_request(h, &token, format!("n{}", nonce.get()), now).unwrap()
+        };
         let (cert_token, cert) =
             activate_host(&root, &catalog, &mut ledger, &req(&hosts[0]), now, 365).unwrap();
         assert_eq!(cert.products.len(), 3);
@@ -288,6 +309,31 @@ mod tests {
         let e = activate_host(&root, &catalog, &mut ledger, &req(&hosts[2]), now, 365).unwrap_err();
         assert_eq!(e.code, ErrorCode::HostKeyActivationLimit);
         assert_eq!(ledger, before);
+    }
+
+    #[test]
+    fn a_request_answered_once_is_refused_the_second_time_and_spends_nothing() {
+        let (root, catalog, key, token) = setup();
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let host = KeyPair::from_seed([10; 32]).unwrap();
+        let mut ledger = Ledger::default();
+        let request = make_request(&host, &token, "once".into(), now).unwrap();
+        activate_host(&root, &catalog, &mut ledger, &request, now, 365).unwrap();
+        let before = ledger.clone();
+        let later = util::add(now, SignedDuration::from_hours(1));
+        let e = activate_host(&root, &catalog, &mut ledger, &request, later, 365).unwrap_err();
+        assert_eq!(e.code, ErrorCode::RequestReplayed);
+        assert_eq!(e.details["answered_at"], serde_json::json!(now));
+        assert!(e.message.contains("--request-out"), "{}", e.message);
+        assert_eq!(ledger, before, "a replay spends nothing");
+        assert_eq!(ledger.keys[&key.jti][&host.public().host_id()], 1);
+        // A new request of the same host is a second activation, as before.
+        let fresh = make_request(&host, &token, "twice".into(), later).unwrap();
+        activate_host(&root, &catalog, &mut ledger, &fresh, later, 365).unwrap();
+        assert_eq!(ledger.keys[&key.jti][&host.public().host_id()], 2);
+        // A ledger written before replays were kept still reads.
+        let old: Ledger = serde_json::from_str(r#"{"keys":{"k1":{"h":1}}}"#).unwrap();
+        assert!(old.answered.is_empty());
     }
 
     #[test]

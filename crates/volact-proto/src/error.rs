@@ -55,6 +55,9 @@ pub enum ErrorCode {
     /// The admin API or the dashboard was asked over plain HTTP from another machine; use
     /// the host's TLS address.
     TlsRequired,
+    /// A signed request already answered was presented again (a host activation request
+    /// carried to the vendor twice); it spends nothing a second time.
+    RequestReplayed,
 }
 
 impl ErrorCode {
@@ -84,11 +87,12 @@ impl ErrorCode {
             ErrorCode::ClockRollback => "clock-rollback",
             ErrorCode::StateTampered => "state-tampered",
             ErrorCode::TlsRequired => "tls-required",
+            ErrorCode::RequestReplayed => "request-replayed",
         }
     }
 
     /// Every code, for exhaustive tables (metrics, documentation).
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::CountInsufficient,
         ErrorCode::ClockSkew,
         ErrorCode::ProductNotInKeyGroup,
@@ -112,6 +116,7 @@ impl ErrorCode {
         ErrorCode::ClockRollback,
         ErrorCode::StateTampered,
         ErrorCode::TlsRequired,
+        ErrorCode::RequestReplayed,
     ];
 
     /// The HTTP status a host answers with for this code.
@@ -126,7 +131,7 @@ impl ErrorCode {
             | ErrorCode::HostRevoked
             | ErrorCode::UntrustedHost
             | ErrorCode::TlsRequired => 403,
-            ErrorCode::ClockRollback | ErrorCode::StateTampered => 409,
+            ErrorCode::ClockRollback | ErrorCode::StateTampered | ErrorCode::RequestReplayed => 409,
             ErrorCode::NotFound => 404,
             ErrorCode::InvalidState => 409,
             ErrorCode::RateLimited => 429,

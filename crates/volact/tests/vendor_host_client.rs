@@ -257,6 +257,21 @@ fn vendor_host_and_clients_through_the_cli() {
         .collect();
     assert_eq!(products, ["suite-desktop", "suite-server", "draw"]);
 
+    // The same request file carried to the vendor again is refused and spends nothing
+    // (the fresh second request below still fits the limit of 2).
+    let first_request = root.join("first.request.json");
+    let replayed = run(&[
+        "--json",
+        "vendor",
+        "activate-host",
+        "--dir",
+        s(&vendor),
+        s(&first_request),
+    ])
+    .fails();
+    assert_eq!(replayed.error_code(), "request-replayed", "{replayed}");
+    assert_eq!(replayed.json()["details"]["host_id"], host_id.as_str());
+
     // The second activation of the same host is allowed, the third is over the limit.
     let second = host_activation(root, &vendor, &data, "second").ok();
     assert!(second.json()["host_certificate"].is_string(), "{second}");
