@@ -324,7 +324,7 @@ fn config_check_resolves_file_then_environment_then_flags() {
     run(&["host", "init", "--data", s(&data)]).ok();
     std::fs::write(
         data.join("volact.toml"),
-        "renew_interval = \"1d\"\nretry_interval = \"1h\"\nevent_retention = \"30d\"\n",
+        "renew_interval = \"1d\"\nretry_interval = \"1h\"\nevent_retention = \"30d\"\n[limits]\nmax_connections = 500\n",
     )
     .unwrap();
     let check = |env: &[(&str, &str)], flags: &[&str]| {
@@ -351,6 +351,9 @@ fn config_check_resolves_file_then_environment_then_flags() {
     ];
     let report = check(&env, &["--event-retention", "120d"]).ok().json();
     assert_eq!(report["valid"], true);
+    assert_eq!(report["limits"]["max_connections"], 500);
+    assert_eq!(report["limits"]["idle_timeout_secs"], 30.0);
+    assert!(report["rate_limits"]["per_address"]["per_minute"].is_u64());
     let renew = entry(&report, "renew_interval");
     assert_eq!(
         (renew["value"].as_str(), renew["seconds"].as_i64()),
@@ -389,6 +392,12 @@ fn config_check_resolves_file_then_environment_then_flags() {
     cmd.env("VOLACT_LISTEN", "127.0.0.1:7699");
     let text = run_with(cmd, &["host", "config", "check"]).ok().stdout;
     assert!(text.contains("The configuration is valid."), "{text}");
+    // The sections without keys of their own are shown as resolved too.
+    assert!(
+        text.contains("Connections ([limits])") && text.contains("total 500"),
+        "{text}"
+    );
+    assert!(text.contains("New clients ([rate_limits])"), "{text}");
     let listen = text.lines().find(|l| l.starts_with("listen")).unwrap();
     assert!(
         listen.contains("127.0.0.1:7699") && listen.contains("environment VOLACT_LISTEN"),
