@@ -85,25 +85,6 @@ fn response(raw: &[u8]) -> (u16, Value) {
     (status, value)
 }
 
-/// The value of the series `name{labels}` in `/metrics` (0 when absent).
-async fn metric(host: &TestHost, series: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", host.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn trickled_headers_are_closed_after_the_timeout() {
     let host = host_with(short()).await;

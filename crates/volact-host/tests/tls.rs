@@ -22,6 +22,9 @@ use volact_host::tls::TlsSection;
 use volact_testkit::{TestHost, TestHostOptions, TestVendor};
 
 const OFFICE: &str = "demo-office";
+/// The series counting connections closed before their head (a silent TLS handshake too).
+const HEADER_TIMEOUTS: &str = "volact_connections_timed_out_total{phase=\"header\"}";
+
 /// Longest a test waits for the host to notice new certificate files (it polls every 2 s).
 const RELOAD_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -358,7 +361,7 @@ async fn a_tls_handshake_that_never_comes_is_closed_at_the_header_deadline() {
         ..LimitsSection::default()
     };
     let t = tls_host(false, Some(limits)).await;
-    let before = metric(&t.host).await;
+    let before = metric(&t.host, HEADER_TIMEOUTS).await;
     let mut idle = tokio::net::TcpStream::connect(t.host.running.tls_addr.unwrap())
         .await
         .unwrap();
@@ -373,29 +376,10 @@ async fn a_tls_handshake_that_never_comes_is_closed_at_the_header_deadline() {
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     assert!(started.elapsed() >= Duration::from_millis(400));
     let deadline = Instant::now() + Duration::from_secs(5);
-    while metric(&t.host).await < before + 1.0 {
+    while metric(&t.host, HEADER_TIMEOUTS).await < before + 1.0 {
         assert!(Instant::now() < deadline, "the timeout was not counted");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn metric(host: &TestHost) -> f64 {
-    let series = "volact_connections_timed_out_total{phase=\"header\"}";
-    let text = reqwest::get(format!("{}/metrics", host.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
 }
 
 /// `token=TOKEN`, form-encoded.

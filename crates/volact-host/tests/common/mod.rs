@@ -89,3 +89,22 @@ pub fn catalog_with_os_only_group() -> CatalogSource {
     });
     source
 }
+
+/// The value of the series `name{labels}` in `/metrics` (0 when absent).
+pub async fn metric(host: &TestHost, series: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", host.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
