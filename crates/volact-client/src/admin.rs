@@ -57,11 +57,9 @@ impl AdminClient {
                 format!("`{url}` is not an http:// or https:// URL such as https://127.0.0.1:7689"),
             ));
         }
-        crate::tls::install_default_provider();
         let builder = reqwest::Client::builder()
             .timeout(ADMIN_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            .no_proxy();
+            .connect_timeout(Duration::from_secs(5));
         let http = crate::tls::configure(builder, trust)?
             .build()
             .map_err(internal)?;
