@@ -139,13 +139,7 @@ fn connect(conn: &Connection) -> Result<AdminClient, ApiError> {
                 .map(|s| s.tls_url.clone().unwrap_or_else(|| s.url.clone()))
         })
         .unwrap_or_else(|| format!("http://127.0.0.1:{DEFAULT_PORT}"));
-    let url = url.trim().trim_end_matches('/').to_string();
-    if !url.starts_with("http://") && !url.starts_with("https://") {
-        return Err(ApiError::bad_request(
-            "url",
-            format!("`{url}` is not an http:// or https:// URL such as https://127.0.0.1:7689"),
-        ));
-    }
+    // The URL itself is checked by the admin client.
     let fingerprint = conn.tls_fingerprint.clone().or_else(|| {
         if conn.ca_file.is_some() {
             return None;
