@@ -65,18 +65,49 @@ pub struct RawConfig {
 }
 
 /// `[storage]`: where the host's data lives. Also `VOLACT_STORAGE_URL` and
-/// `--storage-url`.
+/// `--storage-url`; the PostgreSQL password also `VOLACT_STORAGE_PASSWORD` or
+/// `PGPASSWORD` (see [`crate::storage`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
     /// The store's URL, default [`crate::storage::DEFAULT_STORAGE_URL`].
     pub url: Option<String>,
+    /// PostgreSQL: connections per host.
+    pub pool_size: Option<u32>,
+    /// PostgreSQL: a PEM file of the certificate authorities to trust; TLS is then
+    /// required and the server's name checked. Relative paths are taken from the data
+    /// directory.
+    pub ca_file: Option<String>,
+    /// PostgreSQL: a file whose first line is the password. Relative paths are taken
+    /// from the data directory.
+    pub password_file: Option<String>,
+    /// PostgreSQL: the password from the environment and its variable; never from the
+    /// file (a password belongs in `password_file`, readable by the host's user only).
+    #[serde(skip)]
+    pub password_env: Option<(String, crate::storage::Secret)>,
 }
 
 impl StorageSection {
     /// A section setting only `url`, as the environment or a flag gives it.
     pub fn with_url(url: Option<String>) -> Option<StorageSection> {
-        url.map(|url| StorageSection { url: Some(url) })
+        url.map(|url| StorageSection {
+            url: Some(url),
+            ..StorageSection::default()
+        })
+    }
+
+    /// Each setting of `over` wins where set.
+    fn merge(base: Option<StorageSection>, over: Option<StorageSection>) -> Option<StorageSection> {
+        match (base, over) {
+            (Some(base), Some(over)) => Some(StorageSection {
+                url: over.url.or(base.url),
+                pool_size: over.pool_size.or(base.pool_size),
+                ca_file: over.ca_file.or(base.ca_file),
+                password_file: over.password_file.or(base.password_file),
+                password_env: over.password_env.or(base.password_env),
+            }),
+            (base, over) => over.or(base),
+        }
     }
 }
 
@@ -123,7 +154,24 @@ impl RawConfig {
             dns: None,
             limits: None,
             rate_limits: None,
-            storage: StorageSection::with_url(get("storage_url")),
+            storage: {
+                let password_env = [
+                    crate::storage::PASSWORD_ENV,
+                    crate::storage::PG_PASSWORD_ENV,
+                ]
+                .into_iter()
+                .find_map(|var| {
+                    lookup(var)
+                        .filter(|v| !v.is_empty())
+                        .map(|v| (var.to_owned(), crate::storage::Secret::new(v)))
+                });
+                let url = get("storage_url");
+                (url.is_some() || password_env.is_some()).then(|| StorageSection {
+                    url,
+                    password_env,
+                    ..StorageSection::default()
+                })
+            },
             tls: None,
         }
     }
@@ -147,6 +195,18 @@ impl RawConfig {
         value.as_deref()
     }
 
+    /// Whether `key` is set: one of [`KEYS`], `storage_url`, or a setting of `[storage]`
+    /// as `storage_pool_size`, `storage_ca_file`, `storage_password_file`.
+    fn has(&self, key: &str) -> bool {
+        let storage = self.storage.as_ref();
+        match key {
+            "storage_pool_size" => storage.is_some_and(|s| s.pool_size.is_some()),
+            "storage_ca_file" => storage.is_some_and(|s| s.ca_file.is_some()),
+            "storage_password_file" => storage.is_some_and(|s| s.password_file.is_some()),
+            _ => self.get(key).is_some(),
+        }
+    }
+
     /// Values of `over` win where set.
     pub fn merge(self, over: RawConfig) -> RawConfig {
         RawConfig {
@@ -161,7 +221,7 @@ impl RawConfig {
             dns: over.dns.or(self.dns),
             limits: over.limits.or(self.limits),
             rate_limits: over.rate_limits.or(self.rate_limits),
-            storage: over.storage.or(self.storage),
+            storage: StorageSection::merge(self.storage, over.storage),
             tls: over.tls.or(self.tls),
         }
     }
@@ -239,7 +299,46 @@ impl RawConfig {
             .and_then(|s| s.url.clone())
             .unwrap_or_else(|| crate::storage::DEFAULT_STORAGE_URL.to_owned());
         // Refused now, with where it was set, rather than when the store is opened.
-        crate::storage::StorageUrl::parse(&storage_url, Path::new("."))?;
+        let parsed = crate::storage::StorageUrl::parse(&storage_url, Path::new("."))?;
+        let storage = self.storage.clone().unwrap_or_default();
+        let path = |name: &str, value: &Option<String>| match value.as_deref().map(str::trim) {
+            Some("") => Err(bad(name, "is empty".into())),
+            Some(p) => Ok(Some(PathBuf::from(p))),
+            None => Ok(None),
+        };
+        let storage = crate::storage::StorageOptions {
+            pool_size: storage.pool_size,
+            ca_file: path("storage_ca_file", &storage.ca_file)?,
+            password_file: path("storage_password_file", &storage.password_file)?,
+            password_env: storage.password_env,
+        };
+        if let Some(size) = storage.pool_size
+            && !(1..=volact_store_postgres::MAX_POOL_SIZE).contains(&size)
+        {
+            return Err(bad(
+                "storage_pool_size",
+                format!(
+                    "[storage] pool_size is {size}; it must be from 1 to {}",
+                    volact_store_postgres::MAX_POOL_SIZE
+                ),
+            ));
+        }
+        if matches!(parsed, crate::storage::StorageUrl::Sqlite(_)) {
+            // A setting that would do nothing is a mistake to point out, not to ignore.
+            let set = [
+                ("pool_size", storage.pool_size.is_some()),
+                ("ca_file", storage.ca_file.is_some()),
+                ("password_file", storage.password_file.is_some()),
+            ];
+            if let Some((name, _)) = set.iter().find(|(_, set)| *set) {
+                return Err(bad(
+                    &format!("storage_{name}"),
+                    format!(
+                        "[storage] {name} applies to postgres:// storage only, and the storage url is {storage_url}"
+                    ),
+                ));
+            }
+        }
         let tls = match &self.tls {
             Some(section) => section.resolve(listen)?,
             None => crate::tls_config::TlsConfig::default(),
@@ -247,6 +346,7 @@ impl RawConfig {
         Ok(HostConfig {
             listen,
             storage_url,
+            storage,
             settings,
             event_retention,
             metrics_token_file,
@@ -275,6 +375,8 @@ pub struct HostConfig {
     /// Where the host's data lives (`[storage] url`), a URL for
     /// [`crate::storage::open_store`].
     pub storage_url: String,
+    /// The rest of `[storage]` (PostgreSQL's pool, TLS and password).
+    pub storage: crate::storage::StorageOptions,
     /// Intervals and limits.
     pub settings: Settings,
     /// How long audit events are kept.
@@ -351,11 +453,11 @@ impl ConfigLayers {
 
     /// Where the value in force for `key` comes from.
     pub fn source(&self, key: &str) -> Source {
-        if self.flags.get(key).is_some() {
+        if self.flags.has(key) {
             Source::Flag(flag(key))
-        } else if self.env.get(key).is_some() {
+        } else if self.env.has(key) {
             Source::Env(env_var(key))
-        } else if self.file.get(key).is_some() {
+        } else if self.file.has(key) {
             Source::File(self.file_path.clone())
         } else {
             Source::Default
@@ -364,6 +466,21 @@ impl ConfigLayers {
 
     /// Resolves the merged configuration; an error names where the bad value was set.
     pub fn resolve(&self) -> Result<HostConfig, ApiError> {
+        if let Some(url) = self.flags.get("storage_url")
+            && crate::storage::url_has_password(url)
+        {
+            return Err(ApiError::with_details(
+                ErrorCode::BadRequest,
+                format!(
+                    "--storage-url `{}` holds a password, which every user of this machine can read in the process list; \
+                     give the URL without it and put the password in [storage] password_file (a file only the host's user can read) \
+                     or in the environment variable {}",
+                    crate::storage::redact(url),
+                    crate::storage::PASSWORD_ENV
+                ),
+                serde_json::json!({ "setting": "storage_url", "source": flag("storage_url") }),
+            ));
+        }
         self.merged().resolve().map_err(|mut e| {
             let key = e.details["setting"].as_str().map(str::to_string);
             if let Some(key) = key {
@@ -409,12 +526,52 @@ impl ConfigLayers {
             })
             .collect();
         // `[storage] url` in the file, `VOLACT_STORAGE_URL`, `--storage-url`.
+        // The password never: only whether there is one and where it comes from.
         entries.push(ConfigEntry {
             key: "storage_url".into(),
-            value: config.storage_url.clone(),
+            value: crate::storage::redact(&config.storage_url),
             seconds: None,
             source: self.source("storage_url").to_string(),
         });
+        let postgres = matches!(
+            crate::storage::StorageUrl::parse(&config.storage_url, Path::new(".")),
+            Ok(crate::storage::StorageUrl::Postgres(_))
+        );
+        if postgres {
+            let o = &config.storage;
+            let entry = |key: &str, value: String, source: String| ConfigEntry {
+                key: key.into(),
+                value,
+                seconds: None,
+                source,
+            };
+            entries.push(entry(
+                "storage_pool_size",
+                o.pool_size
+                    .unwrap_or(volact_store_postgres::DEFAULT_POOL_SIZE)
+                    .to_string(),
+                self.source("storage_pool_size").to_string(),
+            ));
+            entries.push(entry(
+                "storage_ca_file",
+                o.ca_file.as_ref().map_or_else(
+                    || "none (TLS as the URL's sslmode says)".into(),
+                    |p| format!("{} (TLS required, server name checked)", p.display()),
+                ),
+                self.source("storage_ca_file").to_string(),
+            ));
+            let source = o.password_source(&config.storage_url);
+            entries.push(entry(
+                "storage_password",
+                if source.is_some() {
+                    "set (hidden)"
+                } else {
+                    "none"
+                }
+                .into(),
+                source.unwrap_or_else(|| "default".into()),
+            ));
+        }
         entries
     }
 }
@@ -517,6 +674,111 @@ mod tests {
         std::fs::write(&path, "[storage]\nurll = \"x\"\n").unwrap();
         let e = RawConfig::from_file(&path).unwrap_err();
         assert!(e.message.contains("urll"), "{}", e.message);
+    }
+
+    #[test]
+    fn postgres_settings_merge_by_field_and_the_password_is_never_on_a_command_line_or_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("volact.toml");
+        let layers = |file: &str, env: &[(&str, &str)], flag: Option<&str>| {
+            std::fs::write(&path, file).unwrap();
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            ConfigLayers::load(
+                &path,
+                |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+                RawConfig {
+                    storage: StorageSection::with_url(flag.map(str::to_owned)),
+                    ..RawConfig::default()
+                },
+            )
+            .unwrap()
+        };
+        let file = "[storage]\nurl = \"postgres://volact@db.example:5432/volact\"\npool_size = 12\n\
+                    ca_file = \"pg-ca.pem\"\npassword_file = \"pg-password\"\n";
+        // The environment's URL replaces the file's URL only; the file's pool stays.
+        let l = layers(
+            file,
+            &[
+                ("VOLACT_STORAGE_URL", "postgres://volact@other:5432/volact"),
+                ("PGPASSWORD", "pg-secret"),
+            ],
+            None,
+        );
+        let c = l.resolve().unwrap();
+        assert_eq!(c.storage_url, "postgres://volact@other:5432/volact");
+        assert_eq!(c.storage.pool_size, Some(12));
+        assert_eq!(c.storage.ca_file, Some(PathBuf::from("pg-ca.pem")));
+        assert_eq!(c.storage.password_file, Some(PathBuf::from("pg-password")));
+        let report = l.report(&c);
+        let entry = |key: &str| report.iter().find(|e| e.key == key).unwrap().clone();
+        assert_eq!(entry("storage_pool_size").value, "12");
+        assert!(entry("storage_pool_size").source.starts_with("file "));
+        assert!(entry("storage_ca_file").value.contains("pg-ca.pem"));
+        // password_file beats PGPASSWORD; VOLACT_STORAGE_PASSWORD beats both.
+        assert_eq!(entry("storage_password").source, "file pg-password");
+        let text = format!("{report:?}");
+        assert!(!text.contains("pg-secret"), "{text}");
+
+        let l = layers(file, &[("VOLACT_STORAGE_PASSWORD", "volact-secret")], None);
+        let c = l.resolve().unwrap();
+        let report = l.report(&c);
+        let password = report.iter().find(|e| e.key == "storage_password").unwrap();
+        assert_eq!(password.value, "set (hidden)");
+        assert_eq!(password.source, "environment VOLACT_STORAGE_PASSWORD");
+        assert!(!format!("{report:?}{c:?}").contains("volact-secret"));
+
+        // In the file (or the environment) a URL may hold a password; it is never shown.
+        let l = layers(
+            "[storage]\nurl = \"postgres://volact:in-url@db/volact\"\n",
+            &[],
+            None,
+        );
+        let c = l.resolve().unwrap();
+        let report = l.report(&c);
+        assert!(!format!("{report:?}").contains("in-url"));
+        let password = report.iter().find(|e| e.key == "storage_password").unwrap();
+        assert_eq!(password.source, "the storage URL");
+
+        // On the command line it is refused, and not echoed.
+        let e = layers("", &[], Some("postgres://volact:on-flag@db/volact"))
+            .resolve()
+            .unwrap_err();
+        assert!(
+            e.message.contains("--storage-url")
+                && e.message.contains("password_file")
+                && e.message.contains("VOLACT_STORAGE_PASSWORD"),
+            "{}",
+            e.message
+        );
+        assert!(!e.to_string().contains("on-flag"), "{e:?}");
+        assert!(
+            layers("", &[], Some("postgres://volact@db/volact"))
+                .resolve()
+                .is_ok()
+        );
+
+        // Settings that would do nothing, or out of range, are refused with where they are.
+        let e = layers("[storage]\npool_size = 4\n", &[], None)
+            .resolve()
+            .unwrap_err();
+        assert!(
+            e.message.contains("postgres://") && e.message.contains("file "),
+            "{}",
+            e.message
+        );
+        let e = layers(
+            "[storage]\nurl = \"postgres://db/v\"\npool_size = 0\n",
+            &[],
+            None,
+        )
+        .resolve()
+        .unwrap_err();
+        assert!(e.message.contains("from 1 to"), "{}", e.message);
+        std::fs::write(&path, "[storage]\npassword = \"x\"\n").unwrap();
+        assert!(RawConfig::from_file(&path).is_err());
     }
 
     #[test]

@@ -401,7 +401,8 @@ impl HostData {
         ConfigLayers::load(&self.config_path(), |name| std::env::var(name).ok(), flags)
     }
 
-    /// Resolves `layers`; a relative metrics token file is taken from this directory.
+    /// Resolves `layers`; relative paths (the metrics token file, TLS files, the storage's
+    /// CA and password files) are taken from this directory.
     pub fn resolve_config(&self, layers: &ConfigLayers) -> Result<HostConfig, ApiError> {
         let mut config = layers.resolve()?;
         if let Some(path) = &mut config.metrics_token_file
@@ -410,6 +411,17 @@ impl HostData {
             *path = self.dir.join(&*path);
         }
         config.tls = config.tls.rooted(&self.dir);
+        for path in [
+            &mut config.storage.ca_file,
+            &mut config.storage.password_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_relative() {
+                *path = self.dir.join(&*path);
+            }
+        }
         Ok(config)
     }
 }

@@ -17,6 +17,8 @@ pub mod inventory;
 pub mod limits;
 pub mod maintenance;
 pub mod metrics;
+pub mod migrate;
+pub mod registry;
 pub mod status;
 pub mod storage;
 pub mod tls_config;

@@ -3,7 +3,8 @@
 //! - every hour, audit events older than `event_retention` are deleted (in chunks, so
 //!   activation batches interleave with them) and old cloned-image sightings forgotten;
 //! - every minute, the gauges that need the store are refreshed (clients known, tickets
-//!   expiring, cloned images) and a tiny write probes the storage for `/healthz`;
+//!   expiring, cloned images, the hosts registered and when each was last seen) and a
+//!   tiny write probes the storage for `/healthz`;
 //! - every few seconds, histogram samples are folded into their buckets.
 //!
 //! Each runs once at start too. Times come from the engine's clock, so a test moving a
@@ -184,5 +185,8 @@ pub async fn refresh(engine: &Engine) -> Result<StoreGauges, ApiError> {
             .len() as u64,
     };
     engine.metrics().set_store_gauges(gauges);
+    engine
+        .metrics()
+        .set_hosts(&store.hosts().await.map_err(storage)?);
     Ok(gauges)
 }

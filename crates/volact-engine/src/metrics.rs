@@ -39,6 +39,7 @@ const CONN_REFUSED: &str = "volact_connections_refused_total";
 const CONN_TIMED_OUT: &str = "volact_connections_timed_out_total";
 const CONN_EVICTED: &str = "volact_connections_evicted_total";
 const REQ_REFUSED: &str = "volact_http_requests_refused_total";
+const HOST_LAST_SEEN: &str = "volact_store_host_last_seen_seconds";
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
@@ -335,6 +336,26 @@ impl Metrics {
         self.expiring_7d.set(g.expiring_7d as f64);
         self.expiring_30d.set(g.expiring_30d as f64);
         self.cloned_clients.set(g.cloned_clients as f64);
+    }
+
+    /// Sets, for every host registered in the store (several when they share one
+    /// database), the time it was last seen, labelled with its id and name.
+    pub fn set_hosts(&self, hosts: &[volact_store::HostRecord]) {
+        self.recorder.describe_gauge(
+            KeyName::from_const_str(HOST_LAST_SEEN),
+            Some(Unit::Seconds),
+            "When each host registered in the store was last seen (Unix time)".into(),
+        );
+        for h in hosts {
+            let labels = vec![
+                Label::new("host_id", h.host_id.clone()),
+                Label::new("name", h.name.clone()),
+            ];
+            self.recorder
+                .register_gauge(&Key::from_parts(HOST_LAST_SEEN, labels), &METADATA)
+                // Unix times stay far below 2^53, where f64 would lose precision.
+                .set(h.last_seen as f64);
+        }
     }
 
     /// Drains histogram samples into their buckets, so memory does not grow between

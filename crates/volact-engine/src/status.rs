@@ -117,6 +117,10 @@ pub struct HostStatus {
     /// (their minimum count is above the cap).
     #[serde(default)]
     pub unreachable_products: Vec<volact_core::host_key::UnreachableProduct>,
+    /// The hosts registered in the store (several when they share one PostgreSQL
+    /// database), by host id, with when each was last seen.
+    #[serde(default)]
+    pub hosts: Vec<volact_store::HostRecord>,
     /// When this status was taken.
     pub at: Timestamp,
 }
@@ -237,6 +241,7 @@ pub async fn collect(
         cloned_clients: store.clones(since).await.map_err(storage)?.len() as u64,
         dns_publish: crate::dns::read_log(data).and_then(|l| l.last),
         unreachable_products,
+        hosts: store.hosts().await.map_err(storage)?,
         at: now,
     })
 }
@@ -330,6 +335,24 @@ impl HostStatus {
                 days(i.max_clock_skew_secs)
             ),
         );
+        for h in &self.hosts {
+            let ago = self.at.as_second().saturating_sub(h.last_seen).max(0);
+            line(
+                "Host on this store:",
+                format!(
+                    "{} ({}, volact {}) at {}, last seen {}s ago",
+                    h.host_id,
+                    h.name,
+                    h.version,
+                    if h.listen_urls.is_empty() {
+                        "no address".to_owned()
+                    } else {
+                        h.listen_urls.join(", ")
+                    },
+                    ago
+                ),
+            );
+        }
         line("Clients known:", self.clients_known.to_string());
         let results: Vec<String> = self
             .by_result

@@ -8,7 +8,7 @@ use volact_engine::clock::Clock;
 use volact_engine::config::HostConfig;
 use volact_engine::data::{HostData, ServingInfo};
 use volact_engine::engine::{Engine, EngineParts};
-use volact_engine::storage::{OpenMode, memory_count, open_store};
+use volact_engine::storage::{OpenMode, memory_count, open_configured};
 use volact_proto::{ApiError, ErrorCode};
 
 /// The TLS side of a serving host.
@@ -38,6 +38,8 @@ pub struct Running {
     task: JoinHandle<std::io::Result<()>>,
     /// Retention, store-backed gauges and the storage probe, in the background.
     pub maintenance: volact_engine::maintenance::Maintenance,
+    /// The host's row in the store's registry of hosts, refreshed in the background.
+    registration: volact_engine::registry::Registration,
 }
 
 impl Running {
@@ -68,6 +70,7 @@ impl Running {
             t.reloader.abort();
         }
         self.maintenance.stop();
+        self.registration.stop();
         let _ = self.data.set_serving(None);
         let mut served = (&mut self.task).await;
         if let Some(t) = tls {
@@ -104,7 +107,7 @@ pub async fn start(
     let lock = data.lock("serving")?;
     let (_, catalog) = data.vendor()?;
     let certificate = data.certificate()?;
-    let store = open_store(&config.storage_url, data.dir(), OpenMode::Serve).await?;
+    let store = open_configured(config, data.dir(), OpenMode::Serve).await?;
     let count = memory_count(store.as_ref(), &config.settings, clock.as_ref()).await?;
     let engine = Engine::start(EngineParts {
         identity,
@@ -220,9 +223,14 @@ pub async fn start(
     data.set_serving(Some(&info))?;
     let maintenance =
         volact_engine::maintenance::Maintenance::start(engine.clone(), config.event_retention);
+    let listen_urls = std::iter::once(info.url.clone())
+        .chain(info.tls_url.clone())
+        .collect();
+    let registration = volact_engine::registry::Registration::start(engine.clone(), listen_urls);
     Ok(Running {
         _lock: lock,
         maintenance,
+        registration,
         data: data.clone(),
         addr,
         tls_addr,

@@ -317,6 +317,18 @@ async fn what_clients_send_is_shown_escaped() {
     }
     let html = page(&host, "/host", &cookie).await;
     assert!(html.contains("Test Customer") && html.contains("demo-all"));
+    // The host registers itself in the store as it starts; the card lists it as this one.
+    let mut html = html;
+    for _ in 0..40 {
+        if html.contains("this host") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        html = page(&host, "/host", &cookie).await;
+    }
+    assert!(html.contains("Hosts sharing the store"), "{html}");
+    assert!(html.contains("this host"), "{html}");
+    assert!(html.contains(&host.url()), "{html}");
 }
 
 /// The overview's 90-day chart comes from `Store::count_history`; replaying the audit log

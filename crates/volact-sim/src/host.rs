@@ -26,8 +26,8 @@ pub enum Transport {
     InProcess,
     /// Posts to the real HTTP server on 127.0.0.1.
     Http {
-        /// The server.
-        running: Running,
+        /// The server (boxed: it is far larger than the other variant).
+        running: Box<Running>,
         /// A keep-alive client.
         client: reqwest::Client,
         /// `http://127.0.0.1:PORT/v1/activations`.
@@ -118,7 +118,7 @@ impl SimHost {
                 root,
                 catalog,
                 transport: Transport::Http {
-                    running,
+                    running: Box::new(running),
                     client,
                     url,
                 },
@@ -212,7 +212,7 @@ impl SimHost {
     /// Stops the HTTP server, if any.
     pub async fn stop(self) -> Result<(), ApiError> {
         if let Transport::Http { running, .. } = self.transport {
-            running.stop().await?;
+            (*running).stop().await?;
         }
         Ok(())
     }

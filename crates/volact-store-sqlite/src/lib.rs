@@ -419,6 +419,20 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn register_host(&self, host: &volact_store::HostRecord) -> Result<(), StoreError> {
+        // Not an activation: straight to the write connection, and durable.
+        ops::register_host(&self.writer, host).await?;
+        Ok(self.flush().await?)
+    }
+
+    async fn hosts(&self) -> Result<Vec<volact_store::HostRecord>, StoreError> {
+        Ok(ops::hosts(&self.reader).await?)
+    }
+
+    async fn import(&self, rows: volact_store::ImportRows) -> Result<u64, StoreError> {
+        self.write(ops::import(&self.writer, rows)).await
+    }
+
     async fn probe_write(&self, at: i64) -> Result<(), StoreError> {
         // Proves the disk takes a write now: no need to wait for activations first.
         ops::probe_write(&self.writer, at).await?;

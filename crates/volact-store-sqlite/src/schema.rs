@@ -25,6 +25,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "write-behind: no index moved by each activation",
         include_str!("../migrations/0003_write_behind.sql"),
     ),
+    (
+        4,
+        "the registry of hosts",
+        include_str!("../migrations/0004_hosts.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -210,4 +210,18 @@ pub trait Store: Send + Sync + 'static {
         address: &str,
         detail: &str,
     ) -> Result<(), StoreError>;
+
+    /// Creates or replaces the registry row of `host.host_id` (every field, the last
+    /// seen time included), so the hosts sharing the store can be listed.
+    async fn register_host(&self, host: &HostRecord) -> Result<(), StoreError>;
+
+    /// Every host that ever registered, by host id.
+    async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError>;
+
+    /// Writes rows copied from another store as they are, in one transaction: clients
+    /// and clone flags replace the rows of the same id, events keep their ids (an event
+    /// whose id is already stored is left alone, so a copy can be repeated, and later
+    /// events get higher ids), totals are set to the values given. Returns how many rows
+    /// were written.
+    async fn import(&self, rows: ImportRows) -> Result<u64, StoreError>;
 }

@@ -174,3 +174,34 @@ pub struct CloneRecord {
     /// What differed the last time: `machine-name` or `machine-fingerprint`.
     pub reason: String,
 }
+
+/// A host using the store, as it last registered itself: several hosts sharing one
+/// PostgreSQL database each keep a row here, refreshed every few seconds, so any of them
+/// can list the others and when each was last seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// The host id (from its identity key).
+    pub host_id: String,
+    /// The machine's name.
+    pub name: String,
+    /// Where it serves (`http://…`, `https://…`).
+    pub listen_urls: Vec<String>,
+    /// The volact version it runs.
+    pub version: String,
+    /// When it last registered (Unix seconds, its clock).
+    pub last_seen: i64,
+}
+
+/// Rows of one table copied whole from another store, when a host moves to another
+/// backend (`volact host migrate-store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportRows {
+    /// Inventory rows, as they are (revocation, counts of requests and all).
+    Clients(Vec<ClientRecord>),
+    /// Audit events, keeping their ids.
+    Events(Vec<EventRecord>),
+    /// Cloned-image flags.
+    Clones(Vec<CloneRecord>),
+    /// Totals of requests by result code.
+    Totals(Vec<(String, u64)>),
+}

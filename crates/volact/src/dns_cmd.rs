@@ -242,8 +242,8 @@ async fn command_store(
     host: &HostData,
 ) -> Result<std::sync::Arc<dyn volact_store::Store>, ApiError> {
     let config = host.config(RawConfig::default())?;
-    volact_engine::storage::open_store(
-        &config.storage_url,
+    volact_engine::storage::open_configured(
+        &config,
         host.dir(),
         volact_engine::storage::OpenMode::Direct,
     )

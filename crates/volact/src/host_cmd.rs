@@ -8,7 +8,7 @@ use std::sync::Arc;
 use volact_core::catalog::VendorBundle;
 use volact_engine::config::RawConfig;
 use volact_engine::data::{HostData, write_atomic};
-use volact_engine::storage::{OpenMode, open_store};
+use volact_engine::storage::{OpenMode, open_configured};
 use volact_engine::{SystemClock, random_bytes, random_nonce, status};
 use volact_host::server;
 use volact_proto::{ApiError, ErrorCode, HostActivationResponse};
@@ -192,8 +192,7 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
             let report = match crate::admin_cmd::live_status(&data.data).await {
                 Some(report) => report,
                 None => {
-                    let store =
-                        open_store(&config.storage_url, host.dir(), OpenMode::Direct).await?;
+                    let store = open_configured(&config, host.dir(), OpenMode::Direct).await?;
                     let report = status::collect(&host, store.as_ref(), &config, now).await;
                     store.close().await;
                     report?
@@ -225,6 +224,7 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
         HostCommand::Revoke(args) => crate::admin_cmd::revoke(args, out).await?,
         HostCommand::Unrevoke(args) => crate::admin_cmd::unrevoke(args, out).await?,
         HostCommand::Config(cmd) => crate::config_cmd::run(cmd, out)?,
+        HostCommand::MigrateStore(args) => crate::migrate_cmd::run(args, out).await?,
     }
     Ok(())
 }

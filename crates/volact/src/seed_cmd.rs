@@ -5,7 +5,7 @@
 use crate::output::Output;
 use std::path::Path;
 use volact_engine::data::HostData;
-use volact_engine::storage::{OpenMode, open_store};
+use volact_engine::storage::{OpenMode, open_configured};
 use volact_proto::{ApiError, ErrorCode};
 use volact_sim::load;
 use volact_store::ActivationRecord;
@@ -37,7 +37,7 @@ pub async fn seed_clients(
         .first()
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidState, "the catalog lists no product"))?;
     let config = host.config(storage.into())?;
-    let store = open_store(&config.storage_url, host.dir(), OpenMode::Direct).await?;
+    let store = open_configured(&config, host.dir(), OpenMode::Direct).await?;
     let bench_seed = seed ^ SEEDED_IDS;
     let now = volact_engine::whole_seconds(jiff::Timestamp::now()).as_second();
     let started = std::time::Instant::now();

@@ -34,7 +34,24 @@ struct HostPage {
     intervals: Vec<Fact>,
     totals: Vec<Fact>,
     by_result: Vec<(String, u64, &'static str)>,
+    hosts: Vec<SharingHost>,
 }
+
+/// A host registered in the store, as the "Hosts sharing the store" card shows it.
+struct SharingHost {
+    id: String,
+    name: String,
+    urls: String,
+    version: String,
+    seen: String,
+    /// `bad` when the host has not registered for [`SILENT_AFTER_SECS`].
+    class: &'static str,
+    this: bool,
+}
+
+/// A host registers every 5 s; three missed registrations and more mean it is down or
+/// cannot reach the store.
+const SILENT_AFTER_SECS: i64 = 30;
 
 fn when(t: Timestamp, now: Timestamp) -> String {
     format!(
@@ -170,6 +187,27 @@ fn build(
             .by_result
             .iter()
             .map(|(k, v)| (k.clone(), *v, super::result_class(k)))
+            .collect(),
+        hosts: s
+            .hosts
+            .iter()
+            .map(|h| SharingHost {
+                id: h.host_id.clone(),
+                name: h.name.clone(),
+                urls: h.listen_urls.join(", "),
+                version: h.version.clone(),
+                seen: format!(
+                    "{} UTC ({})",
+                    super::fmt_time(h.last_seen),
+                    fmt_relative(h.last_seen, now.as_second())
+                ),
+                class: if now.as_second() - h.last_seen > SILENT_AFTER_SECS {
+                    "bad"
+                } else {
+                    ""
+                },
+                this: h.host_id == s.host_id,
+            })
             .collect(),
     }
 }
