@@ -2,6 +2,7 @@
 //! host key, and the host certificate the vendor signs.
 
 use crate::catalog::Catalog;
+use crate::delegation::{Scope, Signer, signing_key};
 use crate::host_key::HostKey;
 use crate::keys::{KeyPair, PublicKey};
 use crate::token::{self, Document, TokenError};
@@ -57,6 +58,10 @@ pub struct HostCertificate {
     pub iat: Timestamp,
     /// Expires at.
     pub exp: Timestamp,
+    /// The root's delegation of the key that signed this certificate, when a delegated
+    /// key (the vendor's activation service) signed it rather than the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<String>,
 }
 
 impl Document for HostCertificate {
@@ -147,10 +152,33 @@ fn untrusted(what: &str, e: TokenError) -> ApiError {
     )
 }
 
-/// The vendor's side of host activation: checks the request and the host key, admits it
-/// in the ledger and signs a host certificate. The ledger is changed only on success.
+/// The vendor's side of host activation, signed by the root: see [`activate_host_with`].
 pub fn activate_host(
     root: &KeyPair,
+    catalog: &Catalog,
+    ledger: &mut Ledger,
+    request: &HostActivationRequest,
+    now: Timestamp,
+    certificate_days: u32,
+) -> Result<(String, HostCertificate), ApiError> {
+    activate_host_with(
+        &Signer::root(root),
+        root.public(),
+        catalog,
+        ledger,
+        request,
+        now,
+        certificate_days,
+    )
+}
+
+/// The vendor's side of host activation: checks the request and the host key (issued by
+/// `root`), admits it in the ledger and has `signer` sign a host certificate (the root,
+/// or a key delegated for host certificates, whose delegation the certificate then
+/// carries). The ledger is changed only on success.
+pub fn activate_host_with(
+    signer: &Signer<'_>,
+    root: &PublicKey,
     catalog: &Catalog,
     ledger: &mut Ledger,
     request: &HostActivationRequest,
@@ -167,7 +195,7 @@ pub fn activate_host(
             "the host id does not match the host's public key",
         ));
     }
-    let key: HostKey = token::verify(root.public(), &proof.host_key).map_err(|e| {
+    let key: HostKey = token::verify(root, &proof.host_key).map_err(|e| {
         ApiError::new(
             ErrorCode::BadRequest,
             format!("the host key in this request was not issued by this vendor ({e}); check that the host installed the right key"),
@@ -223,8 +251,9 @@ pub fn activate_host(
         seats: key.seats,
         iat: now,
         exp,
+        delegation: signer.delegation.clone(),
     };
-    let token = token::sign(root, &cert)
+    let token = token::sign(signer.key, &cert)
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("could not sign: {e}")))?;
     *ledger = trial;
     Ok((token, cert))
@@ -237,8 +266,19 @@ pub fn verify_certificate(
     token: &str,
     host_public: Option<&PublicKey>,
 ) -> Result<HostCertificate, ApiError> {
+    // The signer is read from the claims before they are verified, and the claims are
+    // believed only once the signature verifies with the key that the root vouches for.
+    let claimed: HostCertificate =
+        token::peek(token).map_err(|e| untrusted("the host certificate", e))?;
+    let signer = signing_key(
+        root,
+        claimed.delegation.as_deref(),
+        Scope::HostCertificates,
+        claimed.iat,
+        "the host certificate",
+    )?;
     let cert: HostCertificate =
-        token::verify(root, token).map_err(|e| untrusted("the host certificate", e))?;
+        token::verify(&signer, token).map_err(|e| untrusted("the host certificate", e))?;
     if let Some(host) = host_public
         && (cert.sub != host.host_id() || cert.host_public_key != host.to_paserk())
     {
@@ -309,6 +349,85 @@ mod tests {
         let e = activate_host(&root, &catalog, &mut ledger, &req(&hosts[2]), now, 365).unwrap_err();
         assert_eq!(e.code, ErrorCode::HostKeyActivationLimit);
         assert_eq!(ledger, before);
+    }
+
+    #[test]
+    fn a_certificate_signed_by_a_delegated_key_verifies_from_the_root_and_only_in_scope() {
+        use crate::delegation::delegate;
+        let (root, catalog, _key, token) = setup();
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let host = KeyPair::from_seed([10; 32]).unwrap();
+        let service = KeyPair::from_seed([20; 32]).unwrap();
+        let activate = |signer: &Signer<'_>, nonce: &str| {
+            let request = make_request(&host, &token, nonce.into(), now).unwrap();
+            activate_host_with(
+                signer,
+                root.public(),
+                &catalog,
+                &mut Ledger::default(),
+                &request,
+                now,
+                365,
+            )
+        };
+        let (delegation, _) = delegate(
+            &root,
+            "Demo Vendor",
+            service.public(),
+            &[Scope::HostCertificates],
+            util::add(now, SignedDuration::from_hours(-1)),
+            30,
+        )
+        .unwrap();
+        let delegated = Signer {
+            key: &service,
+            delegation: Some(delegation.clone()),
+        };
+        let (cert_token, cert) = activate(&delegated, "a").unwrap();
+        assert_eq!(cert.delegation.as_deref(), Some(delegation.as_str()));
+        let verified = verify_certificate(root.public(), &cert_token, Some(host.public())).unwrap();
+        assert_eq!(verified, cert);
+        // The root's own certificates verify as before, beside it.
+        let (rooted, _) = activate(&Signer::root(&root), "b").unwrap();
+        assert!(verify_certificate(root.public(), &rooted, None).is_ok());
+        // A key signing without a delegation is not the root.
+        let bare = Signer {
+            key: &service,
+            delegation: None,
+        };
+        let (forged, _) = activate(&bare, "c").unwrap();
+        let e = verify_certificate(root.public(), &forged, None).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UntrustedHost);
+        // A delegation for catalogs only does not cover host certificates.
+        let (catalogs_only, _) = delegate(
+            &root,
+            "Demo Vendor",
+            service.public(),
+            &[Scope::Catalogs],
+            util::add(now, SignedDuration::from_hours(-1)),
+            30,
+        )
+        .unwrap();
+        let narrow = Signer {
+            key: &service,
+            delegation: Some(catalogs_only),
+        };
+        let (out_of_scope, _) = activate(&narrow, "d").unwrap();
+        let e = verify_certificate(root.public(), &out_of_scope, None).unwrap_err();
+        assert!(
+            e.message.contains("does not cover host-certificates"),
+            "{}",
+            e.message
+        );
+        // Another key cannot borrow the service's delegation.
+        let thief = KeyPair::from_seed([30; 32]).unwrap();
+        let borrowed = Signer {
+            key: &thief,
+            delegation: Some(delegation),
+        };
+        let (stolen, _) = activate(&borrowed, "e").unwrap();
+        let e = verify_certificate(root.public(), &stolen, None).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UntrustedHost);
     }
 
     #[test]

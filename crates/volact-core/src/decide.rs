@@ -426,6 +426,7 @@ mod tests {
             seats: None,
             iat: now - SignedDuration::from_hours(24 * 365),
             exp: now + SignedDuration::from_hours(24 * 3),
+            delegation: None,
         };
         let settings = Settings::default();
         let Outcome::Activate {

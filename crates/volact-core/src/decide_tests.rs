@@ -37,6 +37,7 @@ fn certificate(seats: Option<u32>) -> HostCertificate {
         seats,
         iat: now() - SignedDuration::from_hours(24),
         exp: now() + SignedDuration::from_hours(24 * 3650),
+        delegation: None,
     }
 }
 

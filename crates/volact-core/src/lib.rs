@@ -11,6 +11,7 @@ pub mod certificate;
 pub mod clones;
 pub mod count;
 pub mod decide;
+pub mod delegation;
 mod ed25519;
 pub mod fingerprint;
 pub mod host_key;

@@ -41,6 +41,7 @@ impl Chain {
             seats: None,
             iat: t0() - days(1),
             exp: t0() - days(1) + days(valid),
+            delegation: None,
         };
         Chain {
             root,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use volact_core::catalog::{Catalog, CatalogSource, VendorBundle};
 use volact_core::certificate::{self, Ledger};
+use volact_core::delegation::{self, Delegation, Scope, Signer};
 use volact_core::host_key::{HostKey, UnreachableProduct, unreachable_products};
 use volact_core::keys::KeyPair;
 use volact_core::token;
@@ -302,14 +303,60 @@ impl VendorDir {
         ))
     }
 
-    /// Signs a host certificate for an activation request, within the key's limits.
+    /// Certifies a new signing key for `days` and `scope` and writes it, with the root's
+    /// delegation, to `out` (created 0700; the key 0600): what the vendor's activation
+    /// service is given instead of the root key. Refuses an `out` that already holds one.
+    pub fn delegate(
+        &self,
+        out: &Path,
+        days: u32,
+        scope: &[Scope],
+        now: Timestamp,
+    ) -> Result<Delegation, ApiError> {
+        let root = self.root()?;
+        let (_, catalog) = self.require_catalog()?;
+        let signing = SigningDir::new(out);
+        if signing.key_path().exists() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "{} already holds a signing key; give the new one another directory",
+                    out.display()
+                ),
+            ));
+        }
+        let pair = KeyPair::from_seed(random_bytes()?)?;
+        let (token, delegation) =
+            delegation::delegate(&root, &catalog.vendor, pair.public(), scope, now, days)?;
+        volact_store::private::create_dir(out).map_err(|e| io("create", out, e))?;
+        write_atomic(&signing.key_path(), pair.to_paserk().as_bytes(), true)?;
+        write_atomic(&signing.delegation_path(), token.as_bytes(), false)?;
+        Ok(delegation)
+    }
+
+    /// Signs a host certificate for an activation request, within the key's limits,
+    /// with the root key.
     pub fn activate_host(
         &self,
         request: &HostActivationRequest,
         now: Timestamp,
         days: u32,
     ) -> Result<HostActivationResponse, ApiError> {
+        self.activate_host_signed_by(request, now, days, None)
+    }
+
+    /// [`VendorDir::activate_host`], signed by the delegated key in `signing` when given
+    /// (the certificate then carries its delegation; the ledger is still this
+    /// directory's).
+    pub fn activate_host_signed_by(
+        &self,
+        request: &HostActivationRequest,
+        now: Timestamp,
+        days: u32,
+        signing: Option<&SigningDir>,
+    ) -> Result<HostActivationResponse, ApiError> {
         let root = self.root()?;
+        let delegated = signing.map(SigningDir::load).transpose()?;
         let (_, catalog) = self.require_catalog()?;
         self.secure()?;
         let path = self.path(LEDGER);
@@ -323,8 +370,22 @@ impl VendorDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::default(),
             Err(e) => return Err(io("read", &path, e)),
         };
-        let (cert, _) =
-            certificate::activate_host(&root, &catalog, &mut ledger, request, now, days)?;
+        let signer = match &delegated {
+            Some((key, token)) => Signer {
+                key,
+                delegation: Some(token.clone()),
+            },
+            None => Signer::root(&root),
+        };
+        let (cert, _) = certificate::activate_host_with(
+            &signer,
+            root.public(),
+            &catalog,
+            &mut ledger,
+            request,
+            now,
+            days,
+        )?;
         // The ledger is written before the certificate is handed out, so a crash never
         // gives away an activation the ledger does not know.
         write_atomic(
@@ -335,6 +396,70 @@ impl VendorDir {
         Ok(HostActivationResponse {
             host_certificate: cert,
         })
+    }
+}
+
+/// A delegated signing key and the root's delegation of it (`vendor delegate --out`).
+pub struct SigningDir {
+    dir: PathBuf,
+}
+
+impl SigningDir {
+    /// The signing directory at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> SigningDir {
+        SigningDir { dir: dir.into() }
+    }
+
+    fn key_path(&self) -> PathBuf {
+        self.dir.join("signing.key")
+    }
+
+    fn delegation_path(&self) -> PathBuf {
+        self.dir.join("delegation")
+    }
+
+    /// The signing key and its delegation token. The pair is checked: a delegation of
+    /// another key would make certificates no one accepts.
+    pub fn load(&self) -> Result<(KeyPair, String), ApiError> {
+        let read = |path: PathBuf| {
+            std::fs::read_to_string(&path).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "cannot read {} ({e}); make the signing directory with `volact vendor delegate --dir V --out {}`",
+                        path.display(),
+                        self.dir.display()
+                    ),
+                )
+            })
+        };
+        let key = KeyPair::from_paserk(read(self.key_path())?.trim()).map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!("{} is corrupt", self.key_path().display()),
+            )
+        })?;
+        let token = read(self.delegation_path())?.trim().to_string();
+        let claims: Delegation = token::peek(&token).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "{} is not a delegation: {e}",
+                    self.delegation_path().display()
+                ),
+            )
+        })?;
+        if claims.signing_public_key != key.public().to_paserk() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "{} delegates another key than {}",
+                    self.delegation_path().display(),
+                    self.key_path().display()
+                ),
+            ));
+        }
+        Ok((key, token))
     }
 }
 

@@ -5,6 +5,7 @@ use crate::output::Output;
 use crate::vendor::{HostKeySpec, VendorDir};
 use jiff::Timestamp;
 use std::fmt::Write as _;
+use volact_core::delegation::Scope;
 use volact_proto::{ApiError, ErrorCode, HostActivationRequest};
 
 /// Parses `YYYY-MM-DD` (end of that day, UTC) or an RFC 3339 time.
@@ -98,7 +99,39 @@ pub fn run(cmd: VendorCommand, out: Output) -> Result<(), ApiError> {
                 || format!("{token}\n"),
             );
         }
-        VendorCommand::ActivateHost { dir, days, request } => {
+        VendorCommand::Delegate {
+            dir,
+            out: target,
+            days,
+            scope,
+        } => {
+            let scope: Vec<Scope> = if scope.is_empty() {
+                Scope::ALL.to_vec()
+            } else {
+                Scope::ALL
+                    .into_iter()
+                    .filter(|s| scope.iter().any(|given| given == s.as_str()))
+                    .collect()
+            };
+            let delegation = VendorDir::new(&dir).delegate(&target, days, &scope, now)?;
+            out.result(&delegation, || {
+                format!(
+                    "Signing key {} certified for {} until {} ({}).\nKey and delegation written to {}; give that directory to the activation service and keep {} (the root key) offline.\n",
+                    delegation.jti,
+                    scope.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    delegation.exp,
+                    delegation.signing_public_key,
+                    target.display(),
+                    dir.display()
+                )
+            });
+        }
+        VendorCommand::ActivateHost {
+            dir,
+            days,
+            signing,
+            request,
+        } => {
             let bytes = std::fs::read(&request).map_err(|e| {
                 ApiError::new(
                     ErrorCode::InvalidState,
@@ -114,7 +147,9 @@ pub fn run(cmd: VendorCommand, out: Output) -> Result<(), ApiError> {
                     ),
                 )
             })?;
-            let response = VendorDir::new(&dir).activate_host(&req, now, days)?;
+            let signing = signing.map(crate::vendor::SigningDir::new);
+            let response =
+                VendorDir::new(&dir).activate_host_signed_by(&req, now, days, signing.as_ref())?;
             // The answer is a file the host installs, so it is JSON whatever --json says.
             match serde_json::to_string_pretty(&response) {
                 Ok(s) => println!("{s}"),
