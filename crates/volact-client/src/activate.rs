@@ -5,6 +5,7 @@ use crate::discovery::Candidate;
 use crate::failover::{ActivateOptions, activate_with};
 use crate::http::{self, HostReply};
 use crate::schedule::{self, add, show};
+use crate::seal::MachineId;
 use crate::state::{Attempt, ClientState, Installed, RESULT_ACTIVATED, StoredTicket};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
@@ -156,11 +157,23 @@ pub async fn activate_and_save_with(
     nonce: String,
     options: &ActivateOptions,
 ) -> Result<ActivationOutcome, ApiError> {
-    let mut state = ClientState::load(path)?;
+    activate_and_save_on(path, &MachineId::this(), now, machine_name, nonce, options).await
+}
+
+/// [`activate_and_save_with`] reading and sealing the state as `machine` does.
+pub async fn activate_and_save_on(
+    path: &Path,
+    machine: &MachineId,
+    now: Timestamp,
+    machine_name: &str,
+    nonce: String,
+    options: &ActivateOptions,
+) -> Result<ActivationOutcome, ApiError> {
+    let mut state = ClientState::load_on(path, machine)?;
     let result = activate_with(&mut state, now, machine_name, nonce, options).await;
-    let mut fresh = ClientState::load(path)?;
+    let mut fresh = ClientState::load_on(path, machine)?;
     merge_outcome(&mut fresh, &state);
-    let saved = fresh.save(path);
+    let saved = fresh.save_on(path, machine);
     // A failed activation's message matters more than a failed save of its record; a
     // ticket that could not be saved is lost, so then the save error wins.
     match (result, saved) {

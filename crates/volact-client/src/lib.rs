@@ -3,14 +3,13 @@
 //! It keeps the client's state in one sealed JSON file ([`ClientState`]), installs setup keys
 //! ([`install_key`]), pins hosts ([`set_host`]), activates over HTTP ([`activate`]) and
 //! verifies every answer along the vendor's chain, reports status ([`status`],
-//! [`expiry`]) and renews on schedule ([`run_agent`]).
+//! [`expiry`]) and says when to renew ([`next_attempt`]); volact-sdk runs the renewal.
 //!
 //! Every operation takes `now` from its caller instead of reading the clock, so tests and
-//! the simulator can run months in a moment; only [`run_agent`] reads real time.
+//! the simulator can run months in a moment.
 
 mod activate;
 pub mod admin;
-mod agent;
 pub mod discovery;
 mod failover;
 mod fingerprint;
@@ -25,18 +24,20 @@ pub mod tls;
 #[cfg(test)]
 mod tests;
 
-pub use activate::{ActivationOutcome, activate, activate_and_save, activate_and_save_with};
-pub use agent::{run_agent, run_agent_with};
+pub use activate::{
+    ActivationOutcome, activate, activate_and_save, activate_and_save_on, activate_and_save_with,
+};
 pub use discovery::FoundBy;
 pub use failover::{ActivateOptions, activate_with, candidates};
 pub use http::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 pub use ops::{
-    InstallReport, RearmReport, clear_dns_server, clear_host, install_key, normalize_host,
-    parse_dns_server, rearm, set_dns_server, set_domain, set_host, set_host_cache,
+    AdoptReport, InstallReport, RearmReport, adopt, clear_dns_server, clear_host, install_key,
+    normalize_host, parse_dns_server, rearm, set_dns_server, set_domain, set_host, set_host_cache,
 };
+pub use schedule::{forget_verified, next_attempt_for as next_attempt};
 pub use seal::MachineId;
 pub use state::{
     Attempt, ClientState, Guard, Installed, RESULT_ACTIVATED, STATE_VERSION, StoredTicket,
-    default_state_path, note_clock,
+    default_state_path, note_clock, note_clock_on,
 };
 pub use status::{Expiry, Status, TicketStatus, VendorStatus, expiry, status};

@@ -224,6 +224,54 @@ pub fn rearm(
     })
 }
 
+/// What [`adopt`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdoptReport {
+    /// The other machine's client id, which this one no longer uses.
+    pub old_client_id: String,
+    /// This machine's own client id.
+    pub client_id: String,
+}
+
+/// Gives a state copied from another machine an identity of this machine's own, so that
+/// the copy activates as itself instead of as the machine it came from: a new client id
+/// (the old one is told to hosts, so a machine revoked under it stays refused), no held
+/// ticket and no initial grace (a copy is not a fresh install, and copying a file must
+/// never be a way to a grace). Unlike [`rearm`] it spends no rearm: the copy never had
+/// a licence of its own to reset. `None` when the state is not a copy (nothing to do);
+/// `state-tampered` for an edited state, which only `install_key` clears.
+pub fn adopt(
+    state: &mut ClientState,
+    now: Timestamp,
+    new_id: impl FnOnce() -> String,
+) -> Result<Option<AdoptReport>, ApiError> {
+    match state.tamper {
+        None => return Ok(None),
+        Some(Tamper::Edited) => {
+            return Err(ApiError::new(
+                ErrorCode::StateTampered,
+                "the client state was changed outside volact, so it is not believed and cannot be activated as it is. Install the setup key again (`volact install-key KEY`, or the product's own install step), then activate",
+            ));
+        }
+        Some(Tamper::OtherMachine) => {}
+    }
+    let Some(installed) = state.installed.as_mut() else {
+        return Ok(None);
+    };
+    let old_client_id = std::mem::replace(&mut installed.client_id, new_id());
+    let client_id = installed.client_id.clone();
+    state.guard.previous_client_id = Some(old_client_id.clone());
+    state.guard.grace_forfeited = true;
+    state.ticket = None;
+    state.last_attempt = None;
+    state.tamper = None;
+    state.observe_clock(now);
+    Ok(Some(AdoptReport {
+        old_client_id,
+        client_id,
+    }))
+}
+
 /// Pins a host, like `slmgr /skms`: `HOST`, `HOST:PORT`, an IPv4 address, an IPv6
 /// address (bare, or `[ADDR]:PORT` with a port). Returns the normalised `host:port`.
 pub fn set_host(state: &mut ClientState, text: &str) -> Result<String, ApiError> {

@@ -3,11 +3,13 @@
 
 use crate::state::ClientState;
 use jiff::{SignedDuration, Timestamp};
+use std::sync::Mutex;
 use volact_core::certificate::HostCertificate;
+use volact_core::keys::PublicKey;
 use volact_core::license::CLOCK_ROLLBACK_TOLERANCE;
 use volact_core::settings::Settings;
 use volact_core::ticket::{Ticket, verify_stored};
-use volact_proto::HostIntervals;
+use volact_proto::{ApiError, HostIntervals};
 
 /// The intervals in force: the host's once heard from (held to the design's ranges),
 /// else the built-in defaults.
@@ -27,7 +29,7 @@ pub(crate) fn held_ticket(
         return Ok(None);
     };
     let (root, _, product) = installed.signed().map_err(|e| e.message)?;
-    let (ticket, cert) = verify_stored(&root, &stored.host_certificate, &stored.token)
+    let (ticket, cert) = verified(&root, &stored.host_certificate, &stored.token)
         .map_err(|e| format!("the stored ticket is not accepted: {}", e.message))?;
     if ticket.sub != installed.client_id || ticket.product != product.id {
         return Err(format!(
@@ -44,6 +46,52 @@ pub(crate) fn held_ticket(
         ));
     }
     Ok(Some((ticket, cert)))
+}
+
+/// The chain last verified: root, certificate and ticket exactly as they were read, with
+/// what they yielded.
+type Verified = (PublicKey, String, String, Ticket, HostCertificate);
+
+static LAST_VERIFIED: Mutex<Option<Verified>> = Mutex::new(None);
+
+/// [`verify_stored`], remembering the last chain that verified. A product checks its
+/// licence often and its ticket changes once a week: the same bytes under the same root
+/// verify the same way, so a check after the first in a process compares bytes instead
+/// of verifying two signatures again, and any changed byte is verified anew. (What the
+/// time says about the ticket is judged at each check, outside this.)
+pub(crate) fn verified(
+    root: &PublicKey,
+    certificate: &str,
+    token: &str,
+) -> Result<(Ticket, HostCertificate), ApiError> {
+    if let Ok(last) = LAST_VERIFIED.lock()
+        && let Some((r, c, t, ticket, cert)) = last.as_ref()
+        && r == root
+        && c == certificate
+        && t == token
+    {
+        return Ok((ticket.clone(), cert.clone()));
+    }
+    let (ticket, cert) = verify_stored(root, certificate, token)?;
+    if let Ok(mut last) = LAST_VERIFIED.lock() {
+        *last = Some((
+            root.clone(),
+            certificate.to_string(),
+            token.to_string(),
+            ticket.clone(),
+            cert.clone(),
+        ));
+    }
+    Ok((ticket, cert))
+}
+
+/// Forgets the remembered chain, so the next check verifies every signature: for
+/// measuring the first check of a process.
+#[doc(hidden)]
+pub fn forget_verified() {
+    if let Ok(mut last) = LAST_VERIFIED.lock() {
+        *last = None;
+    }
 }
 
 /// When the client should next contact a host: at the ticket's renewal time while it
@@ -71,6 +119,15 @@ pub(crate) fn next_attempt(
         next = next.max(retry);
     }
     Some(next.max(now))
+}
+
+/// When the client should next ask a host for a ticket: at the held ticket's renewal
+/// time, right away when it holds none (or the clock reads behind what it has seen), never
+/// before a failed attempt's retry time. `None` when no setup key is installed. What
+/// the SDK's background renewal (and so `volact agent`) runs by.
+pub fn next_attempt_for(state: &ClientState, now: Timestamp) -> Option<Timestamp> {
+    let held = held_ticket(state).ok().flatten();
+    next_attempt(state, held.as_ref().map(|(t, _)| t), now)
 }
 
 /// Human form of a duration for messages and status, e.g. `4d 3h`; at most two units,

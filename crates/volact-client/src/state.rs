@@ -456,7 +456,12 @@ impl ClientState {
 /// licence runs out. Nothing is written for a tampered state, one with no key, or a
 /// clock behind the mark (that is the rollback itself, and the mark never moves back).
 pub fn note_clock(path: &Path, now: Timestamp) -> Result<(), ApiError> {
-    let mut state = ClientState::load(path)?;
+    note_clock_on(path, &MachineId::this(), now)
+}
+
+/// [`note_clock`] reading and sealing the state as `machine` does.
+pub fn note_clock_on(path: &Path, machine: &MachineId, now: Timestamp) -> Result<(), ApiError> {
+    let mut state = ClientState::load_on(path, machine)?;
     let due = state
         .latest_trusted()
         .is_none_or(|t| now >= volact_core::util::add(t, CLOCK_NOTE_STEP));
@@ -464,7 +469,7 @@ pub fn note_clock(path: &Path, now: Timestamp) -> Result<(), ApiError> {
         return Ok(());
     }
     state.observe_clock(now);
-    state.save(path)
+    state.save_on(path, machine)
 }
 
 #[cfg(unix)]

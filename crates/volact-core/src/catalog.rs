@@ -458,6 +458,11 @@ mod tests {
     }
 }
 
+/// The last bundle that [`VendorBundle::open`] verified, with what it yielded.
+#[allow(clippy::type_complexity)]
+static LAST_OPENED: std::sync::Mutex<Option<(VendorBundle, crate::keys::PublicKey, Catalog)>> =
+    std::sync::Mutex::new(None);
+
 /// What `volact vendor export` writes: the vendor's root public key and signed catalog,
 /// everything a host or client needs to trust this vendor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -472,6 +477,24 @@ pub struct VendorBundle {
 impl VendorBundle {
     /// Verifies the catalog against the root key and returns both.
     pub fn open(&self) -> Result<(crate::keys::PublicKey, Catalog), ApiError> {
+        // A client checks its licence on every start of its product, and verifying a
+        // catalog (a constant-time decode of a few kilobytes, then a signature) is most of
+        // what that would cost. The result of the last bundle that verified is kept: the
+        // same bytes verify the same way, so this changes no answer, only its cost.
+        if let Ok(last) = LAST_OPENED.lock()
+            && let Some((bundle, root, catalog)) = last.as_ref()
+            && bundle == self
+        {
+            return Ok((root.clone(), catalog.clone()));
+        }
+        let opened = self.verify()?;
+        if let Ok(mut last) = LAST_OPENED.lock() {
+            *last = Some((self.clone(), opened.0.clone(), opened.1.clone()));
+        }
+        Ok(opened)
+    }
+
+    fn verify(&self) -> Result<(crate::keys::PublicKey, Catalog), ApiError> {
         let root = crate::keys::PublicKey::from_paserk(&self.root_public_key).map_err(|_| {
             ApiError::new(
                 ErrorCode::BadRequest,

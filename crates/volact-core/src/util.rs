@@ -12,6 +12,12 @@ pub fn add(t: Timestamp, d: SignedDuration) -> Timestamp {
     })
 }
 
+/// `t` without its fraction of a second: tickets, the store and people all work in
+/// whole seconds, and a ticket that says `04:06:11Z` reads better than nine more digits.
+pub fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
 /// Unix seconds `t` as a `u32`, for tables of millions of entries kept in memory (the
 /// count, the cloned-image tracker): exact from 1970 to 2106, clamped outside, which only
 /// a wildly wrong clock meets.

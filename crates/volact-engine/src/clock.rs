@@ -20,11 +20,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// `t` without its fraction of a second: tickets, the store and people all work in
-/// whole seconds, and a ticket that says `04:06:11Z` reads better than nine more digits.
-pub fn whole_seconds(t: Timestamp) -> Timestamp {
-    Timestamp::from_second(t.as_second()).unwrap_or(t)
-}
+pub use volact_core::util::whole_seconds;
 
 /// A clock that moves only when told to.
 #[derive(Debug)]

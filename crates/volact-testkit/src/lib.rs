@@ -2,6 +2,7 @@
 //! loopback) driven by a hand-set clock, and outside programs the tests start (BIND).
 //! Integration tests of every crate use it; it is never a normal dependency.
 
+pub mod postgres;
 pub mod testbind;
 
 use jiff::Timestamp;
@@ -61,6 +62,18 @@ impl TestVendor {
             catalog,
             bundle,
         })
+    }
+
+    /// A vendor with the demo catalog in which `product` activates at a count of
+    /// `minimum` (1: one machine is enough), for tests of a single client.
+    pub fn with_minimum(seed: u8, product: &str, minimum: u32) -> Result<TestVendor, ApiError> {
+        let mut source = demo_source();
+        for p in &mut source.products {
+            if p.id == product {
+                p.minimum_count = Some(minimum);
+            }
+        }
+        TestVendor::with_source(seed, &source)
     }
 
     /// Another vendor (another root key) whose catalog copies this one's products and
@@ -164,6 +177,17 @@ impl TestHost {
             running,
             options,
         })
+    }
+
+    /// [`TestHost::start`] with the clock at the real time: for clients that read the
+    /// real clock (the SDK, the `volact` command).
+    pub async fn start_now(
+        vendor: TestVendor,
+        options: TestHostOptions,
+    ) -> Result<TestHost, ApiError> {
+        let host = TestHost::start(vendor, options).await?;
+        host.clock.set(Timestamp::now());
+        Ok(host)
     }
 
     async fn serve(

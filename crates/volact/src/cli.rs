@@ -216,7 +216,8 @@ pub struct DataDir {
 #[derive(Debug, Args, Default)]
 pub struct StorageFlag {
     /// Where the host's data lives, default sqlite://DATA/volact.db (DATA is the data
-    /// directory).
+    /// directory), or postgres://USER@HOST:PORT/DATABASE without a password (that goes in
+    /// [storage] password_file or VOLACT_STORAGE_PASSWORD, never on a command line).
     #[arg(long, value_name = "URL")]
     pub storage_url: Option<String>,
 }
@@ -336,6 +337,10 @@ pub enum HostCommand {
     Revoke(crate::admin_cmd::RevokeArgs),
     /// Undo a revocation.
     Unrevoke(crate::admin_cmd::UnrevokeArgs),
+    /// Copy this host's store (inventory, audit log, clone flags, totals) to another,
+    /// such as PostgreSQL, printing what was copied per table; then point [storage] url
+    /// at it. Refused while the host serves, and into a store holding data unless --force.
+    MigrateStore(crate::migrate_cmd::MigrateStoreArgs),
     /// The host's configuration: `config check` validates it without starting.
     #[command(subcommand)]
     Config(crate::config_cmd::ConfigCommand),
@@ -424,8 +429,28 @@ pub enum VendorCommand {
         /// Certificate validity in days (capped by the host key's expiry).
         #[arg(long, default_value_t = volact_core::certificate::DEFAULT_CERTIFICATE_DAYS)]
         days: u32,
+        /// Sign with the delegated key in DIR (`vendor delegate --out DIR`) instead of
+        /// the root key.
+        #[arg(long, value_name = "DIR")]
+        signing: Option<PathBuf>,
         /// The host's request file.
         request: PathBuf,
+    },
+    /// Certify a signing key for the vendor's activation service, so the root key can stay
+    /// offline: hosts and clients accept what it signs within its scope and validity.
+    Delegate {
+        /// The vendor's directory (holds the root key).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Where to write the signing key and its delegation (a new directory).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Validity in days: documents the key signs must be issued within it.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// What the key may sign (default: all three).
+        #[arg(long, value_delimiter = ',', value_name = "SCOPE", value_parser = ["host-certificates", "catalogs", "revocation-lists"])]
+        scope: Vec<String>,
     },
     /// Print the public bundle (root public key and signed catalog) for hosts and clients.
     Export {

@@ -6,35 +6,10 @@ use crate::host_cmd::read_bundle;
 use crate::output::{Output, init_logging};
 use jiff::Timestamp;
 use std::path::PathBuf;
-use volact_client::{ClientState, default_state_path};
+use volact_client::default_state_path;
 use volact_core::license::Tamper;
 use volact_proto::{ApiError, ErrorCode};
-
-/// The machine's name for the host's inventory: `VOLACT_MACHINE_NAME` when set (tests
-/// and simulations play many machines on one), else the system's host name.
-fn machine_name() -> String {
-    if let Ok(name) = std::env::var("VOLACT_MACHINE_NAME") {
-        return name;
-    }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// Notes the clock in the state after `status` or `expiry`: what a product runs while its
-/// licence runs out, so a clock set back afterwards is seen. Best effort: a read-only
-/// state file must not make `status` fail, and the reading only strengthens a later
-/// rollback check; it never grants anything.
-fn note_clock(path: &std::path::Path, now: Timestamp) {
-    if let Err(e) = volact_client::note_clock(path, now) {
-        tracing::debug!(code = %e.code, "could not note the clock in the client state: {}", e.message);
-    }
-}
+use volact_sdk::License;
 
 /// A "not yet" from a one-shot `activate`: the message also says what happens next,
 /// since this command does not retry (an agent, if one runs, does).
@@ -54,24 +29,21 @@ fn one_shot_not_yet(mut e: ApiError) -> ApiError {
     e
 }
 
-fn nonce() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 /// `status` (`dli`) and, verbose, `dlv`.
 fn status(
-    path: &std::path::Path,
+    license: &License,
     now: Timestamp,
     verbose: bool,
     discovery: &crate::dns_cmd::DiscoveryFlags,
     out: Output,
 ) -> Result<(), ApiError> {
-    let s = ClientState::load(path)?;
-    let mut status = volact_client::status(&s, now);
+    let mut status = license.status_at(now)?;
     if let Some(addr) = discovery.options()?.dns_server {
         status = status.with_dns_server(addr);
     }
-    note_clock(path, now);
+    // What a product runs while its licence runs out: the check notes the clock, so a
+    // clock set back afterwards is seen.
+    license.check();
     out.result(&status, || status.render_text(verbose));
     Ok(())
 }
@@ -88,14 +60,17 @@ pub async fn run(
         None => default_state_path()?,
     };
     let now = volact_engine::whole_seconds(Timestamp::now());
+    // The same API a vendor's product embeds; the `volact` command is no one vendor's
+    // product, so it trusts the bundle installed with the setup key.
+    let options = match discovery_needed(&cmd) {
+        true => discovery.options()?,
+        false => Default::default(),
+    };
+    let license = License::for_state_file(&path, Some(volact_sdk::machine_name()), options);
     match cmd {
         ClientCommand::InstallKey { key, vendor, .. } => {
             let bundle = vendor.as_deref().map(read_bundle).transpose()?;
-            let mut s = ClientState::load(&path)?;
-            let report = volact_client::install_key(&mut s, &key, bundle, now, || {
-                uuid::Uuid::new_v4().hyphenated().to_string()
-            })?;
-            s.save(&path)?;
+            let report = license.install_key_with(&key, bundle)?;
             out.result(&report, || {
                 let resealed = match report.resealed {
                     None => "",
@@ -117,9 +92,7 @@ pub async fn run(
             });
         }
         ClientCommand::SetHost { host, .. } => {
-            let mut s = ClientState::load(&path)?;
-            let pinned = volact_client::set_host(&mut s, &host)?;
-            s.save(&path)?;
+            let pinned = license.set_host(&host)?;
             out.result(&serde_json::json!({ "pinned_host": pinned }), || {
                 format!(
                     "Host pinned to {pinned}; DNS discovery is off until `volact clear-host`.\n"
@@ -127,31 +100,19 @@ pub async fn run(
             });
         }
         ClientCommand::ClearHost { .. } => {
-            let mut s = ClientState::load(&path)?;
-            volact_client::clear_host(&mut s);
-            s.save(&path)?;
+            license.clear_host()?;
             out.result(&serde_json::json!({ "pinned_host": null }), || {
                 "Pinned host cleared; the client will use DNS discovery.\n".into()
             });
         }
         ClientCommand::SetDomain { domain, .. } => {
-            let mut s = ClientState::load(&path)?;
-            let d = volact_client::set_domain(&mut s, &domain)?;
-            s.save(&path)?;
+            let d = license.set_domain(&domain)?;
             out.result(&serde_json::json!({ "domain": d }), || {
                 format!("Discovery domain set to {d} (_volact._tcp.{d}).\n")
             });
         }
         ClientCommand::Activate { .. } => {
-            let outcome = volact_client::activate_and_save_with(
-                &path,
-                now,
-                &machine_name(),
-                nonce(),
-                &discovery.options()?,
-            )
-            .await
-            .map_err(one_shot_not_yet)?;
+            let outcome = license.activate_now().map_err(one_shot_not_yet)?;
             out.result(&outcome, || {
                 format!(
                     "Product activated successfully by host {} (count {} of {}).\nValid until {}; renews after {}.\n",
@@ -164,20 +125,15 @@ pub async fn run(
             });
         }
         // `dlv` is `status --verbose`, as slmgr's /dlv is the verbose /dli.
-        ClientCommand::Dlv { .. } => status(&path, now, true, discovery, out)?,
-        ClientCommand::Status { verbose, .. } => status(&path, now, verbose, discovery, out)?,
+        ClientCommand::Dlv { .. } => status(&license, now, true, discovery, out)?,
+        ClientCommand::Status { verbose, .. } => status(&license, now, verbose, discovery, out)?,
         ClientCommand::Expiry { .. } => {
-            let s = ClientState::load(&path)?;
-            let e = volact_client::expiry(&s, now);
-            note_clock(&path, now);
+            let e = license.expiry_at(now)?;
+            license.check();
             out.result(&e, || format!("{}\n", e.text));
         }
         ClientCommand::Rearm { .. } => {
-            let mut s = ClientState::load(&path)?;
-            let report = volact_client::rearm(&mut s, now, || {
-                uuid::Uuid::new_v4().hyphenated().to_string()
-            })?;
-            s.save(&path)?;
+            let report = license.rearm()?;
             out.result(&report, || {
                 format!(
                     "New client id {} (was {}); the initial grace starts again. Rearm {} of the {} allowed.\nNext: volact activate\n",
@@ -188,13 +144,10 @@ pub async fn run(
         ClientCommand::Agent { .. } => {
             init_logging("text")?;
             tracing::info!(state = %path.display(), "agent running; renews on schedule until Ctrl-C");
-            volact_client::run_agent_with(
-                &path,
-                &machine_name(),
-                &discovery.options()?,
-                crate::host_cmd::wait_for_shutdown(),
-            )
-            .await?;
+            let renewal = license.start_renewal()?;
+            crate::host_cmd::wait_for_shutdown().await;
+            tracing::info!("agent stopping");
+            renewal.stop();
         }
         ClientCommand::HostCache { switch, .. } => {
             crate::dns_cmd::host_cache(&path, &switch, out)?;
@@ -205,4 +158,12 @@ pub async fn run(
         ClientCommand::ClearDnsServer { .. } => crate::dns_cmd::clear_dns_server(&path, out)?,
     }
     Ok(())
+}
+
+/// Whether `cmd` talks to hosts, so that its discovery flags must be valid.
+fn discovery_needed(cmd: &ClientCommand) -> bool {
+    matches!(
+        cmd,
+        ClientCommand::Activate { .. } | ClientCommand::Agent { .. }
+    )
 }

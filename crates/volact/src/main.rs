@@ -8,6 +8,7 @@ mod client_cmd;
 mod config_cmd;
 mod dns_cmd;
 mod host_cmd;
+mod migrate_cmd;
 mod output;
 mod quickstart;
 #[cfg(feature = "bench-seed")]

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::activate::{activate_hosts, merge_outcome};
-use crate::{FoundBy, activate, activate_and_save, candidates, run_agent, set_host, status};
+use crate::{FoundBy, activate, activate_and_save, candidates, set_host, status};
 use axum::Json;
 use axum::http::StatusCode;
 use std::sync::{Arc, Mutex};
@@ -508,50 +508,4 @@ fn a_ticket_is_not_merged_into_a_state_whose_product_changed_meanwhile() {
     let mut same = v.installed(WORKSTATION, t0());
     merge_outcome(&mut same, &done);
     assert_eq!(same.ticket, done.ticket);
-}
-
-#[tokio::test]
-async fn the_agent_activates_when_due_and_stops_on_request() {
-    // The agent reads the real clock, so this vendor's documents are issued just before it.
-    let issued = Timestamp::now() - days(1);
-    let v = Arc::new(Vendor::issued_at(7, issued));
-    let (host, seen) = good_host(v.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("client.json");
-    let mut state = v.installed(WORKSTATION, issued);
-    set_host(&mut state, &host).unwrap();
-    state.save(&path).unwrap();
-
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let agent_path = path.clone();
-    let agent = tokio::spawn(async move {
-        run_agent(&agent_path, "pc-agent", async {
-            let _ = rx.await;
-        })
-        .await
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        if ClientState::load(&path).unwrap().ticket.is_some() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the agent did not activate"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    tx.send(()).unwrap();
-    agent.await.unwrap().unwrap();
-    assert_eq!(
-        seen.lock().unwrap().len(),
-        1,
-        "renewal is days away, so one request only"
-    );
-    assert_eq!(seen.lock().unwrap()[0].machine_name, "pc-agent");
-    let saved = ClientState::load(&path).unwrap();
-    assert_eq!(
-        status(&saved, Timestamp::now()).license.state,
-        LicenseState::Licensed
-    );
 }
