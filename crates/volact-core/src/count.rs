@@ -202,6 +202,23 @@ impl CountIndex {
         app.count()
     }
 
+    /// Brings in a client counted at `at` by another host sharing the count: like
+    /// [`CountIndex::observe`], except that a later time already known for the client,
+    /// in any application, wins (the other host's record may be older than this host's
+    /// latest answer, which is not stored yet).
+    pub fn merge(&mut self, application: &str, client: ClientKey, at: i64) {
+        let k = key(client);
+        let t = unix_u32(at);
+        if self
+            .applications
+            .values()
+            .any(|a| a.last.get(&k).is_some_and(|&known| known >= t))
+        {
+            return;
+        }
+        self.observe(application, client, at);
+    }
+
     /// Loads a stored client without answering (start-up). Keeps the later time if the
     /// client is already present.
     pub fn load(&mut self, application: &str, client: ClientKey, last_counted: i64) {
@@ -385,6 +402,24 @@ mod tests {
         }
         many.load_many("os", items);
         assert_eq!(many.count("os", 0), 300);
+    }
+
+    #[test]
+    fn another_hosts_older_record_does_not_move_a_client_back() {
+        let mut idx = CountIndex::new(30 * DAY);
+        idx.observe("os", 1, 100);
+        // Stored by another host before this host's later answer: ignored, in any
+        // application.
+        idx.merge("office", 1, 90);
+        idx.merge("os", 1, 90);
+        assert_eq!(idx.counts(100), vec![("os".into(), 1)]);
+        // A later one moves it, and a new client enters.
+        idx.merge("office", 1, 110);
+        idx.merge("os", 2, 105);
+        assert_eq!(
+            idx.counts(110),
+            vec![("office".into(), 1), ("os".into(), 1)]
+        );
     }
 
     #[test]

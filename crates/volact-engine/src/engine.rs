@@ -19,6 +19,7 @@ use volact_proto::{
     ActivationRequest, ActivationResponse, ActivationResult, ApiError, ErrorCode, HostInfo,
 };
 use volact_store::count::{Count, CountError, CountQuery, Effect};
+use volact_store::feed::SeatHold;
 use volact_store::{ActivationRecord, Store};
 
 /// Everything the engine needs to start.
@@ -38,6 +39,14 @@ pub struct EngineParts {
     pub count: Arc<dyn Count>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
+}
+
+/// A seat asked of a shared store before the decision (see `Engine::hold_seat`).
+struct HeldSeat {
+    /// The client holding it, when the store granted one (`None`: every seat was taken).
+    client_id: Option<String>,
+    /// Seats taken by other clients when it was asked.
+    in_use: u64,
 }
 
 /// A refusal, and the record to store for it when the client can be identified.
@@ -254,13 +263,23 @@ impl Engine {
         address: &str,
     ) -> Result<ActivationResponse, ApiError> {
         let now = self.clock.now();
+        let held = match self.hold_seat(req, now).await {
+            Ok(held) => held,
+            Err(e) => {
+                self.metrics.request(None, Err(e.code));
+                return Err(e);
+            }
+        };
         let product;
-        let (mut result, ack) = match self.try_decide(req, address, now) {
+        let (mut result, ack) = match self.try_decide(req, address, now, held.as_ref()) {
             Ok((response, ack)) => {
                 product = self.product_index(&response.product);
                 (Ok(response), Some(ack))
             }
             Err(refusal) => {
+                if let Some(held) = held {
+                    self.release_seat(held);
+                }
                 let (error, record) = *refusal;
                 product = record.as_ref().and_then(|r| self.product_index(&r.product));
                 let ack = match record {
@@ -299,6 +318,65 @@ impl Engine {
         result
     }
 
+    /// When the count is shared with other hosts and the certificate caps seats, holds a
+    /// seat in the store for a client this host does not count yet, before the decision:
+    /// other hosts fill the same seats, and only the store sees all of them at once. A
+    /// store that cannot be reached answers `storage-failure`; nothing is held for
+    /// clients this host already counts, requests it cannot parse, or a count of its own.
+    async fn hold_seat(
+        &self,
+        req: &ActivationRequest,
+        now: Timestamp,
+    ) -> Result<Option<HeldSeat>, ApiError> {
+        let Some(feed) = self.count.feed() else {
+            return Ok(None);
+        };
+        let Some(cap) = self.certificate().and_then(|c| c.seats) else {
+            return Ok(None);
+        };
+        // Refused by the decision anyway, without a seat.
+        let Ok(parsed) = decide::parse_request(req) else {
+            return Ok(None);
+        };
+        let at = now.as_second();
+        if self
+            .count
+            .counts_anywhere(parsed.client, at)
+            .unwrap_or(false)
+        {
+            return Ok(None);
+        }
+        let since = volact_core::count::window_start(at, self.settings.count_window.as_secs());
+        let hold = feed
+            .hold_seat(&parsed.client_id, since, u64::from(cap))
+            .await
+            .map_err(storage)?;
+        Ok(Some(match hold {
+            SeatHold::Held { in_use } => HeldSeat {
+                client_id: Some(parsed.client_id),
+                in_use,
+            },
+            SeatHold::Full { in_use } => HeldSeat {
+                client_id: None,
+                in_use,
+            },
+        }))
+    }
+
+    /// Gives back a seat held for a request that was refused, in the background: a
+    /// seat not given back is freed by the store a minute later, so a failure here only
+    /// keeps the seat a little longer.
+    fn release_seat(&self, held: HeldSeat) {
+        let (Some(client_id), Some(feed)) = (held.client_id, self.count.feed()) else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = feed.release_seat(&client_id).await {
+                tracing::debug!("could not give back the seat held for {client_id}: {e}");
+            }
+        });
+    }
+
     /// Parses the request, looks its product up, checks the host is ready, then hands the
     /// count's view of the client to the one decision ([`decide::decide`]) through the
     /// count, which applies its effect; the record is queued while the count is held.
@@ -307,6 +385,7 @@ impl Engine {
         req: &ActivationRequest,
         address: &str,
         now: Timestamp,
+        held: Option<&HeldSeat>,
     ) -> Result<(ActivationResponse, Ack), Box<Refusal>> {
         // Requests without a usable client id cannot be tied to a client: answered, never stored.
         let parsed = decide::parse_request(req).map_err(|e| Box::new((e, None)))?;
@@ -331,6 +410,7 @@ impl Engine {
                 .as_ref()
                 .and_then(|p| p.as_ref().ok().copied().flatten()),
             seats: cert.seats.is_some(),
+            seats_held: held.map(|h| h.in_use),
             at: now.as_second(),
         };
         let mut decided = None;

@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod migrate;
 pub mod registry;
+pub mod shared_count;
 pub mod status;
 pub mod storage;
 pub mod tls_config;

@@ -282,6 +282,33 @@ pub async fn open_store_with(
     }
 }
 
+/// The host's count: shared with the other hosts of the store when the store has a feed
+/// of the count's changes (PostgreSQL), followed from now on; else the embedded count.
+pub async fn count_for(
+    store: &dyn volact_store::Store,
+    settings: &volact_core::settings::Settings,
+    clock: &dyn crate::clock::Clock,
+) -> Result<Arc<dyn volact_store::count::Count>, ApiError> {
+    let Some(feed) = store.count_feed() else {
+        return memory_count(store, settings, clock).await;
+    };
+    let shared = crate::shared_count::SharedCount::load(
+        store,
+        feed,
+        settings.count_window.as_secs(),
+        clock.now().as_second(),
+    )
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            ErrorCode::StorageFailure,
+            format!("the host's storage failed: {e}"),
+        )
+    })?;
+    shared.follow();
+    Ok(shared)
+}
+
 /// The embedded count (the default), loaded from `store` as it stands by `clock`.
 pub async fn memory_count(
     store: &dyn volact_store::Store,

@@ -8,7 +8,7 @@ use volact_engine::clock::Clock;
 use volact_engine::config::HostConfig;
 use volact_engine::data::{HostData, ServingInfo};
 use volact_engine::engine::{Engine, EngineParts};
-use volact_engine::storage::{OpenMode, memory_count, open_configured};
+use volact_engine::storage::{OpenMode, count_for, open_configured};
 use volact_proto::{ApiError, ErrorCode};
 
 /// The TLS side of a serving host.
@@ -108,7 +108,7 @@ pub async fn start(
     let (_, catalog) = data.vendor()?;
     let certificate = data.certificate()?;
     let store = open_configured(config, data.dir(), OpenMode::Serve).await?;
-    let count = memory_count(store.as_ref(), &config.settings, clock.as_ref()).await?;
+    let count = count_for(store.as_ref(), &config.settings, clock.as_ref()).await?;
     let engine = Engine::start(EngineParts {
         identity,
         catalog,

@@ -131,7 +131,7 @@ impl SimHost {
         )
         .await?;
         let count =
-            volact_engine::storage::memory_count(store.as_ref(), &settings, clock.as_ref()).await?;
+            volact_engine::storage::count_for(store.as_ref(), &settings, clock.as_ref()).await?;
         let engine = Engine::start(EngineParts {
             identity: data.identity()?,
             catalog: vendor.catalog.clone(),

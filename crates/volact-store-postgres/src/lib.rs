@@ -11,6 +11,7 @@
 //! is down and succeed again once it is back.
 
 mod error;
+mod feed;
 mod read;
 mod schema;
 mod write;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 
+use volact_store::feed::{CountFeed, FeedPage, FeedPosition, SeatHold};
 use volact_store::{
     ActivationRecord, ClientFilter, ClientRecord, CloneRecord, CloneSighting, CountHistory,
     CountedClient, EventFilter, EventRecord, HostRecord, HourlyRequests, Store, StoreError,
@@ -231,6 +233,10 @@ impl Store for PgStore {
         Ok(read::hosts(&self.pool).await?)
     }
 
+    fn count_feed(&self) -> Option<std::sync::Arc<dyn CountFeed>> {
+        Some(std::sync::Arc::new(self.clone()))
+    }
+
     async fn import(&self, rows: volact_store::ImportRows) -> Result<u64, StoreError> {
         Ok(write::import(&self.pool, rows).await?)
     }
@@ -247,5 +253,29 @@ impl Store for PgStore {
         detail: &str,
     ) -> Result<(), StoreError> {
         Ok(write::record_host_event(&self.pool, at, result, address, detail).await?)
+    }
+}
+
+#[async_trait]
+impl CountFeed for PgStore {
+    async fn position(&self) -> Result<FeedPosition, StoreError> {
+        Ok(feed::current(&self.pool).await?)
+    }
+
+    async fn changes(&self, from: FeedPosition) -> Result<FeedPage, StoreError> {
+        Ok(feed::changes(&self.pool, from).await?)
+    }
+
+    async fn hold_seat(
+        &self,
+        client_id: &str,
+        since: i64,
+        cap: u64,
+    ) -> Result<SeatHold, StoreError> {
+        Ok(feed::hold_seat(&self.pool, client_id, since, cap).await?)
+    }
+
+    async fn release_seat(&self, client_id: &str) -> Result<(), StoreError> {
+        Ok(feed::release_seat(&self.pool, client_id).await?)
     }
 }

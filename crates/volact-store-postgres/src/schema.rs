@@ -19,6 +19,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "the registry of hosts",
         include_str!("../migrations/0002_hosts.sql"),
     ),
+    (
+        3,
+        "the count's feed and seat holds",
+        include_str!("../migrations/0003_count_feed.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

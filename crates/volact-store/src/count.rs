@@ -14,8 +14,10 @@
 //!
 //! The method is synchronous on purpose: the embedded count answers in well under a
 //! microsecond and the engine's fast path stays free of a boxed future per request. A
-//! count backed by a shared database will add an asynchronous counterpart (with the
-//! same closure) that the engine awaits when the count is not embedded.
+//! count shared by several hosts (the engine's `SharedCount`) is the same in-memory
+//! view kept up to date from the store's [`CountFeed`]; the one thing it cannot decide
+//! from memory, a seat under a cap that other hosts fill too, the engine holds in the
+//! store before the decision and hands over in [`CountQuery::seats_held`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -23,6 +25,7 @@ use std::sync::Mutex;
 use volact_core::count::{ClientKey, CountIndex};
 use volact_core::decide::CountView;
 
+use crate::feed::{CountChange, CountFeed};
 use crate::{ClientFilter, Store, StoreError};
 
 /// Which client and application a decision is about.
@@ -38,6 +41,10 @@ pub struct CountQuery<'a> {
     /// Whether the seats in use are needed (the host's certificate caps seats); counting
     /// them costs a pass over the applications, so they are read only then.
     pub seats: bool,
+    /// The seats other clients held when the shared store granted or refused this
+    /// client one ([`CountFeed::hold_seat`]): the decision uses it instead of this
+    /// host's own total, which may lag the other hosts.
+    pub seats_held: Option<u64>,
     /// The host's time (Unix seconds).
     pub at: i64,
 }
@@ -99,6 +106,12 @@ pub trait Count: Send + Sync + 'static {
 
     /// Every revoked client.
     fn revoked(&self) -> Result<Vec<ClientKey>, CountError>;
+
+    /// The store's feed when the count is shared with other hosts (seats are then held
+    /// there before a decision); `None` for a count only this host keeps.
+    fn feed(&self) -> Option<std::sync::Arc<dyn CountFeed>> {
+        None
+    }
 }
 
 struct State {
@@ -171,6 +184,31 @@ impl MemoryCount {
     }
 }
 
+impl MemoryCount {
+    /// Brings the view up to date with a client as another host committed it: a
+    /// revocation (or its lifting) applies at once; a counted request applies unless
+    /// this host has seen a later one of the client. Returns whether the client is known
+    /// by a valid id.
+    pub fn apply(&self, change: &CountChange) -> Result<bool, CountError> {
+        let Some(client) = client_key(&change.client_id) else {
+            return Ok(false);
+        };
+        let mut state = self.state.lock().map_err(poisoned)?;
+        let State { index, revoked } = &mut *state;
+        if change.revoked {
+            if revoked.insert(client) {
+                index.remove(client);
+            }
+            return Ok(true);
+        }
+        revoked.remove(&client);
+        if let Some(at) = change.last_counted {
+            index.merge(&change.application, client, at);
+        }
+        Ok(true)
+    }
+}
+
 /// A stored client id as a [`ClientKey`], parsed as the engine parses request ids.
 fn client_key(id: &str) -> Option<ClientKey> {
     uuid::Uuid::parse_str(id).ok().map(|u| u.as_u128())
@@ -185,10 +223,10 @@ impl Count for MemoryCount {
         let mut state = self.state.lock().map_err(poisoned)?;
         let State { index, revoked } = &mut *state;
         let (counted, counted_here, count) = index.view(query.application, query.client, query.at);
-        let seats_used = if query.seats {
-            index.total(query.at)
-        } else {
-            0
+        let seats_used = match query.seats_held {
+            Some(held) => held,
+            None if query.seats => index.total(query.at),
+            None => 0,
         };
         let held = ClientView {
             view: CountView {
@@ -267,6 +305,7 @@ mod tests {
             application,
             previous: None,
             seats: true,
+            seats_held: None,
             at,
         }
     }
@@ -344,6 +383,48 @@ mod tests {
         assert_eq!(count.revoked().unwrap(), vec![1]);
         count.unrevoke(1).unwrap();
         assert!(!count.is_revoked(1).unwrap());
+    }
+
+    #[test]
+    fn other_hosts_changes_apply_to_the_view() {
+        let count = MemoryCount::new(30 * DAY);
+        let id = |n: u128| uuid::Uuid::from_u128(n).hyphenated().to_string();
+        let change = |n, revoked, last_counted| CountChange {
+            client_id: id(n),
+            application: "os".into(),
+            last_counted,
+            revoked,
+        };
+        assert!(count.apply(&change(1, false, Some(10))).unwrap());
+        assert!(count.apply(&change(2, false, None)).unwrap());
+        assert_eq!(count.counts(10).unwrap(), vec![("os".into(), 1)]);
+        count.apply(&change(1, true, Some(10))).unwrap();
+        assert!(count.is_revoked(1).unwrap());
+        assert_eq!(count.counts(10).unwrap(), vec![("os".into(), 0)]);
+        // Lifted elsewhere: counts again from its stored request.
+        count.apply(&change(1, false, Some(10))).unwrap();
+        assert!(!count.is_revoked(1).unwrap());
+        assert!(count.counts_anywhere(1, 10).unwrap());
+        let bad = CountChange {
+            client_id: "not-a-uuid".into(),
+            ..change(3, false, Some(10))
+        };
+        assert!(!count.apply(&bad).unwrap());
+    }
+
+    #[test]
+    fn a_seat_held_in_a_shared_store_decides_instead_of_the_local_total() {
+        let count = MemoryCount::new(30 * DAY);
+        let mut seen = 0;
+        let mut q = query(1, "os", 5);
+        q.seats_held = Some(7);
+        count
+            .decide(&q, &mut |v| {
+                seen = v.view.seats_used;
+                Effect::Leave
+            })
+            .unwrap();
+        assert_eq!(seen, 7);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod count;
+pub mod feed;
 pub mod history;
 pub mod private;
 mod types;
@@ -217,6 +218,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every host that ever registered, by host id.
     async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError>;
+
+    /// The feed of the count's changes, for a store that several hosts share; `None`
+    /// (the default) for a store only one host uses, whose count lives in that host.
+    fn count_feed(&self) -> Option<std::sync::Arc<dyn feed::CountFeed>> {
+        None
+    }
 
     /// Writes rows copied from another store as they are, in one transaction: clients
     /// and clone flags replace the rows of the same id, events keep their ids (an event

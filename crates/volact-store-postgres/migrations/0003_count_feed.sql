@@ -1,0 +1,27 @@
+-- The feed of the count's changes that every host follows (volact_store::feed): each
+-- client row carries the id of the transaction that last wrote it. A reader takes the
+-- oldest transaction still running in its snapshot (pg_snapshot_xmin) as its next
+-- position: every row written by an older transaction was committed (or rolled back)
+-- before that snapshot, so reading "changed >= position" next time misses nothing,
+-- whatever order concurrent transactions commit in.
+ALTER TABLE clients ADD COLUMN changed xid8 NOT NULL DEFAULT pg_current_xact_id();
+CREATE INDEX clients_changed ON clients (changed);
+
+-- Set by the database on every update, so no write path (batches, revocations, imports)
+-- can forget it.
+CREATE FUNCTION volact_clients_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.changed := pg_current_xact_id();
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER clients_changed BEFORE UPDATE ON clients
+    FOR EACH ROW EXECUTE FUNCTION volact_clients_changed();
+
+-- Seats held under a seat cap by requests not recorded yet: taken under one advisory
+-- lock, counted with the clients, dropped after a minute (by then the request's record
+-- is stored, or the request failed).
+CREATE TABLE seat_holds (
+    client_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+    held_at   DOUBLE PRECISION NOT NULL
+);
