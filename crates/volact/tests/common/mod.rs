@@ -417,11 +417,17 @@ impl Fixture {
 /// host in `root`, all through the CLI.
 #[track_caller]
 pub fn provision(root: &Path, group: &str) -> Fixture {
+    provision_with(root, group, CATALOG_TOML, None)
+}
+
+/// [`provision`] with another catalog and a seat cap on the host key.
+#[track_caller]
+pub fn provision_with(root: &Path, group: &str, catalog: &str, seats: Option<u32>) -> Fixture {
     let vendor_dir = root.join("vendor");
     let data = root.join("host");
     run(&["vendor", "init", "--dir", s(&vendor_dir)]).ok();
     let source = root.join("catalog.toml");
-    std::fs::write(&source, CATALOG_TOML).unwrap();
+    std::fs::write(&source, catalog).unwrap();
     let report = run(&[
         "vendor",
         "catalog",
@@ -442,7 +448,8 @@ pub fn provision(root: &Path, group: &str) -> Fixture {
     let bundle = root.join("vendor.pub");
     let export = run(&["vendor", "export", "--dir", s(&vendor_dir)]).ok();
     std::fs::write(&bundle, &export.stdout).unwrap();
-    let host_key = run(&[
+    let seats = seats.map(|n| n.to_string());
+    let mut args = vec![
         "vendor",
         "host-key",
         "--dir",
@@ -452,58 +459,70 @@ pub fn provision(root: &Path, group: &str) -> Fixture {
         "--group",
         group,
         "--json",
-    ])
-    .ok()
-    .json()["host_key"]
+    ];
+    if let Some(seats) = &seats {
+        args.extend(["--seats", seats.as_str()]);
+    }
+    let host_key = run(&args).ok().json()["host_key"]
         .as_str()
         .unwrap()
         .to_string();
-    run(&["host", "init", "--data", s(&data)]).ok();
-    run(&[
-        "host",
-        "install-key",
-        "--data",
-        s(&data),
-        "--vendor",
-        s(&bundle),
-        &host_key,
-    ])
-    .ok();
-    let request = root.join("host-request.json");
-    let response = root.join("host-response.json");
-    run(&[
-        "host",
-        "activate",
-        "--data",
-        s(&data),
-        "--request-out",
-        s(&request),
-    ])
-    .ok();
-    let answer = run(&[
-        "vendor",
-        "activate-host",
-        "--dir",
-        s(&vendor_dir),
-        s(&request),
-    ])
-    .ok();
-    std::fs::write(&response, &answer.stdout).unwrap();
-    run(&[
-        "host",
-        "activate",
-        "--data",
-        s(&data),
-        "--response",
-        s(&response),
-    ])
-    .ok();
-    Fixture {
+    let fixture = Fixture {
         vendor_dir,
         bundle,
-        data,
+        data: data.clone(),
         keys,
         host_key,
+    };
+    fixture.activate_host(&data);
+    fixture
+}
+
+impl Fixture {
+    /// Initialises a host in `data` with this fixture's host key and activates it with
+    /// the vendor (offline exchange): another host of the same customer.
+    #[track_caller]
+    pub fn activate_host(&self, data: &Path) {
+        run(&["host", "init", "--data", s(data)]).ok();
+        run(&[
+            "host",
+            "install-key",
+            "--data",
+            s(data),
+            "--vendor",
+            s(&self.bundle),
+            &self.host_key,
+        ])
+        .ok();
+        let request = data.with_extension("request.json");
+        let response = data.with_extension("response.json");
+        run(&[
+            "host",
+            "activate",
+            "--data",
+            s(data),
+            "--request-out",
+            s(&request),
+        ])
+        .ok();
+        let answer = run(&[
+            "vendor",
+            "activate-host",
+            "--dir",
+            s(&self.vendor_dir),
+            s(&request),
+        ])
+        .ok();
+        std::fs::write(&response, &answer.stdout).unwrap();
+        run(&[
+            "host",
+            "activate",
+            "--data",
+            s(data),
+            "--response",
+            s(&response),
+        ])
+        .ok();
     }
 }
 
