@@ -214,6 +214,12 @@ impl Engine {
         self.count.counts(now).map_err(poisoned)
     }
 
+    /// How long ago the count last caught up with the other hosts sharing the store, when
+    /// it is shared.
+    pub fn count_feed_age(&self) -> Option<std::time::Duration> {
+        self.count.feed_age()
+    }
+
     /// Public facts about the host.
     pub fn info(&self) -> HostInfo {
         HostInfo {

@@ -40,6 +40,7 @@ const CONN_TIMED_OUT: &str = "volact_connections_timed_out_total";
 const CONN_EVICTED: &str = "volact_connections_evicted_total";
 const REQ_REFUSED: &str = "volact_http_requests_refused_total";
 const HOST_LAST_SEEN: &str = "volact_store_host_last_seen_seconds";
+const FEED_AGE: &str = "volact_count_feed_age_seconds";
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
@@ -356,6 +357,22 @@ impl Metrics {
                 // Unix times stay far below 2^53, where f64 would lose precision.
                 .set(h.last_seen as f64);
         }
+    }
+
+    /// Sets how long ago a shared count last read the other hosts' changes (absent for
+    /// a count of this host alone): above a second or two, this host answers with an
+    /// older view of the other hosts' clients than the documented lag.
+    pub fn set_count_feed_age(&self, age: Option<std::time::Duration>) {
+        let Some(age) = age else { return };
+        self.recorder.describe_gauge(
+            KeyName::from_const_str(FEED_AGE),
+            Some(Unit::Seconds),
+            "Seconds since this host's count last caught up with the other hosts sharing the store"
+                .into(),
+        );
+        self.recorder
+            .register_gauge(&Key::from_name(FEED_AGE), &METADATA)
+            .set(age.as_secs_f64());
     }
 
     /// Drains histogram samples into their buckets, so memory does not grow between

@@ -182,4 +182,8 @@ impl Count for SharedCount {
     fn feed(&self) -> Option<Arc<dyn CountFeed>> {
         Some(self.feed.clone())
     }
+
+    fn feed_age(&self) -> Option<Duration> {
+        self.health().last_refresh.map(|t| t.elapsed())
+    }
 }

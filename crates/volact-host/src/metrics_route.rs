@@ -28,6 +28,7 @@ async fn metrics(State(state): State<AppState>, request: Request) -> Response {
     }
     let engine = &state.engine;
     let counts = engine.counts().unwrap_or_default();
+    engine.metrics().set_count_feed_age(engine.count_feed_age());
     let ready = volact_engine::health::readiness(engine).is_ok();
     let mut response = engine.metrics().render(&counts, ready).into_response();
     response.headers_mut().insert(

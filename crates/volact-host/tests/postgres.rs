@@ -77,7 +77,7 @@ async fn a_host_on_postgres_counts_stores_revokes_and_rebuilds_its_count_from_th
         number(
             &pg,
             &database,
-            "SELECT n FROM result_totals WHERE result = 'count-insufficient'"
+            "SELECT SUM(n) FROM result_totals WHERE result = 'count-insufficient'"
         ),
         24
     );

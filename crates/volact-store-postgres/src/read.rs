@@ -252,9 +252,11 @@ pub(crate) async fn count_by_application(
 }
 
 pub(crate) async fn result_totals(pool: &PgPool) -> Result<Vec<(String, u64)>, DbError> {
-    let rows = sqlx::query("SELECT result, n FROM result_totals ORDER BY result")
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT result, SUM(n)::bigint AS n FROM result_totals GROUP BY result ORDER BY result",
+    )
+    .fetch_all(pool)
+    .await?;
     rows.iter()
         .map(|row| Ok((row.try_get("result")?, int(row, "n")?)))
         .collect()

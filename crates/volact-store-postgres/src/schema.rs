@@ -24,6 +24,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "the count's feed and seat holds",
         include_str!("../migrations/0003_count_feed.sql"),
     ),
+    (
+        4,
+        "totals in shards",
+        include_str!("../migrations/0004_total_shards.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

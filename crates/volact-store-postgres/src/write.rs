@@ -12,7 +12,9 @@ const PRUNE_CHUNK: i64 = 10_000;
 
 // One statement for every client of a batch, from arrays: a round trip per batch, not
 // per request. An empty product means the setup key was unknown: the request says
-// nothing about what the client runs, so what is known is kept. The rows are sorted by
+// nothing about what the client runs, so what is known is kept. A row older than the
+// stored one (two batches of one host committing out of order, or two hosts) changes only
+// the request total: the inventory shows each client's latest request. The rows are sorted by
 // client id, so two hosts' batches lock shared clients in the same order and never
 // deadlock.
 const UPSERT_CLIENTS: &str = "INSERT INTO clients (client_id, machine_name, address, product, \
@@ -26,18 +28,28 @@ const UPSERT_CLIENTS: &str = "INSERT INTO clients (client_id, machine_name, addr
     last_seen, last_counted, last_result, last_count, ticket_id, ticket_valid_until, requests) \
     ORDER BY client_id \
     ON CONFLICT (client_id) DO UPDATE SET \
-    machine_name = excluded.machine_name, \
-    address = excluded.address, \
-    product = CASE WHEN excluded.product = '' THEN clients.product ELSE excluded.product END, \
-    application = CASE WHEN excluded.product = '' THEN clients.application \
-        ELSE excluded.application END, \
-    last_seen = excluded.last_seen, \
-    last_counted = COALESCE(excluded.last_counted, clients.last_counted), \
-    last_result = excluded.last_result, \
-    last_count = excluded.last_count, \
-    ticket_id = COALESCE(excluded.ticket_id, clients.ticket_id), \
-    ticket_valid_until = COALESCE(excluded.ticket_valid_until, clients.ticket_valid_until), \
-    requests = clients.requests + excluded.requests";
+    machine_name = CASE WHEN excluded.last_seen >= clients.last_seen THEN excluded.machine_name \
+        ELSE clients.machine_name END, \
+    address = CASE WHEN excluded.last_seen >= clients.last_seen THEN excluded.address \
+        ELSE clients.address END, \
+    product = CASE WHEN excluded.product = '' OR excluded.last_seen < clients.last_seen \
+        THEN clients.product ELSE excluded.product END, \
+    application = CASE WHEN excluded.product = '' OR excluded.last_seen < clients.last_seen \
+        THEN clients.application ELSE excluded.application END, \
+    first_seen = LEAST(excluded.first_seen, clients.first_seen), \
+    last_seen = GREATEST(excluded.last_seen, clients.last_seen), \
+    last_counted = GREATEST(excluded.last_counted, clients.last_counted), \
+    last_result = CASE WHEN excluded.last_seen >= clients.last_seen THEN excluded.last_result \
+        ELSE clients.last_result END, \
+    last_count = CASE WHEN excluded.last_seen >= clients.last_seen THEN excluded.last_count \
+        ELSE clients.last_count END, \
+    ticket_id = CASE WHEN excluded.ticket_id IS NOT NULL \
+        AND excluded.last_seen >= clients.last_seen THEN excluded.ticket_id ELSE clients.ticket_id END, \
+    ticket_valid_until = CASE WHEN excluded.ticket_valid_until IS NOT NULL \
+        AND excluded.last_seen >= clients.last_seen THEN excluded.ticket_valid_until \
+        ELSE clients.ticket_valid_until END, \
+    requests = clients.requests + excluded.requests, \
+    changed = pg_current_xact_id()";
 
 // Identity values are drawn as rows are inserted, in the order of the SELECT: the
 // batch's order.
@@ -49,9 +61,26 @@ const INSERT_EVENTS: &str = "INSERT INTO events (at, client_id, machine_name, ad
     AS u(at, client_id, machine_name, address, product, minimum_asked, count, result, i) \
     ORDER BY i";
 
-const ADD_TOTALS: &str = "INSERT INTO result_totals (result, n) \
-    SELECT result, n FROM UNNEST($1::text[], $2::bigint[]) AS u(result, n) ORDER BY result \
-    ON CONFLICT (result) DO UPDATE SET n = result_totals.n + excluded.n";
+// Into one of the shards of each result (migration 0004), so batches committing at once,
+// from one host or several, rarely wait for each other's row.
+const ADD_TOTALS: &str = "INSERT INTO result_totals (result, shard, n) \
+    SELECT result, $3, n FROM UNNEST($1::text[], $2::bigint[]) AS u(result, n) ORDER BY result \
+    ON CONFLICT (result, shard) DO UPDATE SET n = result_totals.n + excluded.n";
+
+/// Rows per result in `result_totals`.
+const TOTAL_SHARDS: u32 = 16;
+
+/// The shard of the next batch: consecutive batches of a process take consecutive
+/// shards, and processes start at different ones.
+fn next_shard() -> i16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_add(std::process::id());
+    // Below 16, so it fits.
+    i16::try_from(n % TOTAL_SHARDS).unwrap_or(0)
+}
 
 /// What a batch's requests from one client do to its inventory row, merged so the row
 /// is written once however many requests it holds (one statement cannot update a row
@@ -116,6 +145,39 @@ fn merge(batch: &[ActivationRecord]) -> Vec<ClientUpdate<'_>> {
     updates
 }
 
+/// `sql` with each parameter `$n` renumbered `$(n + offset)`.
+fn renumber(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+            digits.push(d);
+            chars.next();
+        }
+        match digits.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&digits),
+        }
+    }
+    out
+}
+
+/// The three writes of a batch as one statement (data-modifying CTEs): one round trip
+/// and one implicit transaction instead of five round trips (begin, three writes,
+/// commit), which is most of what a batch waits for besides PostgreSQL's own work.
+static RECORD_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH c AS ({UPSERT_CLIENTS}), e AS ({}), t AS ({}) SELECT 1",
+        renumber(INSERT_EVENTS, 13),
+        renumber(ADD_TOTALS, 21)
+    )
+});
+
 /// Stores a batch in one transaction: the inventory rows, one audit event per request,
 /// the per-result totals.
 pub(crate) async fn record_batch(pool: &PgPool, batch: &[ActivationRecord]) -> Result<(), DbError> {
@@ -152,8 +214,7 @@ pub(crate) async fn record_batch(pool: &PgPool, batch: &[ActivationRecord]) -> R
     }
     let events = |f: &dyn Fn(&ActivationRecord) -> String| batch.iter().map(f).collect::<Vec<_>>();
 
-    let mut tx = pool.begin().await?;
-    sqlx::query(UPSERT_CLIENTS)
+    sqlx::query(sqlx::AssertSqlSafe(RECORD_BATCH.as_str()))
         .bind(&ids)
         .bind(&machines)
         .bind(&addresses)
@@ -167,9 +228,6 @@ pub(crate) async fn record_batch(pool: &PgPool, batch: &[ActivationRecord]) -> R
         .bind(&tickets)
         .bind(&until)
         .bind(&requests)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(INSERT_EVENTS)
         .bind(batch.iter().map(|r| r.at).collect::<Vec<i64>>())
         .bind(events(&|r| r.client_id.clone()))
         .bind(events(&|r| r.machine_name.clone()))
@@ -188,9 +246,6 @@ pub(crate) async fn record_batch(pool: &PgPool, batch: &[ActivationRecord]) -> R
                 .collect::<Vec<i64>>(),
         )
         .bind(events(&|r| r.result.clone()))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(ADD_TOTALS)
         .bind(
             totals
                 .iter()
@@ -198,9 +253,9 @@ pub(crate) async fn record_batch(pool: &PgPool, batch: &[ActivationRecord]) -> R
                 .collect::<Vec<String>>(),
         )
         .bind(totals.iter().map(|(_, n)| *n).collect::<Vec<i64>>())
-        .execute(&mut *tx)
+        .bind(next_shard())
+        .execute(pool)
         .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -212,13 +267,15 @@ pub(crate) async fn set_revoked(
     // The schema keeps no revocation time, as SQLite's: the inventory shows the state.
     _at: i64,
 ) -> Result<bool, DbError> {
-    let done =
-        sqlx::query("UPDATE clients SET revoked = $1, revoked_reason = $2 WHERE client_id = $3")
-            .bind(revoked)
-            .bind(reason)
-            .bind(client_id)
-            .execute(pool)
-            .await?;
+    let done = sqlx::query(
+        "UPDATE clients SET revoked = $1, revoked_reason = $2, changed = pg_current_xact_id() \
+             WHERE client_id = $3",
+    )
+    .bind(revoked)
+    .bind(reason)
+    .bind(client_id)
+    .execute(pool)
+    .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -361,7 +418,7 @@ pub(crate) async fn import(pool: &PgPool, rows: volact_store::ImportRows) -> Res
                  last_result = excluded.last_result, last_count = excluded.last_count, \
                  ticket_id = excluded.ticket_id, ticket_valid_until = excluded.ticket_valid_until, \
                  revoked = excluded.revoked, revoked_reason = excluded.revoked_reason, \
-                 requests = excluded.requests",
+                 requests = excluded.requests, changed = pg_current_xact_id()",
             )
             .bind(text(&|c| c.client_id.clone()))
             .bind(text(&|c| c.machine_name.clone()))
@@ -460,12 +517,17 @@ pub(crate) async fn import(pool: &PgPool, rows: volact_store::ImportRows) -> Res
                 .iter()
                 .map(|(_, n)| big(*n))
                 .collect::<Result<Vec<_>, _>>()?;
+            let results: Vec<String> = t.iter().map(|(r, _)| r.clone()).collect();
+            // Set, not added: the shards of each result are replaced by one row.
+            sqlx::query("DELETE FROM result_totals WHERE result = ANY($1)")
+                .bind(&results)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
-                "INSERT INTO result_totals (result, n) \
-                 SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
-                 ON CONFLICT (result) DO UPDATE SET n = excluded.n",
+                "INSERT INTO result_totals (result, shard, n) \
+                 SELECT result, 0, n FROM UNNEST($1::text[], $2::bigint[]) AS u(result, n)",
             )
-            .bind(t.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>())
+            .bind(&results)
             .bind(n)
             .execute(&mut *tx)
             .await?
@@ -474,4 +536,19 @@ pub(crate) async fn import(pool: &PgPool, rows: volact_store::ImportRows) -> Res
     };
     tx.commit().await?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod renumber_tests {
+    use super::renumber;
+
+    #[test]
+    fn parameters_move_by_the_offset_and_nothing_else_changes() {
+        assert_eq!(
+            renumber("SELECT $1, $2::text[], $10 FROM t WHERE a = '$'", 13),
+            "SELECT $14, $15::text[], $23 FROM t WHERE a = '$'"
+        );
+        assert!(super::RECORD_BATCH.contains("$24"));
+        assert!(!super::RECORD_BATCH.contains("$25"));
+    }
 }

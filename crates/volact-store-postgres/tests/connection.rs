@@ -119,3 +119,27 @@ async fn two_stores_on_one_database_see_each_others_writes_at_once() -> TestResu
     assert!(a.counted_clients(0).await?.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_batch_older_than_the_stored_row_changes_only_the_request_total() -> TestResult {
+    let Some(pg) = TestPostgres::shared("a_batch_older_than_the_stored_row")? else {
+        return Ok(());
+    };
+    let database = pg.create_database()?;
+    let store = PgStore::open(&pg.url(&database), &PgOptions::default()).await?;
+    // Two batches committing out of order (several in flight, or two hosts).
+    store.record_batch(&[rec(200, "c")]).await?;
+    let mut older = rec(100, "c");
+    older.machine_name = "renamed-before".into();
+    older.result = "count-insufficient".into();
+    store.record_batch(&[older]).await?;
+    let row = store.client("c").await?.unwrap();
+    assert_eq!(row.last_seen, 200);
+    assert_eq!(row.last_counted, Some(200));
+    assert_eq!(row.machine_name, "machine-c");
+    assert_eq!(row.last_result, "activated");
+    assert_eq!(row.ticket_id.as_deref(), Some("ticket-c-200"));
+    assert_eq!(row.first_seen, 100);
+    assert_eq!(row.requests, 2);
+    Ok(())
+}

@@ -87,10 +87,12 @@ async fn a_transaction_committing_after_a_later_one_is_not_skipped() -> TestResu
     // feed is read: the older one's row must appear on a later read.
     let slow = sqlx::PgPool::connect(&pg.url(&database)).await?;
     let mut tx = slow.begin().await?;
-    sqlx::query("UPDATE clients SET last_counted = 99 WHERE client_id = $1")
-        .bind(id(1))
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE clients SET last_counted = 99, changed = pg_current_xact_id() WHERE client_id = $1",
+    )
+    .bind(id(1))
+    .execute(&mut *tx)
+    .await?;
     a.record_batch(&[rec(50, &id(2))]).await?;
     let (seen, next) = read_all(feed.as_ref(), start).await?;
     assert!(seen.iter().any(|s| s.0 == id(2)), "{seen:?}");

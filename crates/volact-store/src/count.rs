@@ -112,6 +112,12 @@ pub trait Count: Send + Sync + 'static {
     fn feed(&self) -> Option<std::sync::Arc<dyn CountFeed>> {
         None
     }
+
+    /// For a shared count, how long ago its view last caught up with the other hosts
+    /// (a read of the feed that succeeded); `None` for a count only this host keeps.
+    fn feed_age(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 struct State {

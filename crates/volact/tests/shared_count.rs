@@ -251,6 +251,21 @@ fn two_hosts_on_one_database_share_one_count() {
         for url in &urls {
             assert_eq!(live_count(url).await, 25);
         }
+        // Each host says how fresh its view of the others is.
+        for url in &urls {
+            let text = reqwest::get(format!("{url}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let age: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("volact_count_feed_age_seconds "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no feed age in\n{text}"));
+            assert!(age < LAG.as_secs_f64(), "{age}");
+        }
         eprintln!("slowest view of the other host's new client: {worst:?}");
     });
     assert_eq!(
