@@ -7,6 +7,13 @@
 ALTER TABLE clients ADD COLUMN changed xid8 NOT NULL DEFAULT pg_current_xact_id();
 CREATE INDEX clients_changed ON clients (changed);
 
+-- A host reads only what it does not know: `writer` names the store (one per host
+-- process) whose counted request the row shows, and a host skips its own rows.
+-- Revocations are read by every host whoever wrote the row since: `revoked_changed` is
+-- the transaction that last revoked or restored the client.
+ALTER TABLE clients ADD COLUMN writer BIGINT;
+ALTER TABLE clients ADD COLUMN revoked_changed xid8;
+
 -- Every statement that updates a client row sets `changed` too (a trigger would do the
 -- same at a cost per row measured in PERFORMANCE.md).
 

@@ -36,7 +36,15 @@ pub(crate) async fn current(pool: &PgPool) -> Result<FeedPosition, DbError> {
     position(&text)
 }
 
-pub(crate) async fn changes(pool: &PgPool, from: FeedPosition) -> Result<FeedPage, DbError> {
+/// Rows a reader needs: written by another store (or by none: an import), or revoked or
+/// restored since the position, whoever wrote them after.
+const NOT_MINE: &str = "(writer IS DISTINCT FROM $2 OR revoked_changed >= $1::text::xid8)";
+
+pub(crate) async fn changes(
+    pool: &PgPool,
+    writer: i64,
+    from: FeedPosition,
+) -> Result<FeedPage, DbError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
@@ -45,10 +53,13 @@ pub(crate) async fn changes(pool: &PgPool, from: FeedPosition) -> Result<FeedPag
         .fetch_one(&mut *tx)
         .await?;
     let xmin = position(&xmin)?;
-    let select = "SELECT client_id, application, last_counted, revoked, changed::text AS changed \
-        FROM clients WHERE changed >= $1::text::xid8 ORDER BY changed LIMIT $2";
-    let rows = sqlx::query(select)
+    let select = format!(
+        "SELECT client_id, application, last_counted, revoked, changed::text AS changed \
+         FROM clients WHERE changed >= $1::text::xid8 AND {NOT_MINE} ORDER BY changed LIMIT $3"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(select))
         .bind(from.0.to_string())
+        .bind(writer)
         .bind(PAGE)
         .fetch_all(&mut *tx)
         .await?;
@@ -67,11 +78,12 @@ pub(crate) async fn changes(pool: &PgPool, from: FeedPosition) -> Result<FeedPag
     } else {
         // One transaction wrote more rows than a page (an import): read all of its rows,
         // then go past it.
-        let rest = sqlx::query(
+        let rest = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT client_id, application, last_counted, revoked FROM clients \
-             WHERE changed = $1::text::xid8",
-        )
+             WHERE changed = $1::text::xid8 AND {NOT_MINE}"
+        )))
         .bind(from.0.to_string())
+        .bind(writer)
         .fetch_all(&mut *tx)
         .await?;
         changes.clear();

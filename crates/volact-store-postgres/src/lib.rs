@@ -78,6 +78,17 @@ pub struct PgStore {
     pool: PgPool,
     /// Batches committed at once: [`BATCHES_IN_FLIGHT`], or fewer in a smaller pool.
     in_flight: usize,
+    /// This store's mark on the client rows it writes, so its feed skips them (the
+    /// host already knows its own answers); random per process.
+    writer: i64,
+}
+
+/// A random mark for a store's rows, from the standard library's per-process random keys.
+fn random_writer() -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish().cast_signed()
 }
 
 impl PgStore {
@@ -120,6 +131,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             in_flight: BATCHES_IN_FLIGHT.min(size as usize),
+            writer: random_writer(),
         })
     }
 
@@ -157,7 +169,7 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn record_batch(&self, batch: &[ActivationRecord]) -> Result<(), StoreError> {
-        Ok(write::record_batch(&self.pool, batch).await?)
+        Ok(write::record_batch(&self.pool, self.writer, batch).await?)
     }
 
     async fn close(&self) {
@@ -293,7 +305,7 @@ impl CountFeed for PgStore {
     }
 
     async fn changes(&self, from: FeedPosition) -> Result<FeedPage, StoreError> {
-        Ok(feed::changes(&self.pool, from).await?)
+        Ok(feed::changes(&self.pool, self.writer, from).await?)
     }
 
     async fn hold_seat(

@@ -19,9 +19,10 @@ const PRUNE_CHUNK: i64 = 10_000;
 // deadlock.
 const UPSERT_CLIENTS: &str = "INSERT INTO clients (client_id, machine_name, address, product, \
     application, first_seen, last_seen, last_counted, last_result, last_count, ticket_id, \
-    ticket_valid_until, revoked, revoked_reason, requests) \
+    ticket_valid_until, revoked, revoked_reason, requests, writer) \
     SELECT client_id, machine_name, address, product, application, first_seen, last_seen, \
-    last_counted, last_result, last_count, ticket_id, ticket_valid_until, FALSE, NULL, requests \
+    last_counted, last_result, last_count, ticket_id, ticket_valid_until, FALSE, NULL, requests, \
+    CASE WHEN last_counted IS NULL THEN NULL ELSE $14::bigint END \
     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
     $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::bigint[], \
     $13::bigint[]) AS u(client_id, machine_name, address, product, application, first_seen, \
@@ -49,6 +50,9 @@ const UPSERT_CLIENTS: &str = "INSERT INTO clients (client_id, machine_name, addr
         AND excluded.last_seen >= clients.last_seen THEN excluded.ticket_valid_until \
         ELSE clients.ticket_valid_until END, \
     requests = clients.requests + excluded.requests, \
+    writer = CASE WHEN excluded.last_counted IS NOT NULL \
+        AND excluded.last_counted >= COALESCE(clients.last_counted, excluded.last_counted) \
+        AND excluded.last_seen >= clients.last_seen THEN excluded.writer ELSE clients.writer END, \
     changed = pg_current_xact_id()";
 
 // Identity values are drawn as rows are inserted, in the order of the SELECT: the
@@ -173,14 +177,18 @@ fn renumber(sql: &str, offset: usize) -> String {
 static RECORD_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH c AS ({UPSERT_CLIENTS}), e AS ({}), t AS ({}) SELECT 1",
-        renumber(INSERT_EVENTS, 13),
-        renumber(ADD_TOTALS, 21)
+        renumber(INSERT_EVENTS, 14),
+        renumber(ADD_TOTALS, 22)
     )
 });
 
 /// Stores a batch in one transaction: the inventory rows, one audit event per request,
 /// the per-result totals.
-pub(crate) async fn record_batch(pool: &PgPool, batch: &[ActivationRecord]) -> Result<(), DbError> {
+pub(crate) async fn record_batch(
+    pool: &PgPool,
+    writer: i64,
+    batch: &[ActivationRecord],
+) -> Result<(), DbError> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -228,6 +236,7 @@ pub(crate) async fn record_batch(pool: &PgPool, batch: &[ActivationRecord]) -> R
         .bind(&tickets)
         .bind(&until)
         .bind(&requests)
+        .bind(writer)
         .bind(batch.iter().map(|r| r.at).collect::<Vec<i64>>())
         .bind(events(&|r| r.client_id.clone()))
         .bind(events(&|r| r.machine_name.clone()))
@@ -268,8 +277,8 @@ pub(crate) async fn set_revoked(
     _at: i64,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE clients SET revoked = $1, revoked_reason = $2, changed = pg_current_xact_id() \
-             WHERE client_id = $3",
+        "UPDATE clients SET revoked = $1, revoked_reason = $2, changed = pg_current_xact_id(), \
+             revoked_changed = pg_current_xact_id() WHERE client_id = $3",
     )
     .bind(revoked)
     .bind(reason)
@@ -548,7 +557,7 @@ mod renumber_tests {
             renumber("SELECT $1, $2::text[], $10 FROM t WHERE a = '$'", 13),
             "SELECT $14, $15::text[], $23 FROM t WHERE a = '$'"
         );
-        assert!(super::RECORD_BATCH.contains("$24"));
-        assert!(!super::RECORD_BATCH.contains("$25"));
+        assert!(super::RECORD_BATCH.contains("$25"));
+        assert!(!super::RECORD_BATCH.contains("$26"));
     }
 }

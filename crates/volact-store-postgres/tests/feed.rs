@@ -80,8 +80,9 @@ async fn a_transaction_committing_after_a_later_one_is_not_skipped() -> TestResu
     };
     let database = pg.create_database()?;
     let a = store(&pg, &database).await;
+    let b = store(&pg, &database).await;
     a.record_batch(&[rec(5, &id(1))]).await?;
-    let feed = a.count_feed().unwrap();
+    let feed = b.count_feed().unwrap();
     let start = feed.position().await?;
     // An older transaction holds its write open while a younger one commits and the
     // feed is read: the older one's row must appear on a later read.
@@ -151,5 +152,34 @@ async fn seat_holds_never_exceed_the_cap_across_hosts() -> TestResult {
         feed.hold_seat(&id(5001), 200, cap).await?,
         SeatHold::Held { in_use: 8 }
     ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_host_skips_its_own_writes_but_never_another_hosts_revocation() -> TestResult {
+    let Some(pg) = TestPostgres::shared("a_host_skips_its_own_writes")? else {
+        return Ok(());
+    };
+    let database = pg.create_database()?;
+    let a = store(&pg, &database).await;
+    let b = store(&pg, &database).await;
+    let feed = a.count_feed().unwrap();
+    let start = feed.position().await?;
+    a.record_batch(&[rec(10, &id(1)), rec(10, &id(2))]).await?;
+    let (seen, next) = read_all(feed.as_ref(), start).await?;
+    assert!(seen.is_empty(), "its own answers are known: {seen:?}");
+    // Another host revokes client 1, then this host answers it again (a refusal is
+    // stored too) before reading the feed: the revocation still arrives.
+    b.set_revoked(&id(1), true, None, 11).await?;
+    let mut refused = rec(12, &id(1));
+    refused.counted = false;
+    refused.result = "client-revoked".into();
+    a.record_batch(&[refused]).await?;
+    // Another host's later count of client 2 arrives; so does an older one overwritten
+    // by this host's newer answer, as the row stands.
+    b.record_batch(&[rec(20, &id(2))]).await?;
+    let (seen, _) = read_all(feed.as_ref(), next).await?;
+    assert!(seen.contains(&(id(1), true, Some(10))), "{seen:?}");
+    assert!(seen.contains(&(id(2), false, Some(20))), "{seen:?}");
     Ok(())
 }
