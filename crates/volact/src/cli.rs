@@ -302,18 +302,25 @@ pub enum HostCommand {
         /// The host key from the vendor.
         host_key: String,
     },
-    /// Activate the host offline: write a request for the vendor, or install its answer.
+    /// Activate the host: online against the vendor's service, or offline (write a request
+    /// for the vendor, then install its answer).
     Activate {
         #[command(flatten)]
         data: DataDir,
         /// Write the activation request to FILE, for the vendor.
         // Neither flag is required by clap, so that without one the command explains both
         // steps rather than naming only the first.
-        #[arg(long, value_name = "FILE", conflicts_with = "response")]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["response", "online"])]
         request_out: Option<PathBuf>,
         /// Install the vendor's answer from FILE.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "online")]
         response: Option<PathBuf>,
+        /// Ask the vendor's activation service (`volact vendor serve`) at --vendor-url.
+        #[arg(long, requires = "vendor_url")]
+        online: bool,
+        /// The vendor service's URL, e.g. http://127.0.0.1:7690.
+        #[arg(long, value_name = "URL")]
+        vendor_url: Option<String>,
     },
     /// Serve activations.
     Serve {
@@ -435,6 +442,23 @@ pub enum VendorCommand {
         signing: Option<PathBuf>,
         /// The host's request file.
         request: PathBuf,
+    },
+    /// Serve host activations online (the vendor's activation service; plain HTTP on
+    /// loopback only in this version).
+    Serve {
+        /// The vendor's directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Where to listen (a loopback address).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7690")]
+        listen: std::net::SocketAddr,
+        /// Sign with the delegated key in DIR (`vendor delegate --out DIR`) instead of
+        /// the root key.
+        #[arg(long, value_name = "DIR")]
+        signing: Option<PathBuf>,
+        /// Certificate validity in days (capped by the host key's expiry).
+        #[arg(long, default_value_t = volact_core::certificate::DEFAULT_CERTIFICATE_DAYS)]
+        days: u32,
     },
     /// Certify a signing key for the vendor's activation service, so the root key can stay
     /// offline: hosts and clients accept what it signs within its scope and validity.

@@ -116,9 +116,25 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
             data,
             request_out,
             response,
+            online,
+            vendor_url,
         } => {
             let host = HostData::new(&data.data);
-            if let Some(path) = request_out {
+            if let (true, Some(url)) = (online, vendor_url) {
+                let request = host.activation_request(random_nonce()?, now)?;
+                let answer = crate::vendor_serve::activate_online(&url, &request).await?;
+                let cert = host.install_certificate(&answer, now)?;
+                out.result(&cert, || {
+                    format!(
+                        "Host {} activated online until {} for {} products ({}).\nNext: volact host serve --data {}\n",
+                        cert.sub,
+                        cert.exp,
+                        cert.products.len(),
+                        cert.products.join(", "),
+                        data.data.display()
+                    )
+                });
+            } else if let Some(path) = request_out {
                 let request = host.activation_request(random_nonce()?, now)?;
                 let json = serde_json::to_vec_pretty(&request)
                     .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;

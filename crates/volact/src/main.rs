@@ -17,6 +17,7 @@ mod simulate_cmd;
 mod table;
 mod vendor;
 mod vendor_cmd;
+mod vendor_serve;
 
 use clap::Parser;
 use cli::{Cli, ClientCommand, Command, LeadingClientFlags};
@@ -70,7 +71,7 @@ async fn run(cli: Cli, out: Output) -> Result<(), ApiError> {
     match command {
         Command::Client(cmd) => run_client(cmd, &leading, out).await,
         Command::Host(cmd) => host_cmd::run(cmd, out, &log_format).await,
-        Command::Vendor(cmd) => vendor_cmd::run(cmd, out),
+        Command::Vendor(cmd) => vendor_cmd::run(cmd, out, &log_format).await,
         Command::Simulate(args) => simulate_cmd::run(args, out).await,
         Command::Bench(args) => bench_cmd::run(args, out).await,
         Command::Quickstart {

@@ -34,7 +34,7 @@ fn unreachable_warning(u: &volact_core::host_key::UnreachableProduct) -> String 
 }
 
 /// Runs a vendor command.
-pub fn run(cmd: VendorCommand, out: Output) -> Result<(), ApiError> {
+pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<(), ApiError> {
     let now = volact_engine::whole_seconds(Timestamp::now());
     match cmd {
         VendorCommand::Init { dir } => {
@@ -155,6 +155,26 @@ pub fn run(cmd: VendorCommand, out: Output) -> Result<(), ApiError> {
                 Ok(s) => println!("{s}"),
                 Err(e) => return Err(ApiError::new(ErrorCode::Internal, e.to_string())),
             }
+        }
+        VendorCommand::Serve {
+            dir,
+            listen,
+            signing,
+            days,
+        } => {
+            crate::output::init_logging(log_format)?;
+            let options = crate::vendor_serve::ServeOptions {
+                dir,
+                listen,
+                signing,
+                days,
+            };
+            crate::vendor_serve::serve(options, |url| {
+                out.result(&serde_json::json!({ "url": url }), || {
+                    format!("Vendor service listening on {url}\n")
+                });
+            })
+            .await?;
         }
         VendorCommand::Export { dir } => {
             let bundle = VendorDir::new(&dir).export()?;

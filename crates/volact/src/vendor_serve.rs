@@ -1,0 +1,265 @@
+//! `volact vendor serve`: the vendor's activation service, online. A host sends the same
+//! activation request it writes to a file for the offline exchange (signed by its
+//! identity key, with a fresh nonce and its time) and gets its host certificate back,
+//! through the same ledger, limits and replay check as `volact vendor activate-host`.
+//!
+//! This first version serves plain HTTP on loopback only (tests and demos) behind the
+//! host's hardened listener (timeouts, connection caps, body limit). TLS, the service's
+//! own store, its admin API and metrics come with the rest of the vendor service.
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jiff::{SignedDuration, Timestamp};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use volact_core::certificate::ActivationProof;
+use volact_core::keys::PublicKey;
+use volact_core::token;
+use volact_host::http::HttpError;
+use volact_proto::{ApiError, ErrorCode, HostActivationRequest, HostActivationResponse};
+
+use crate::vendor::{SigningDir, VendorDir};
+
+/// How far a host's clock may be from the service's when it asks.
+pub const MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(15);
+
+/// A host activation request is a few kilobytes; anything larger is refused unread.
+const MAX_BODY: usize = 64 * 1024;
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The vendor's directory (catalog, ledger; the root key unless `signing`).
+    pub dir: PathBuf,
+    /// Where to listen: a loopback address.
+    pub listen: SocketAddr,
+    /// A delegated signing key's directory (`vendor delegate --out`), to sign with
+    /// instead of the root key.
+    pub signing: Option<PathBuf>,
+    /// Validity of the certificates it issues, in days.
+    pub days: u32,
+}
+
+struct Service {
+    vendor: VendorDir,
+    signing: Option<SigningDir>,
+    days: u32,
+    /// One activation at a time: each reads and rewrites the ledger.
+    ledger: tokio::sync::Mutex<()>,
+}
+
+/// Checks the request's signed time against the service's clock before anything is
+/// spent: a request from a host whose clock is far off, or an old request played back
+/// after its nonce left the ledger, is refused with `clock-skew`.
+fn check_time(request: &HostActivationRequest, now: Timestamp) -> Result<(), ApiError> {
+    let host = PublicKey::from_paserk(&request.host_public_key)
+        .map_err(|_| ApiError::bad_request("host_public_key", "not a k4.public PASERK"))?;
+    let proof: ActivationProof = token::verify(&host, &request.proof)
+        .map_err(|e| ApiError::bad_request("proof", e.to_string()))?;
+    let skew = proof.iat.duration_since(now).abs();
+    if skew > MAX_CLOCK_SKEW {
+        return Err(ApiError::with_details(
+            ErrorCode::ClockSkew,
+            format!(
+                "the host's request is dated {} and the vendor service's clock reads {now}; set the host's clock right (within {} minutes) and ask again",
+                proof.iat,
+                MAX_CLOCK_SKEW.as_mins()
+            ),
+            serde_json::json!({ "request_time": proof.iat, "service_time": now }),
+        ));
+    }
+    Ok(())
+}
+
+async fn activate(
+    State(service): State<Arc<Service>>,
+    body: axum::body::Bytes,
+) -> Result<Json<HostActivationResponse>, HttpError> {
+    let request: HostActivationRequest = serde_json::from_slice(&body).map_err(|e| {
+        HttpError(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("the body is not a host activation request: {e}"),
+        ))
+    })?;
+    let now = Timestamp::now();
+    check_time(&request, now).map_err(HttpError)?;
+    let _turn = service.ledger.lock().await;
+    let answer = {
+        let service = service.clone();
+        tokio::task::spawn_blocking(move || {
+            service.vendor.activate_host_signed_by(
+                &request,
+                now,
+                service.days,
+                service.signing.as_ref(),
+            )
+        })
+        .await
+        .map_err(|e| HttpError(ApiError::new(ErrorCode::Internal, e.to_string())))?
+    };
+    match answer {
+        Ok(response) => {
+            tracing::info!("host activated online");
+            Ok(Json(response))
+        }
+        Err(e) => {
+            tracing::info!(code = %e.code, "host activation refused: {}", e.message);
+            Err(HttpError(e))
+        }
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// The service's routes.
+fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/v1/host-activations", post(activate))
+        .route("/healthz", get(healthz))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(service)
+}
+
+/// Serves until Ctrl-C (or SIGTERM). Calls `ready` with the service's URL once it
+/// listens.
+pub async fn serve(options: ServeOptions, ready: impl FnOnce(&str)) -> Result<(), ApiError> {
+    if !options.listen.ip().is_loopback() {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "{} is not a loopback address: the vendor service serves plain HTTP, so only on loopback (tests and demos) until its TLS is built; listen on 127.0.0.1",
+                options.listen
+            ),
+        ));
+    }
+    let vendor = VendorDir::new(&options.dir);
+    // Refuse at start, not at the first request, a directory that cannot activate.
+    vendor.catalog()?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "{} has no signed catalog; run `volact vendor catalog --dir {} --from catalog.toml` first",
+                options.dir.display(),
+                options.dir.display()
+            ),
+        )
+    })?;
+    let signing = options.signing.as_ref().map(SigningDir::new);
+    match &signing {
+        Some(s) => {
+            s.load()?;
+        }
+        None => {
+            vendor.root()?;
+        }
+    }
+    let service = Arc::new(Service {
+        vendor,
+        signing,
+        days: options.days,
+        ledger: tokio::sync::Mutex::new(()),
+    });
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidState,
+                format!("cannot listen on {}: {e}", options.listen),
+            )
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let url = format!("http://{addr}");
+    let (limits, _) = volact_host::listener::Limits::derive(
+        &volact_host::listener::LimitsConfig::default(),
+        volact_host::listener::raise_fd_limit(),
+    );
+    ready(&url);
+    tracing::info!(url = %url, "vendor service listening");
+    volact_host::listener::serve(
+        listener,
+        volact_host::listener::Plain,
+        router(service),
+        limits,
+        None,
+        shutdown(),
+    )
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the service stopped: {e}")))
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Sends `request` to the vendor service at `url` and returns its answer: what
+/// `volact host activate --online` does.
+pub async fn activate_online(
+    url: &str,
+    request: &HostActivationRequest,
+) -> Result<HostActivationResponse, ApiError> {
+    volact_client::tls::install_default_provider();
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let endpoint = format!("{}/v1/host-activations", url.trim_end_matches('/'));
+    let response = http
+        .post(&endpoint)
+        .json(request)
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::HostUnreachable,
+                format!("cannot reach the vendor service at {url}: {e}; check the URL and the network, or activate offline with --request-out"),
+            )
+        })?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| {
+        ApiError::new(
+            ErrorCode::HostUnreachable,
+            format!("the vendor service at {url} did not finish its answer: {e}"),
+        )
+    })?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::new(
+                ErrorCode::HostUnreachable,
+                format!("the vendor service at {url} answered something that is not a host certificate: {e}"),
+            )
+        });
+    }
+    // The service's refusal, with its code and message, or what the status says.
+    Err(
+        serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| {
+            ApiError::new(
+                ErrorCode::HostUnreachable,
+                format!("the vendor service at {url} answered HTTP {status}"),
+            )
+        }),
+    )
+}

@@ -1,0 +1,238 @@
+//! Online host activation: `volact vendor serve` answers `volact host activate --online`
+//! through the same ledger as the offline files, so a replayed request is refused, one
+//! host identity takes one slot however often it activates, the 7th host of a key is
+//! refused with the numbers, and a request dated far from the service's clock is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{ChildGuard, Fixture, Server, activation_request, command, provision, run, s};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// `volact vendor serve` on an ephemeral loopback port; its URL from its first line.
+fn vendor_serve(fx: &Fixture) -> (ChildGuard, String) {
+    let mut cmd = command(
+        Path::new("."),
+        &[
+            "--json",
+            "vendor",
+            "serve",
+            "--dir",
+            s(&fx.vendor_dir),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let guard = ChildGuard { child };
+    // `--json` prints the ready object (over several lines) once it listens.
+    let mut reader = BufReader::new(stdout);
+    let mut text = String::new();
+    let ready: Value = loop {
+        let before = text.len();
+        reader.read_line(&mut text).unwrap();
+        if let Ok(v) = serde_json::from_str(&text) {
+            break v;
+        }
+        assert!(
+            text.len() > before && text.len() < 4096,
+            "vendor serve printed {text:?}"
+        );
+    };
+    (guard, ready["url"].as_str().unwrap().to_string())
+}
+
+/// A new host in `root/name` with the fixture's host key installed, not activated.
+fn new_host(fx: &Fixture, root: &Path, name: &str) -> std::path::PathBuf {
+    let data = root.join(name);
+    run(&["host", "init", "--data", s(&data)]).ok();
+    run(&[
+        "host",
+        "install-key",
+        "--data",
+        s(&data),
+        "--vendor",
+        s(&fx.bundle),
+        &fx.host_key,
+    ])
+    .ok();
+    data
+}
+
+fn activate_online(data: &Path, url: &str) -> common::Output {
+    run(&[
+        "--json",
+        "host",
+        "activate",
+        "--data",
+        s(data),
+        "--online",
+        "--vendor-url",
+        url,
+    ])
+}
+
+fn post(url: &str, body: &[u8]) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        volact_client::tls::install_default_provider();
+        let response = reqwest::Client::new()
+            .post(format!("{url}/v1/host-activations"))
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    })
+}
+
+#[test]
+fn hosts_activate_online_within_the_host_keys_limits() {
+    // reqwest has TLS without a provider of its own: ring, as in the binary.
+    volact_client::tls::install_default_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    // One host of the key is activated offline already (the fixture's).
+    let fx = provision(tmp.path(), "office");
+    let (_service, url) = vendor_serve(&fx);
+
+    // Online, end to end: the host serves, and a client activates against it.
+    let second = new_host(&fx, tmp.path(), "host-2");
+    let cert = activate_online(&second, &url).ok().json();
+    assert!(cert["exp"].is_string(), "{cert}");
+    let server = Server::start(&second, &[]);
+    let (body, _) = activation_request(&uuid::Uuid::new_v4().to_string(), fx.key("draw"), 1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer: Value = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/v1/activations", server.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(answer["result"], "activated", "{answer}");
+    server.kill();
+
+    // The same host again: a new request, the same slot.
+    activate_online(&second, &url).ok();
+
+    // A request answered once is refused when played again, and spends nothing.
+    let third = new_host(&fx, tmp.path(), "host-3");
+    let request = third.with_extension("request.json");
+    run(&[
+        "host",
+        "activate",
+        "--data",
+        s(&third),
+        "--request-out",
+        s(&request),
+    ])
+    .ok();
+    let bytes = std::fs::read(&request).unwrap();
+    let (status, first) = post(&url, &bytes);
+    assert_eq!(status, 200, "{first}");
+    let (status, replay) = post(&url, &bytes);
+    assert_eq!(
+        (status, replay["code"].as_str()),
+        (409, Some("request-replayed")),
+        "{replay}"
+    );
+    // The same file offline: the ledger is one.
+    let offline = run(&[
+        "--json",
+        "vendor",
+        "activate-host",
+        "--dir",
+        s(&fx.vendor_dir),
+        s(&request),
+    ])
+    .fails();
+    assert_eq!(offline.error_code(), "request-replayed", "{offline}");
+
+    // Hosts 4 to 6 fill the key's six hosts; the 7th is refused with the numbers.
+    for n in 4..=6 {
+        let data = new_host(&fx, tmp.path(), &format!("host-{n}"));
+        activate_online(&data, &url).ok();
+    }
+    let seventh = new_host(&fx, tmp.path(), "host-7");
+    let refused = activate_online(&seventh, &url).fails();
+    assert_eq!(
+        refused.error_code(),
+        "host-key-activation-limit",
+        "{refused}"
+    );
+    let details = &refused.json()["details"];
+    assert_eq!(
+        (details["hosts"].as_u64(), details["max_hosts"].as_u64()),
+        (Some(6), Some(6)),
+        "{refused}"
+    );
+
+    // A request dated an hour off the service's clock is refused before anything is spent.
+    let skewed = volact_engine::data::HostData::new(&seventh)
+        .activation_request(
+            "skewed-nonce".into(),
+            jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
+        )
+        .unwrap();
+    let (status, answer) = post(&url, &serde_json::to_vec(&skewed).unwrap());
+    assert_eq!(answer["code"], "clock-skew", "{status} {answer}");
+
+    // Not JSON, or too large: refused, and the service still answers.
+    let (status, _) = post(&url, b"{not json");
+    assert_eq!(status, 400);
+    let (status, _) = post(&url, &vec![b' '; 200 * 1024]);
+    assert_eq!(status, 413);
+    let (status, _) = post(&url, &bytes);
+    assert_eq!(status, 409);
+}
+
+#[test]
+fn the_service_refuses_to_listen_off_loopback_and_a_directory_without_a_catalog() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = provision(tmp.path(), "office");
+    let out = run(&[
+        "--json",
+        "vendor",
+        "serve",
+        "--dir",
+        s(&fx.vendor_dir),
+        "--listen",
+        "0.0.0.0:0",
+    ])
+    .fails();
+    assert_eq!(out.error_code(), "bad-request", "{out}");
+    let empty = tmp.path().join("empty-vendor");
+    run(&["vendor", "init", "--dir", s(&empty)]).ok();
+    let out = run(&[
+        "--json",
+        "vendor",
+        "serve",
+        "--dir",
+        s(&empty),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .fails();
+    assert_eq!(out.error_code(), "invalid-state", "{out}");
+}
