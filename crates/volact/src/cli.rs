@@ -459,6 +459,10 @@ pub enum VendorCommand {
         /// Certificate validity in days (capped by the host key's expiry).
         #[arg(long, default_value_t = volact_core::certificate::DEFAULT_CERTIFICATE_DAYS)]
         days: u32,
+        /// Activation attempts a minute per source address, twice as many at once (0: no
+        /// limit).
+        #[arg(long, value_name = "N", default_value_t = crate::vendor_serve::DEFAULT_ATTEMPTS_PER_MINUTE)]
+        attempts_per_minute: u32,
     },
     /// Certify a signing key for the vendor's activation service, so the root key can stay
     /// offline: hosts and clients accept what it signs within its scope and validity.

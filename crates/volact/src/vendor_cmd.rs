@@ -161,6 +161,7 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
             listen,
             signing,
             days,
+            attempts_per_minute,
         } => {
             crate::output::init_logging(log_format)?;
             let options = crate::vendor_serve::ServeOptions {
@@ -168,6 +169,7 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
                 listen,
                 signing,
                 days,
+                attempts_per_minute,
             };
             crate::vendor_serve::serve(options, |url| {
                 out.result(&serde_json::json!({ "url": url }), || {

@@ -7,7 +7,7 @@
 //! host's hardened listener (timeouts, connection caps, body limit). TLS, the service's
 //! own store, its admin API and metrics come with the rest of the vendor service.
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use jiff::{SignedDuration, Timestamp};
@@ -40,6 +40,32 @@ pub struct ServeOptions {
     pub signing: Option<PathBuf>,
     /// Validity of the certificates it issues, in days.
     pub days: u32,
+    /// Activation attempts a minute per source address (twice as many at once); 0
+    /// switches the limit off.
+    pub attempts_per_minute: u32,
+}
+
+/// Default of [`ServeOptions::attempts_per_minute`]: a customer activates a handful of
+/// hosts, rarely more than a few at once; someone guessing at keys or replaying requests
+/// gets 20 tries, then 10 a minute.
+pub const DEFAULT_ATTEMPTS_PER_MINUTE: u32 = 10;
+
+/// A per-address (and per /24 or /64) limit on activation attempts, loopback included:
+/// the service has no local tools to exempt.
+fn attempt_limiter(per_minute: u32) -> volact_core::ratelimit::NewClientLimiter {
+    use volact_core::ratelimit::{NewClientLimits, Rate};
+    volact_core::ratelimit::NewClientLimiter::new(NewClientLimits {
+        per_address: Rate {
+            per_minute,
+            burst: per_minute.saturating_mul(2).max(1),
+        },
+        per_prefix: Rate {
+            per_minute: per_minute.saturating_mul(10),
+            burst: per_minute.saturating_mul(20).max(1),
+        },
+        exempt_loopback: false,
+        max_tracked: 65_536,
+    })
 }
 
 struct Service {
@@ -48,6 +74,8 @@ struct Service {
     days: u32,
     /// One activation at a time: each reads and rewrites the ledger.
     ledger: tokio::sync::Mutex<()>,
+    /// Attempts per address, counted before anything is parsed or verified.
+    attempts: std::sync::Mutex<volact_core::ratelimit::NewClientLimiter>,
 }
 
 /// Checks the request's signed time against the service's clock before anything is
@@ -75,8 +103,12 @@ fn check_time(request: &HostActivationRequest, now: Timestamp) -> Result<(), Api
 
 async fn activate(
     State(service): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> Result<Json<HostActivationResponse>, HttpError> {
+    if let Some(refused) = over_limit(&service, peer) {
+        return Err(HttpError(refused));
+    }
     let request: HostActivationRequest = serde_json::from_slice(&body).map_err(|e| {
         HttpError(ApiError::new(
             ErrorCode::BadRequest,
@@ -109,6 +141,29 @@ async fn activate(
             Err(HttpError(e))
         }
     }
+}
+
+/// `rate-limited` when `peer` has used up its attempts (counted whether or not they
+/// succeed, so guessing costs the same as asking).
+fn over_limit(service: &Service, peer: SocketAddr) -> Option<ApiError> {
+    let now_us = Timestamp::now().as_microsecond();
+    let decision = match service.attempts.lock() {
+        Ok(mut limiter) => limiter.check(peer.ip(), now_us),
+        Err(poisoned) => poisoned.into_inner().check(peer.ip(), now_us),
+    };
+    let volact_core::ratelimit::Decision::Refused(refused) = decision else {
+        return None;
+    };
+    let secs = refused.retry_after_secs();
+    tracing::warn!(subject = %refused.subject, "host activation attempts over the limit");
+    Some(ApiError::with_details(
+        ErrorCode::RateLimited,
+        format!(
+            "too many activation attempts from {}; try again in {secs} s",
+            refused.subject
+        ),
+        serde_json::json!({ "retry_after_secs": secs, "scope": refused.scope.as_str() }),
+    ))
 }
 
 async fn healthz() -> &'static str {
@@ -162,6 +217,7 @@ pub async fn serve(options: ServeOptions, ready: impl FnOnce(&str)) -> Result<()
         signing,
         days: options.days,
         ledger: tokio::sync::Mutex::new(()),
+        attempts: std::sync::Mutex::new(attempt_limiter(options.attempts_per_minute)),
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

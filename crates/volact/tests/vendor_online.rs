@@ -14,19 +14,18 @@ use std::process::Stdio;
 use std::time::Duration;
 
 /// `volact vendor serve` on an ephemeral loopback port; its URL from its first line.
-fn vendor_serve(fx: &Fixture) -> (ChildGuard, String) {
-    let mut cmd = command(
-        Path::new("."),
-        &[
-            "--json",
-            "vendor",
-            "serve",
-            "--dir",
-            s(&fx.vendor_dir),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-    );
+fn vendor_serve(fx: &Fixture, extra: &[&str]) -> (ChildGuard, String) {
+    let mut args = vec![
+        "--json",
+        "vendor",
+        "serve",
+        "--dir",
+        s(&fx.vendor_dir),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = command(Path::new("."), &args);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -107,7 +106,7 @@ fn hosts_activate_online_within_the_host_keys_limits() {
     let tmp = tempfile::tempdir().unwrap();
     // One host of the key is activated offline already (the fixture's).
     let fx = provision(tmp.path(), "office");
-    let (_service, url) = vendor_serve(&fx);
+    let (_service, url) = vendor_serve(&fx, &[]);
 
     // Online, end to end: the host serves, and a client activates against it.
     let second = new_host(&fx, tmp.path(), "host-2");
@@ -235,4 +234,31 @@ fn the_service_refuses_to_listen_off_loopback_and_a_directory_without_a_catalog(
     ])
     .fails();
     assert_eq!(out.error_code(), "invalid-state", "{out}");
+}
+
+#[test]
+fn attempts_past_the_per_address_limit_are_refused_rate_limited() {
+    volact_client::tls::install_default_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = provision(tmp.path(), "office");
+    // One a minute, two at once.
+    let (_service, url) = vendor_serve(&fx, &["--attempts-per-minute", "1"]);
+    for _ in 0..2 {
+        let (status, answer) = post(&url, b"{}");
+        assert_eq!(status, 400, "{answer}");
+    }
+    let (status, answer) = post(&url, b"{}");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (429, Some("rate-limited")),
+        "{answer}"
+    );
+    assert!(
+        answer["details"]["retry_after_secs"].as_u64() >= Some(1),
+        "{answer}"
+    );
+    // A host that asks now is refused too, with the code, and nothing is spent.
+    let host = new_host(&fx, tmp.path(), "host-2");
+    let out = activate_online(&host, &url).fails();
+    assert_eq!(out.error_code(), "rate-limited", "{out}");
 }
