@@ -114,10 +114,6 @@ trait Sink: Send + Sync + 'static {
     async fn store(&self, batch: Vec<ActivationRecord>) -> Result<u64, String>;
     /// Returns once every batch up to `token` is durable.
     async fn flush(&self, token: u64) -> Result<(), String>;
-    /// Batches that may be stored at once (see [`volact_store::Store::batches_in_flight`]).
-    fn batches_in_flight(&self) -> usize {
-        1
-    }
 }
 
 #[async_trait::async_trait]
@@ -131,18 +127,6 @@ impl Sink for Arc<dyn Store> {
     async fn flush(&self, token: u64) -> Result<(), String> {
         self.sync(token).await.map_err(|e| e.to_string())
     }
-
-    fn batches_in_flight(&self) -> usize {
-        Store::batches_in_flight(self.as_ref())
-    }
-}
-
-/// A batch being stored: its task, and who waits for its outcome (with where each
-/// request's document is among the batch's).
-struct InFlight {
-    task: tokio::task::JoinHandle<Result<Vec<String>, String>>,
-    waiting: Vec<(oneshot::Sender<Outcome>, Option<usize>)>,
-    requests: usize,
 }
 
 /// Stores and flushes one batch on a task of its own while its answers are signed here:
@@ -172,77 +156,35 @@ async fn run(
     key: KeyPair,
 ) {
     let key = Arc::new(key);
-    let depth = store.batches_in_flight().max(1);
-    let mut inflight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
-    // Batches still to answer with the failure of one stored before them.
-    let mut poisoned: Option<(usize, String)> = None;
-    let mut open = true;
-    while open || !inflight.is_empty() {
-        tokio::select! {
-            biased;
-            done = async {
-                match inflight.front_mut() {
-                    Some(f) => (&mut f.task).await,
-                    None => std::future::pending().await,
-                }
-            }, if !inflight.is_empty() => {
-                let Some(batch) = inflight.pop_front() else { continue };
-                let mut result = done
-                    .map_err(|e| format!("storing the batch stopped: {e}"))
-                    .and_then(|r| r);
-                // Answers go out in the order their counts were decided. A batch behind
-                // a failed one may hold counts that included the failed one's clients,
-                // so it fails too, stored or not: nothing is answered with a count the
-                // store cannot reproduce (its clients retry and are counted once).
-                if let Some((left, why)) = &mut poisoned {
-                    if result.is_ok() {
-                        result = Err(format!("a batch stored before it failed: {why}"));
-                    }
-                    *left = left.saturating_sub(1);
-                }
-                if poisoned.as_ref().is_some_and(|(left, _)| *left == 0) {
-                    poisoned = None;
-                }
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, requests = batch.requests, "storing a batch of activation requests failed");
-                    if poisoned.is_none() && !inflight.is_empty() {
-                        poisoned = Some((inflight.len(), e.clone()));
-                    }
-                }
-                health.record(result.as_ref().map(|_| ()).map_err(String::as_str));
-                deliver(batch.waiting, result);
-            }
-            first = rx.recv(), if open && inflight.len() < depth => {
-                let Some(first) = first else {
-                    open = false;
-                    continue;
-                };
-                // Everything that queued while earlier batches were being stored and
-                // flushed goes into this one: one write and one flush for all of it.
-                let mut records = Vec::with_capacity(MAX_BATCH.min(64));
-                let mut documents = Vec::new();
-                let mut waiting = Vec::new();
-                let mut next = Some(first);
-                while let Some(p) = next {
-                    records.push(p.record);
-                    let at = p.document.map(|d| {
-                        documents.push(d);
-                        documents.len() - 1
-                    });
-                    waiting.push((p.done, at));
-                    next = if records.len() < MAX_BATCH {
-                        rx.try_recv().ok()
-                    } else {
-                        None
-                    };
-                }
-                let requests = records.len();
-                // Handed over whole: the store encodes it for its journal, or moves it to
-                // the thread that writes its database, without copying it.
-                let task = tokio::spawn(commit(store.clone(), records, documents, key.clone()));
-                inflight.push_back(InFlight { task, waiting, requests });
-            }
+    while let Some(first) = rx.recv().await {
+        // Everything that queued while the last batch was being stored and flushed goes
+        // into this one: one write and one flush for all of it.
+        let mut records = Vec::with_capacity(MAX_BATCH.min(64));
+        let mut documents = Vec::new();
+        let mut waiting = Vec::new();
+        let mut next = Some(first);
+        while let Some(p) = next {
+            records.push(p.record);
+            let at = p.document.map(|d| {
+                documents.push(d);
+                documents.len() - 1
+            });
+            waiting.push((p.done, at));
+            next = if records.len() < MAX_BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
         }
+        let requests = records.len();
+        // Handed over whole: the store encodes it for its journal, or moves it to the
+        // thread that writes its database, without copying it.
+        let result = commit(store.clone(), records, documents, key.clone()).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, requests, "storing a batch of activation requests failed");
+        }
+        health.record(result.as_ref().map(|_| ()).map_err(String::as_str));
+        deliver(waiting, result);
     }
 }
 
@@ -440,75 +382,6 @@ mod tests {
             assert!(e.message.contains("disk full"), "{}", e.message);
         }
         assert!(health.problem().is_some_and(|f| f.contains("disk full")));
-    }
-
-    /// Two batches at once; each flush returns what the test sends for its token.
-    #[derive(Default)]
-    struct Scripted {
-        stored: std::sync::atomic::AtomicU64,
-        gates: Mutex<std::collections::HashMap<u64, oneshot::Receiver<Result<(), String>>>>,
-    }
-
-    #[async_trait::async_trait]
-    impl Sink for Arc<Scripted> {
-        async fn store(&self, _batch: Vec<ActivationRecord>) -> Result<u64, String> {
-            Ok(self
-                .stored
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                + 1)
-        }
-
-        async fn flush(&self, token: u64) -> Result<(), String> {
-            let gate = self.gates.lock().unwrap().remove(&token).unwrap();
-            gate.await.unwrap()
-        }
-
-        fn batches_in_flight(&self) -> usize {
-            2
-        }
-    }
-
-    #[tokio::test]
-    async fn batches_in_flight_answer_in_order_and_fail_behind_a_failed_one() {
-        let sink = Arc::new(Scripted::default());
-        let mut release = Vec::new();
-        for token in 1..=3 {
-            let (tx, rx) = oneshot::channel();
-            sink.gates.lock().unwrap().insert(token, rx);
-            release.push(Some(tx));
-        }
-        let stored = |n| {
-            let sink = sink.clone();
-            async move {
-                while sink.stored.load(std::sync::atomic::Ordering::SeqCst) < n {
-                    tokio::task::yield_now().await;
-                }
-            }
-        };
-        let writer = Writer::start_with(sink.clone(), Arc::new(StorageHealth::default()), key());
-        let a = writer.enqueue(record(0), None).unwrap();
-        stored(1).await;
-        let mut b = writer.enqueue(record(1), None).unwrap();
-        // The second batch is stored while the first still flushes.
-        stored(2).await;
-        release[1].take().unwrap().send(Ok(())).unwrap();
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        assert!(!answered(&mut b), "answered before the batch ahead of it");
-        release[0].take().unwrap().send(Err("boom".into())).unwrap();
-        assert!(a.wait().await.unwrap_err().message.contains("boom"));
-        let e = b.wait().await.unwrap_err();
-        assert!(
-            e.message.contains("a batch stored before it failed"),
-            "{}",
-            e.message
-        );
-        // Later batches are not held to it.
-        let c = writer.enqueue(record(2), None).unwrap();
-        stored(3).await;
-        release[2].take().unwrap().send(Ok(())).unwrap();
-        assert_eq!(c.wait().await.unwrap(), None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 3)]

@@ -38,9 +38,6 @@ pub const DEFAULT_POOL_SIZE: u32 = 8;
 /// every host together.
 pub const MAX_POOL_SIZE: u32 = 256;
 
-/// Batches a host commits at once (see [`Store::batches_in_flight`]).
-pub const BATCHES_IN_FLIGHT: usize = 1;
-
 /// A pooled connection idle this long is pinged before it is used.
 const PING_WHEN_IDLE: Duration = Duration::from_millis(500);
 
@@ -76,8 +73,6 @@ impl std::fmt::Debug for PgOptions {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// Batches committed at once: [`BATCHES_IN_FLIGHT`], or fewer in a smaller pool.
-    in_flight: usize,
     /// This store's mark on the client rows it writes, so its feed skips them (the
     /// host already knows its own answers); random per process.
     writer: i64,
@@ -130,7 +125,6 @@ impl PgStore {
         schema::migrate(&pool).await?;
         Ok(PgStore {
             pool,
-            in_flight: BATCHES_IN_FLIGHT.min(size as usize),
             writer: random_writer(),
         })
     }
@@ -174,13 +168,6 @@ impl Store for PgStore {
 
     async fn close(&self) {
         PgStore::close(self).await;
-    }
-
-    // Each batch is a round trip and a commit on its own connection: four at once keep
-    // the database busy while the host decides the next requests, and leave the rest of
-    // the pool to reads and maintenance.
-    fn batches_in_flight(&self) -> usize {
-        self.in_flight
     }
 
     async fn counted_clients(&self, since: i64) -> Result<Vec<CountedClient>, StoreError> {

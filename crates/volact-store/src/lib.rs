@@ -98,14 +98,6 @@ pub trait Store: Send + Sync + 'static {
         Ok(0)
     }
 
-    /// How many batches a writer may hand over before the first is durable: more than
-    /// one for a store whose commit is a network round trip (several connections commit
-    /// at once), one (the default) for a store whose batches grow while it flushes.
-    /// Answers still go out in order, batch by batch.
-    fn batches_in_flight(&self) -> usize {
-        1
-    }
-
     /// Finishes pending work and releases what the store holds (connections, locks),
     /// when the host stops. Writes are durable without it. The default does nothing.
     async fn close(&self) {}
