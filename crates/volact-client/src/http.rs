@@ -122,7 +122,9 @@ pub(crate) async fn post_activation(
     ))
 }
 
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+/// The body of `response`, refused past 256 KiB: whatever answers volact requests is
+/// read without trusting it to be small.
+pub async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()

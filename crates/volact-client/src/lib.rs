@@ -14,6 +14,7 @@ pub mod discovery;
 mod failover;
 mod fingerprint;
 mod http;
+pub use http::read_capped;
 mod ops;
 mod schedule;
 mod seal;

@@ -328,22 +328,27 @@ impl Engine {
     /// seat in the store for a client this host does not count yet, before the decision:
     /// other hosts fill the same seats, and only the store sees all of them at once. A
     /// store that cannot be reached answers `storage-failure`; nothing is held for
-    /// clients this host already counts, requests it cannot parse, or a count of its own.
+    /// clients this host already counts, for requests refused before the count (not
+    /// parsed, an unknown setup key, a host not ready), or by a count of its own.
     async fn hold_seat(
         &self,
         req: &ActivationRequest,
         now: Timestamp,
     ) -> Result<Option<HeldSeat>, ApiError> {
-        let Some(feed) = self.count.feed() else {
-            return Ok(None);
-        };
         let Some(cap) = self.certificate().and_then(|c| c.seats) else {
             return Ok(None);
         };
-        // Refused by the decision anyway, without a seat.
+        let Some(feed) = self.count.feed() else {
+            return Ok(None);
+        };
+        // Requests refused before the count anyway take no seat.
         let Ok(parsed) = decide::parse_request(req) else {
             return Ok(None);
         };
+        if self.not_ready(now).is_some() || self.catalog.product_for_key(&parsed.setup_key).is_err()
+        {
+            return Ok(None);
+        }
         let at = now.as_second();
         if self
             .count

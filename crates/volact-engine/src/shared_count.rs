@@ -27,23 +27,13 @@ pub const REFRESH: Duration = Duration::from_millis(250);
 /// long outage does not hold its refresh forever.
 const MAX_PAGES: usize = 50;
 
-/// How the view follows the feed, for status and metrics.
-#[derive(Debug, Clone, Default)]
-pub struct FeedHealth {
-    /// When the feed was last read in full.
-    pub last_refresh: Option<Instant>,
-    /// Why the latest read failed, if it did.
-    pub error: Option<String>,
-    /// Changes applied since the host started.
-    pub applied: u64,
-}
-
 /// A count shared with the other hosts of the store (see the module documentation).
 pub struct SharedCount {
     local: MemoryCount,
     feed: Arc<dyn CountFeed>,
     position: tokio::sync::Mutex<FeedPosition>,
-    health: Mutex<FeedHealth>,
+    /// When the feed was last read in full.
+    last_refresh: Mutex<Instant>,
 }
 
 fn count_failed(e: CountError) -> StoreError {
@@ -65,28 +55,18 @@ impl SharedCount {
             local,
             feed,
             position: tokio::sync::Mutex::new(position),
-            health: Mutex::new(FeedHealth {
-                last_refresh: Some(Instant::now()),
-                ..FeedHealth::default()
-            }),
+            last_refresh: Mutex::new(Instant::now()),
         }))
     }
 
     /// Reads the feed from where the view stands and applies every change; returns how
     /// many were applied. The position moves only past changes applied.
     pub async fn refresh(&self) -> Result<u64, StoreError> {
-        let result = self.read().await;
-        if let Ok(mut health) = self.health.lock() {
-            match &result {
-                Ok(n) => {
-                    health.last_refresh = Some(Instant::now());
-                    health.error = None;
-                    health.applied += n;
-                }
-                Err(e) => health.error = Some(e.to_string()),
-            }
+        let applied = self.read().await?;
+        if let Ok(mut last) = self.last_refresh.lock() {
+            *last = Instant::now();
         }
-        result
+        Ok(applied)
     }
 
     async fn read(&self) -> Result<u64, StoreError> {
@@ -104,11 +84,6 @@ impl SharedCount {
             }
         }
         Ok(applied)
-    }
-
-    /// How the view follows the feed.
-    pub fn health(&self) -> FeedHealth {
-        self.health.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
     /// Follows the feed every [`REFRESH`] until the count is dropped (the host stops).
@@ -184,6 +159,6 @@ impl Count for SharedCount {
     }
 
     fn feed_age(&self) -> Option<Duration> {
-        self.health().last_refresh.map(|t| t.elapsed())
+        self.last_refresh.lock().ok().map(|t| t.elapsed())
     }
 }

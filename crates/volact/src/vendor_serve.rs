@@ -295,10 +295,10 @@ pub async fn activate_online(
             )
         })?;
     let status = response.status();
-    let bytes = response.bytes().await.map_err(|e| {
+    let bytes = volact_client::read_capped(response).await.map_err(|e| {
         ApiError::new(
             ErrorCode::HostUnreachable,
-            format!("the vendor service at {url} did not finish its answer: {e}"),
+            format!("the vendor service at {url} did not answer usably: {e}"),
         )
     })?;
     if status.is_success() {
