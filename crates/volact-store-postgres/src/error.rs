@@ -3,6 +3,10 @@
 //! Driver errors (sqlx, the migrator) never leave this crate: their text is kept in the
 //! message, their meaning in the kind, read from PostgreSQL's SQLSTATE where there is one.
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use volact_store::{StoreError, StoreErrorKind};
 
 /// A failure inside the PostgreSQL backend, converted to a [`StoreError`] at the trait.
@@ -34,8 +38,42 @@ impl DbError {
 
 impl From<DbError> for StoreError {
     fn from(e: DbError) -> StoreError {
-        StoreError::new(e.kind(), e.to_string())
+        let kind = e.kind();
+        if kind == StoreErrorKind::Unavailable {
+            note_unavailable();
+        }
+        StoreError::new(kind, e.to_string())
     }
+}
+
+/// When the database last failed to answer, in milliseconds after [`epoch`]; 0 for never.
+///
+/// One for the process rather than one per pool: a second pool in the same process (only
+/// tests have one) then pings a little more after the other's failure, which costs
+/// nothing that matters.
+static LAST_UNAVAILABLE_MS: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Records that the database just failed to answer (a dropped connection, a refused
+/// connect, a server shutting down).
+pub(crate) fn note_unavailable() {
+    let ms = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
+    LAST_UNAVAILABLE_MS.store(ms.max(1), Ordering::Relaxed);
+}
+
+/// Whether the database failed to answer within the last `window`. While it has, a
+/// pooled connection may be one the server dropped even if it was used a moment ago.
+pub(crate) fn unavailable_within(window: Duration) -> bool {
+    let last = LAST_UNAVAILABLE_MS.load(Ordering::Relaxed);
+    if last == 0 {
+        return false;
+    }
+    let now = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
+    now.saturating_sub(last) < u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The kind of a SQLSTATE, <https://www.postgresql.org/docs/current/errcodes-appendix.html>.

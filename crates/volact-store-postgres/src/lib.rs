@@ -41,6 +41,11 @@ pub const MAX_POOL_SIZE: u32 = 256;
 /// A pooled connection idle this long is pinged before it is used.
 const PING_WHEN_IDLE: Duration = Duration::from_millis(500);
 
+/// After the database failed to answer, every pooled connection is pinged before use
+/// for this long, however recently it was used: a connection the server dropped is then
+/// found out and replaced rather than failing the first write after the database is back.
+const PING_AFTER_FAILURE: Duration = Duration::from_secs(10);
+
 /// How long a request waits for a connection before failing: long enough to ride out a
 /// burst, short enough that an unreachable database answers `storage-failure` quickly
 /// rather than holding clients.
@@ -109,11 +114,16 @@ impl PgStore {
             // pinged first. One in steady use is not, since a ping is a round trip per
             // batch (about a tenth of the host's throughput on PostgreSQL); if the
             // server went away in the moment since its last use, that one batch
-            // answers `storage-failure` and its clients retry.
+            // answers `storage-failure` and its clients retry; and for a while after
+            // any failure every connection is pinged, so one the server dropped while
+            // in steady use (the count feed's, every 250 ms) is not handed to the first
+            // write after the database is back.
             .test_before_acquire(false)
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
-                    if meta.idle_for >= PING_WHEN_IDLE {
+                    if meta.idle_for >= PING_WHEN_IDLE
+                        || error::unavailable_within(PING_AFTER_FAILURE)
+                    {
                         sqlx::Connection::ping(conn).await?;
                     }
                     Ok(true)
