@@ -99,6 +99,11 @@ pub struct Catalog {
     pub products: Vec<Product>,
     /// Key groups.
     pub key_groups: Vec<KeyGroup>,
+    /// The vendor's activation service (`volact vendor serve`), where hosts activate,
+    /// renew and fetch updates online. Signed with the rest, so no one but the vendor can
+    /// point hosts elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_url: Option<String>,
 }
 
 impl Document for Catalog {
@@ -121,6 +126,9 @@ pub struct CatalogSource {
     /// Key groups.
     #[serde(default, rename = "key_group")]
     pub key_groups: Vec<KeyGroup>,
+    /// The vendor's activation service URL (`https://…`; `http://` only on loopback).
+    #[serde(default)]
+    pub service_url: Option<String>,
 }
 
 /// A product as the vendor writes it.
@@ -255,6 +263,9 @@ impl Catalog {
                 }
             }
         }
+        if let Some(url) = &source.service_url {
+            check_service_url(url).map_err(invalid)?;
+        }
         Ok(Catalog {
             vendor: source.vendor.clone(),
             version,
@@ -262,6 +273,7 @@ impl Catalog {
             applications: source.applications.clone(),
             products,
             key_groups: source.key_groups.clone(),
+            service_url: source.service_url.clone(),
         })
     }
 
@@ -375,6 +387,7 @@ pub fn demo_source() -> CatalogSource {
                 "demo-office".into(),
             ],
         }],
+        service_url: None,
     }
 }
 
@@ -382,6 +395,42 @@ pub fn demo_source() -> CatalogSource {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_url_must_be_https_or_loopback_http() {
+        for good in [
+            "https://activation.example.com",
+            "https://a.example:7690/base",
+            "http://127.0.0.1:7690",
+            "http://[::1]:7690",
+            "http://localhost:7690/",
+        ] {
+            assert_eq!(check_service_url(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://activation.example.com",
+            "http://10.0.0.1:7690",
+            "ftp://x",
+            "https://",
+            "https:///path",
+            "https://a b",
+            "",
+        ] {
+            assert!(check_service_url(bad).is_err(), "{bad}");
+        }
+        let mut n = 0u8;
+        let mut random = || {
+            n += 1;
+            [n; 24]
+        };
+        let mut source = demo_source();
+        source.service_url = Some("http://example.com".into());
+        let e = Catalog::build(&source, 1, Timestamp::UNIX_EPOCH, &mut random).unwrap_err();
+        assert!(e.message.contains("service_url"), "{}", e.message);
+        source.service_url = Some("https://example.com".into());
+        let c = Catalog::build(&source, 1, Timestamp::UNIX_EPOCH, &mut random).unwrap();
+        assert_eq!(c.service_url.as_deref(), Some("https://example.com"));
+    }
 
     fn counter() -> impl FnMut() -> [u8; 24] {
         let mut n = 0u8;
@@ -456,6 +505,39 @@ mod tests {
             ErrorCode::UnknownSetupKey
         );
     }
+}
+
+/// Checks a vendor service URL: `https://HOST…`, or `http://` to a loopback host (tests
+/// and demos), since hosts send their activation requests and usage reports there.
+pub fn check_service_url(url: &str) -> Result<(), String> {
+    let why = || {
+        format!(
+            "service_url `{url}` is not an https:// URL (http:// is allowed only to 127.0.0.1, [::1] or localhost)"
+        )
+    };
+    if url.len() > 512 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(why());
+    }
+    if let Some(rest) = url.strip_prefix("https://") {
+        return if rest.is_empty() || rest.starts_with('/') {
+            Err(why())
+        } else {
+            Ok(())
+        };
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(why());
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback { Ok(()) } else { Err(why()) }
 }
 
 /// The last bundle that [`VendorBundle::open`] verified, with what it yielded.

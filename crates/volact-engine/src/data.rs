@@ -182,14 +182,7 @@ impl HostData {
         if let Ok(token) = self.admin_token() {
             return Ok(token);
         }
-        let bytes: [u8; 32] = crate::random_bytes()?;
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        write_atomic(
-            &self.path(ADMIN_TOKEN),
-            format!("{token}\n").as_bytes(),
-            true,
-        )?;
-        Ok(token)
+        new_token_file(&self.path(ADMIN_TOKEN))
     }
 
     /// The admin token.
@@ -424,4 +417,13 @@ impl HostData {
         }
         Ok(config)
     }
+}
+
+/// Writes a new bearer token of 256 random bits (64 hex digits) to `path`, mode 0600,
+/// and returns it: the admin tokens of the host and of the vendor service.
+pub fn new_token_file(path: &Path) -> Result<String, ApiError> {
+    let bytes: [u8; 32] = crate::random_bytes()?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_atomic(path, format!("{token}\n").as_bytes(), true)?;
+    Ok(token)
 }

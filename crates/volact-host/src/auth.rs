@@ -49,6 +49,8 @@ impl Failures {
 #[derive(Debug)]
 pub struct AdminAuth {
     token: String,
+    /// Where the token is kept, for the refusal's message.
+    token_file: String,
     strong: bool,
     failures: Mutex<HashMap<IpAddr, Failures>>,
 }
@@ -59,8 +61,16 @@ impl AdminAuth {
         AdminAuth {
             strong: token.chars().count() >= STRONG_TOKEN_CHARS,
             token,
+            token_file: "DATA/admin.token".to_owned(),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same, naming `file` as where the token is kept (the vendor service's is in
+    /// its directory, not a host's data directory).
+    pub fn kept_in(mut self, file: impl Into<String>) -> AdminAuth {
+        self.token_file = file.into();
+        self
     }
 
     /// Whether `presented` is the admin token, for a request from `ip` at `now`.
@@ -113,7 +123,10 @@ impl AdminAuth {
             }
             _ => Err(ApiError::new(
                 ErrorCode::Unauthorized,
-                "missing or wrong admin token; send `Authorization: Bearer TOKEN` with the token from DATA/admin.token",
+                format!(
+                    "missing or wrong admin token; send `Authorization: Bearer TOKEN` with the token from {}",
+                    self.token_file
+                ),
             )),
         }
     }

@@ -315,12 +315,20 @@ pub enum HostCommand {
         /// Install the vendor's answer from FILE.
         #[arg(long, value_name = "FILE", conflicts_with = "online")]
         response: Option<PathBuf>,
-        /// Ask the vendor's activation service (`volact vendor serve`) at --vendor-url.
-        #[arg(long, requires = "vendor_url")]
+        /// Ask the vendor's activation service (`volact vendor serve`): at --vendor-url,
+        /// or the service URL of the vendor's signed catalog.
+        #[arg(long)]
         online: bool,
-        /// The vendor service's URL, e.g. http://127.0.0.1:7690.
-        #[arg(long, value_name = "URL")]
+        /// The vendor service's URL, e.g. https://activation.example.com:7690.
+        #[arg(long, value_name = "URL", requires = "online")]
         vendor_url: Option<String>,
+        /// Trust the vendor service's TLS certificate when issued by a CA in FILE (PEM),
+        /// rather than the system's roots.
+        #[arg(long, value_name = "FILE", requires = "online")]
+        vendor_ca_file: Option<PathBuf>,
+        /// Trust exactly the vendor service certificate with this SHA-256 fingerprint.
+        #[arg(long, value_name = "SHA256", requires = "online")]
+        vendor_fingerprint: Option<String>,
     },
     /// Serve activations.
     Serve {
@@ -443,26 +451,35 @@ pub enum VendorCommand {
         /// The host's request file.
         request: PathBuf,
     },
-    /// Serve host activations online (the vendor's activation service; plain HTTP on
-    /// loopback only in this version).
+    /// Serve the vendor's activation service: hosts activate online; the admin API and
+    /// /metrics take DIR/admin.token. Settings from DIR/service.toml, overridden by flags.
     Serve {
         /// The vendor's directory.
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
-        /// Where to listen (a loopback address).
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7690")]
-        listen: std::net::SocketAddr,
+        /// Another settings file than DIR/service.toml.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Where to listen [default: 127.0.0.1:7690]; off loopback only with TLS.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
         /// Sign with the delegated key in DIR (`vendor delegate --out DIR`) instead of
         /// the root key.
         #[arg(long, value_name = "DIR")]
         signing: Option<PathBuf>,
-        /// Certificate validity in days (capped by the host key's expiry).
-        #[arg(long, default_value_t = volact_core::certificate::DEFAULT_CERTIFICATE_DAYS)]
-        days: u32,
+        /// Certificate validity in days, capped by the host key's expiry [default: 1825].
+        #[arg(long)]
+        days: Option<u32>,
         /// Activation attempts a minute per source address, twice as many at once (0: no
-        /// limit).
-        #[arg(long, value_name = "N", default_value_t = crate::vendor_serve::DEFAULT_ATTEMPTS_PER_MINUTE)]
-        attempts_per_minute: u32,
+        /// limit) [default: 10].
+        #[arg(long, value_name = "N")]
+        attempts_per_minute: Option<u32>,
+        /// The TLS certificate chain (PEM), with --tls-key.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The TLS certificate's private key (PEM), with --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Certify a signing key for the vendor's activation service, so the root key can stay
     /// offline: hosts and clients accept what it signs within its scope and validity.

@@ -118,11 +118,21 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
             response,
             online,
             vendor_url,
+            vendor_ca_file,
+            vendor_fingerprint,
         } => {
             let host = HostData::new(&data.data);
-            if let (true, Some(url)) = (online, vendor_url) {
+            if online {
+                let url = match vendor_url {
+                    Some(url) => url,
+                    None => service_url(&host)?,
+                };
+                let trust = volact_client::tls::TlsTrust::from_flags(
+                    vendor_fingerprint.as_deref(),
+                    vendor_ca_file.as_deref(),
+                )?;
                 let request = host.activation_request(random_nonce()?, now)?;
-                let answer = crate::vendor_serve::activate_online(&url, &request).await?;
+                let answer = crate::vendor_serve::activate_online(&url, &trust, &request).await?;
                 let cert = host.install_certificate(&answer, now)?;
                 out.result(&cert, || {
                     format!(
@@ -361,4 +371,20 @@ fn tls_status(host: &HostData, config: &volact_engine::config::HostConfig) -> se
         },
         None => serde_json::json!({ "url": null, "fingerprint": null }),
     }
+}
+
+/// The vendor service URL of the host's catalog (signed by the vendor), for
+/// `host activate --online` without `--vendor-url`.
+fn service_url(host: &HostData) -> Result<String, ApiError> {
+    let (_, catalog) = host.vendor()?;
+    catalog.service_url.ok_or_else(|| {
+        ApiError::with_details(
+            ErrorCode::BadRequest,
+            format!(
+                "{}'s catalog names no activation service; give --vendor-url URL, or activate offline with --request-out",
+                catalog.vendor
+            ),
+            serde_json::json!({ "field": "vendor-url" }),
+        )
+    })
 }

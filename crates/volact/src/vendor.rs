@@ -18,6 +18,7 @@ use volact_proto::{ApiError, ErrorCode, HostActivationRequest, HostActivationRes
 const ROOT_KEY: &str = "root.key";
 const CATALOG: &str = "catalog.token";
 const LEDGER: &str = "ledger.json";
+const ADMIN_TOKEN: &str = "admin.token";
 
 /// A vendor directory.
 pub struct VendorDir {
@@ -70,6 +71,25 @@ impl VendorDir {
             }
         }
         Ok(())
+    }
+
+    /// The vendor service's admin token file (mode 0600).
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.path(ADMIN_TOKEN)
+    }
+
+    /// The vendor service's admin token, made on first use.
+    pub fn ensure_admin_token(&self) -> Result<String, ApiError> {
+        let path = self.admin_token_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_string()),
+            Ok(_) => volact_engine::data::new_token_file(&path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.secure()?;
+                volact_engine::data::new_token_file(&path)
+            }
+            Err(e) => Err(io("read", &path, e)),
+        }
     }
 
     /// Whether `init` has run.

@@ -158,22 +158,43 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
         }
         VendorCommand::Serve {
             dir,
+            config,
             listen,
             signing,
             days,
             attempts_per_minute,
+            tls_cert,
+            tls_key,
         } => {
             crate::output::init_logging(log_format)?;
             let options = crate::vendor_serve::ServeOptions {
                 dir,
-                listen,
-                signing,
-                days,
-                attempts_per_minute,
+                flags: crate::vendor_serve::config::ServiceFlags {
+                    config,
+                    listen,
+                    signing,
+                    days,
+                    attempts_per_minute,
+                    tls_cert,
+                    tls_key,
+                },
             };
-            crate::vendor_serve::serve(options, |url| {
-                out.result(&serde_json::json!({ "url": url }), || {
-                    format!("Vendor service listening on {url}\n")
+            let token_file = VendorDir::new(&options.dir).admin_token_path();
+            crate::vendor_serve::serve(options, |url, fingerprint| {
+                let ready = serde_json::json!({
+                    "url": url,
+                    "tls_fingerprint": fingerprint,
+                    "admin_token_file": token_file,
+                });
+                out.result(&ready, || match fingerprint {
+                    Some(f) => format!(
+                        "Vendor service listening on {url}\nTLS certificate fingerprint (SHA-256): {f}\nAdmin token: {}\n",
+                        token_file.display()
+                    ),
+                    None => format!(
+                        "Vendor service listening on {url} (plain HTTP, this machine only)\nAdmin token: {}\n",
+                        token_file.display()
+                    ),
                 });
             })
             .await?;

@@ -3,9 +3,14 @@
 //! identity key, with a fresh nonce and its time) and gets its host certificate back,
 //! through the same ledger, limits and replay check as `volact vendor activate-host`.
 //!
-//! This first version serves plain HTTP on loopback only (tests and demos) behind the
-//! host's hardened listener (timeouts, connection caps, body limit). TLS, the service's
-//! own store, its admin API and metrics come with the rest of the vendor service.
+//! It serves HTTPS with the certificate and key of its settings ([`config`]), or plain
+//! HTTP on loopback only (tests and demos), behind the host's hardened listener
+//! (timeouts, connection caps, body limit). Its admin API and `/metrics` take the bearer
+//! token of `DIR/admin.token` ([`admin`]).
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::routing::{get, post};
@@ -28,24 +33,17 @@ pub const MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(15);
 /// A host activation request is a few kilobytes; anything larger is refused unread.
 const MAX_BODY: usize = 64 * 1024;
 
-/// How the service runs.
+/// How the service runs: the vendor directory and the command line's flags over its
+/// settings file.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// The vendor's directory (catalog, ledger; the root key unless `signing`).
+    /// The vendor's directory (catalog, ledger; the root key unless a signing key is set).
     pub dir: PathBuf,
-    /// Where to listen: a loopback address.
-    pub listen: SocketAddr,
-    /// A delegated signing key's directory (`vendor delegate --out`), to sign with
-    /// instead of the root key.
-    pub signing: Option<PathBuf>,
-    /// Validity of the certificates it issues, in days.
-    pub days: u32,
-    /// Activation attempts a minute per source address (twice as many at once); 0
-    /// switches the limit off.
-    pub attempts_per_minute: u32,
+    /// The flags.
+    pub flags: config::ServiceFlags,
 }
 
-/// Default of [`ServeOptions::attempts_per_minute`]: a customer activates a handful of
+/// Default of the activation attempts a minute per address: a customer activates a handful of
 /// hosts, rarely more than a few at once; someone guessing at keys or replaying requests
 /// gets 20 tries, then 10 a minute.
 pub const DEFAULT_ATTEMPTS_PER_MINUTE: u32 = 10;
@@ -72,6 +70,10 @@ struct Service {
     vendor: VendorDir,
     signing: Option<SigningDir>,
     days: u32,
+    /// Whether it serves over TLS.
+    tls: bool,
+    auth: volact_host::auth::AdminAuth,
+    metrics: metrics::ServiceMetrics,
     /// One activation at a time: each reads and rewrites the ledger.
     ledger: tokio::sync::Mutex<()>,
     /// Attempts per address, counted before anything is parsed or verified.
@@ -106,17 +108,30 @@ async fn activate(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> Result<Json<HostActivationResponse>, HttpError> {
-    if let Some(refused) = over_limit(&service, peer) {
-        return Err(HttpError(refused));
+    let answer = activate_inner(&service, peer, &body).await;
+    service.metrics.request(
+        "host-activations",
+        answer.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"),
+    );
+    answer.map(Json).map_err(HttpError)
+}
+
+async fn activate_inner(
+    service: &Arc<Service>,
+    peer: SocketAddr,
+    body: &[u8],
+) -> Result<HostActivationResponse, ApiError> {
+    if let Some(refused) = over_limit(service, peer) {
+        return Err(refused);
     }
-    let request: HostActivationRequest = serde_json::from_slice(&body).map_err(|e| {
-        HttpError(ApiError::new(
+    let request: HostActivationRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
             ErrorCode::BadRequest,
             format!("the body is not a host activation request: {e}"),
-        ))
+        )
     })?;
     let now = Timestamp::now();
-    check_time(&request, now).map_err(HttpError)?;
+    check_time(&request, now)?;
     let _turn = service.ledger.lock().await;
     let answer = {
         let service = service.clone();
@@ -129,16 +144,16 @@ async fn activate(
             )
         })
         .await
-        .map_err(|e| HttpError(ApiError::new(ErrorCode::Internal, e.to_string())))?
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
     };
     match answer {
         Ok(response) => {
-            tracing::info!("host activated online");
-            Ok(Json(response))
+            tracing::info!(%peer, "host activated online");
+            Ok(response)
         }
         Err(e) => {
-            tracing::info!(code = %e.code, "host activation refused: {}", e.message);
-            Err(HttpError(e))
+            tracing::info!(%peer, code = %e.code, "host activation refused: {}", e.message);
+            Err(e)
         }
     }
 }
@@ -175,22 +190,19 @@ fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/v1/host-activations", post(activate))
         .route("/healthz", get(healthz))
+        .merge(admin::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(service)
 }
 
-/// Serves until Ctrl-C (or SIGTERM). Calls `ready` with the service's URL once it
-/// listens.
-pub async fn serve(options: ServeOptions, ready: impl FnOnce(&str)) -> Result<(), ApiError> {
-    if !options.listen.ip().is_loopback() {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            format!(
-                "{} is not a loopback address: the vendor service serves plain HTTP, so only on loopback (tests and demos) until its TLS is built; listen on 127.0.0.1",
-                options.listen
-            ),
-        ));
-    }
+/// Serves until Ctrl-C (or SIGTERM). Calls `ready` with the service's URL and, over
+/// TLS, its certificate's SHA-256 fingerprint once it listens.
+pub async fn serve(
+    options: ServeOptions,
+    ready: impl FnOnce(&str, Option<&str>),
+) -> Result<(), ApiError> {
+    let file = config::read_file(&options.dir, &options.flags)?;
+    let settings = file.resolve(&options.dir, &options.flags)?;
     let vendor = VendorDir::new(&options.dir);
     // Refuse at start, not at the first request, a directory that cannot activate.
     vendor.catalog()?.ok_or_else(|| {
@@ -203,7 +215,7 @@ pub async fn serve(options: ServeOptions, ready: impl FnOnce(&str)) -> Result<()
             ),
         )
     })?;
-    let signing = options.signing.as_ref().map(SigningDir::new);
+    let signing = settings.signing.as_ref().map(SigningDir::new);
     match &signing {
         Some(s) => {
             s.load()?;
@@ -212,41 +224,78 @@ pub async fn serve(options: ServeOptions, ready: impl FnOnce(&str)) -> Result<()
             vendor.root()?;
         }
     }
+    let tls = settings
+        .tls
+        .as_ref()
+        .map(|files| {
+            volact_host::tls::certs::install_default_provider();
+            let key = volact_host::tls::load(&files.cert_file, &files.key_file)?;
+            let fingerprint = volact_host::tls::fingerprint(&key);
+            let current = Arc::new(volact_host::tls::CurrentCert::new(key));
+            Ok::<_, ApiError>((volact_host::tls::Tls::new(current)?, fingerprint))
+        })
+        .transpose()?;
+    let token_file = vendor.admin_token_path().display().to_string();
+    let auth = volact_host::auth::AdminAuth::new(vendor.ensure_admin_token()?).kept_in(token_file);
     let service = Arc::new(Service {
         vendor,
         signing,
-        days: options.days,
+        days: settings.days,
+        tls: tls.is_some(),
+        auth,
+        metrics: metrics::ServiceMetrics::new(),
         ledger: tokio::sync::Mutex::new(()),
-        attempts: std::sync::Mutex::new(attempt_limiter(options.attempts_per_minute)),
+        attempts: std::sync::Mutex::new(attempt_limiter(settings.attempts_per_minute)),
     });
-    let listener = tokio::net::TcpListener::bind(options.listen)
+    let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| {
             ApiError::new(
                 ErrorCode::InvalidState,
-                format!("cannot listen on {}: {e}", options.listen),
+                format!("cannot listen on {}: {e}", settings.listen),
             )
         })?;
     let addr = listener
         .local_addr()
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    let url = format!("http://{addr}");
     let (limits, _) = volact_host::listener::Limits::derive(
         &volact_host::listener::LimitsConfig::default(),
         volact_host::listener::raise_fd_limit(),
     );
-    ready(&url);
-    tracing::info!(url = %url, "vendor service listening");
-    volact_host::listener::serve(
-        listener,
-        volact_host::listener::Plain,
-        router(service),
-        limits,
-        None,
-        shutdown(),
-    )
-    .await
-    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the service stopped: {e}")))
+    let stopped =
+        |e: std::io::Error| ApiError::new(ErrorCode::Internal, format!("the service stopped: {e}"));
+    match tls {
+        Some((handshake, fingerprint)) => {
+            let url = format!("https://{addr}");
+            ready(&url, Some(&fingerprint));
+            tracing::info!(url = %url, %fingerprint, "vendor service listening");
+            volact_host::listener::serve_on(
+                listener,
+                handshake,
+                volact_host::listener::Transport::tls(),
+                router(service),
+                volact_host::listener::Connections::new(limits, None),
+                shutdown(),
+            )
+            .await
+            .map_err(stopped)
+        }
+        None => {
+            let url = format!("http://{addr}");
+            ready(&url, None);
+            tracing::info!(url = %url, "vendor service listening (plain HTTP, loopback only)");
+            volact_host::listener::serve(
+                listener,
+                volact_host::listener::Plain,
+                router(service),
+                limits,
+                None,
+                shutdown(),
+            )
+            .await
+            .map_err(stopped)
+        }
+    }
 }
 
 async fn shutdown() {
@@ -274,12 +323,13 @@ async fn shutdown() {
 /// `volact host activate --online` does.
 pub async fn activate_online(
     url: &str,
+    trust: &volact_client::tls::TlsTrust,
     request: &HostActivationRequest,
 ) -> Result<HostActivationResponse, ApiError> {
-    volact_client::tls::install_default_provider();
-    let http = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
-        .timeout(std::time::Duration::from_secs(30))
+        .timeout(std::time::Duration::from_secs(30));
+    let http = volact_client::tls::configure(builder, trust)?
         .build()
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     let endpoint = format!("{}/v1/host-activations", url.trim_end_matches('/'));
@@ -291,7 +341,10 @@ pub async fn activate_online(
         .map_err(|e| {
             ApiError::new(
                 ErrorCode::HostUnreachable,
-                format!("cannot reach the vendor service at {url}: {e}; check the URL and the network, or activate offline with --request-out"),
+                format!(
+                    "cannot reach the vendor service at {url}: {}; check the URL, the network and the service's certificate (--vendor-ca-file, --vendor-fingerprint), or activate offline with --request-out",
+                    volact_client::tls::error_chain(&e)
+                ),
             )
         })?;
     let status = response.status();

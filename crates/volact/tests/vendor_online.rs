@@ -15,6 +15,12 @@ use std::time::Duration;
 
 /// `volact vendor serve` on an ephemeral loopback port; its URL from its first line.
 fn vendor_serve(fx: &Fixture, extra: &[&str]) -> (ChildGuard, String) {
+    let (guard, ready) = vendor_serve_ready(fx, extra);
+    (guard, ready["url"].as_str().unwrap().to_string())
+}
+
+/// `volact vendor serve`, and what it printed once it listened.
+fn vendor_serve_ready(fx: &Fixture, extra: &[&str]) -> (ChildGuard, Value) {
     let mut args = vec![
         "--json",
         "vendor",
@@ -46,7 +52,7 @@ fn vendor_serve(fx: &Fixture, extra: &[&str]) -> (ChildGuard, String) {
             "vendor serve printed {text:?}"
         );
     };
-    (guard, ready["url"].as_str().unwrap().to_string())
+    (guard, ready)
 }
 
 /// A new host in `root/name` with the fixture's host key installed, not activated.
@@ -261,4 +267,160 @@ fn attempts_past_the_per_address_limit_are_refused_rate_limited() {
     let host = new_host(&fx, tmp.path(), "host-2");
     let out = activate_online(&host, &url).fails();
     assert_eq!(out.error_code(), "rate-limited", "{out}");
+}
+
+/// `GET url` with the admin `token` (if any), trusting the certificate `fingerprint`.
+fn admin_get(url: &str, fingerprint: &str, token: Option<&str>) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let trust = volact_client::tls::TlsTrust::from_flags(Some(fingerprint), None).unwrap();
+        let http = volact_client::tls::configure(reqwest::Client::builder(), &trust)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut request = http.get(url).timeout(Duration::from_secs(10));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    })
+}
+
+#[test]
+fn the_service_serves_https_and_its_admin_api_and_metrics_take_the_token() {
+    volact_client::tls::install_default_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = provision(tmp.path(), "office");
+    let (cert, key) =
+        volact_host::tls::self_signed(&["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_file = tmp.path().join("service-cert.pem");
+    let key_file = tmp.path().join("service-key.pem");
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let (_service, ready) = vendor_serve_ready(
+        &fx,
+        &["--tls-cert", s(&cert_file), "--tls-key", s(&key_file)],
+    );
+    let url = ready["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with("https://127.0.0.1:"), "{ready}");
+    let fingerprint = ready["tls_fingerprint"].as_str().unwrap().to_string();
+    let token_file = ready["admin_token_file"].as_str().unwrap();
+    let token = std::fs::read_to_string(token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(token.len(), 64, "a 256-bit token");
+
+    // A host that does not trust the certificate is refused at the handshake, and says
+    // how to trust it; one that pins it activates.
+    let host = new_host(&fx, tmp.path(), "host-2");
+    let out = run(&[
+        "--json",
+        "host",
+        "activate",
+        "--data",
+        s(&host),
+        "--online",
+        "--vendor-url",
+        &url,
+    ])
+    .fails();
+    assert_eq!(out.error_code(), "host-unreachable", "{out}");
+    assert!(out.stdout.contains("--vendor-fingerprint"), "{out}");
+    run(&[
+        "--json",
+        "host",
+        "activate",
+        "--data",
+        s(&host),
+        "--online",
+        "--vendor-url",
+        &url,
+        "--vendor-fingerprint",
+        &fingerprint,
+    ])
+    .ok();
+
+    // The admin API and /metrics: nothing without the token, everything with it.
+    let status_url = format!("{url}/v1/admin/status");
+    let (code, body) = admin_get(&status_url, &fingerprint, None);
+    assert_eq!(code, 401, "{body}");
+    assert!(
+        body.contains("unauthorized") && body.contains("admin.token"),
+        "{body}"
+    );
+    let (code, body) = admin_get(&status_url, &fingerprint, Some("0".repeat(64).as_str()));
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = admin_get(&status_url, &fingerprint, Some(&token));
+    assert_eq!(code, 200, "{body}");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["tls"], true, "{status}");
+    assert_eq!(status["signer"], "root", "{status}");
+    assert!(status["catalog_version"].as_u64() >= Some(1), "{status}");
+    let (code, _) = admin_get(&format!("{url}/metrics"), &fingerprint, None);
+    assert_eq!(code, 401);
+    let (code, metrics) = admin_get(&format!("{url}/metrics"), &fingerprint, Some(&token));
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains(
+            "volact_vendor_requests_total{endpoint=\"host-activations\",result=\"ok\"} 1"
+        ),
+        "{metrics}"
+    );
+    let (code, body) = admin_get(
+        &format!("{url}/v1/admin/nothing"),
+        &fingerprint,
+        Some(&token),
+    );
+    assert_eq!(code, 404, "{body}");
+}
+
+#[test]
+fn a_host_finds_the_service_in_the_vendors_signed_catalog() {
+    volact_client::tls::install_default_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = provision(tmp.path(), "office");
+    let (_service, url) = vendor_serve(&fx, &[]);
+    // Without a URL in the catalog, --online alone says what to give.
+    let host = new_host(&fx, tmp.path(), "host-2");
+    let out = run(&["--json", "host", "activate", "--data", s(&host), "--online"]).fails();
+    assert_eq!(out.error_code(), "bad-request", "{out}");
+    assert!(out.stdout.contains("--vendor-url"), "{out}");
+
+    // The vendor signs the service's URL into a new catalog version; a host given the
+    // new bundle activates online with no URL of its own.
+    let source = tmp.path().join("catalog.toml");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, format!("service_url = \"{url}\"\n{text}")).unwrap();
+    run(&[
+        "vendor",
+        "catalog",
+        "--dir",
+        s(&fx.vendor_dir),
+        "--from",
+        s(&source),
+    ])
+    .ok();
+    let bundle = tmp.path().join("vendor-2.pub");
+    let export = run(&["vendor", "export", "--dir", s(&fx.vendor_dir)]).ok();
+    std::fs::write(&bundle, &export.stdout).unwrap();
+    let host = tmp.path().join("host-3");
+    run(&["host", "init", "--data", s(&host)]).ok();
+    run(&[
+        "host",
+        "install-key",
+        "--data",
+        s(&host),
+        "--vendor",
+        s(&bundle),
+        &fx.host_key,
+    ])
+    .ok();
+    let out = run(&["--json", "host", "activate", "--data", s(&host), "--online"]).ok();
+    assert!(out.stdout.contains("\"exp\""), "{out}");
 }
