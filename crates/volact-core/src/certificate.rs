@@ -318,6 +318,7 @@ mod tests {
             max_hosts: 2,
             max_activations: 2,
             iat: Timestamp::UNIX_EPOCH,
+            usage_reports: false,
         };
         let token = token::sign(&root, &key).unwrap();
         (root, catalog, key, token)

@@ -32,6 +32,10 @@ pub struct HostKey {
     pub max_activations: u32,
     /// When it was issued.
     pub iat: Timestamp,
+    /// Whether hosts activated with it send the vendor a daily usage report (counts
+    /// only). Signed into the key, so the customer sees what they agreed to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage_reports: bool,
 }
 
 impl Document for HostKey {

@@ -23,6 +23,7 @@ pub mod settings;
 pub mod setup_key;
 pub mod ticket;
 pub mod token;
+pub mod usage;
 pub mod util;
 pub mod verify;
 

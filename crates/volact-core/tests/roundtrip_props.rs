@@ -80,6 +80,7 @@ fn host_key() -> impl Strategy<Value = HostKey> {
                     max_hosts,
                     max_activations,
                     iat,
+                    usage_reports: false,
                 }
             },
         )

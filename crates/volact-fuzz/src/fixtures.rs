@@ -104,6 +104,7 @@ fn build() -> World {
         max_hosts: 6,
         max_activations: 10,
         iat: now,
+        usage_reports: false,
     };
     let host_key_token = token::sign(&root, &host_key).expect("sign host key");
     let host_request =

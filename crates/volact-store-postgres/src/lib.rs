@@ -205,7 +205,11 @@ impl Store for PgStore {
     }
 
     async fn count_by_application(&self, since: i64) -> Result<Vec<(String, u64)>, StoreError> {
-        Ok(read::count_by_application(&self.pool, since).await?)
+        Ok(read::count_by(&self.pool, read::CountBy::Application, since).await?)
+    }
+
+    async fn count_by_product(&self, since: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(read::count_by(&self.pool, read::CountBy::Product, since).await?)
     }
 
     async fn result_totals(&self) -> Result<Vec<(String, u64)>, StoreError> {

@@ -234,20 +234,34 @@ pub(crate) async fn events(
     rows.iter().map(event_row).collect()
 }
 
-pub(crate) async fn count_by_application(
+/// What a count is grouped by: a closed set, so its query is one of two constants.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CountBy {
+    /// The client's application.
+    Application,
+    /// The product the client last asked for.
+    Product,
+}
+
+/// Distinct non-revoked clients counted at or after `since`, grouped as `by` says.
+pub(crate) async fn count_by(
     pool: &PgPool,
+    by: CountBy,
     since: i64,
 ) -> Result<Vec<(String, u64)>, DbError> {
-    let rows = sqlx::query(
-        "SELECT application, COUNT(*) AS n FROM clients \
-         WHERE last_counted >= $1 AND NOT revoked \
-         GROUP BY application ORDER BY application",
-    )
-    .bind(since)
-    .fetch_all(pool)
-    .await?;
+    let sql = match by {
+        CountBy::Application => {
+            "SELECT application AS k, COUNT(*) AS n FROM clients \
+             WHERE last_counted >= $1 AND NOT revoked GROUP BY application ORDER BY application"
+        }
+        CountBy::Product => {
+            "SELECT product AS k, COUNT(*) AS n FROM clients \
+             WHERE last_counted >= $1 AND NOT revoked GROUP BY product ORDER BY product"
+        }
+    };
+    let rows = sqlx::query(sql).bind(since).fetch_all(pool).await?;
     rows.iter()
-        .map(|row| Ok((row.try_get("application")?, int(row, "n")?)))
+        .map(|row| Ok((row.try_get("k")?, int(row, "n")?)))
         .collect()
 }
 

@@ -324,7 +324,16 @@ impl Store for SqliteStore {
     }
 
     async fn count_by_application(&self, since: i64) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(read::count_by_application(&self.reader, since))
+        self.read(read::count_by(
+            &self.reader,
+            read::CountBy::Application,
+            since,
+        ))
+        .await
+    }
+
+    async fn count_by_product(&self, since: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(read::count_by(&self.reader, read::CountBy::Product, since))
             .await
     }
 

@@ -420,6 +420,15 @@ pub async fn count_window_boundaries(store: &dyn Store) -> TestResult {
         vec![("app1".into(), 3)]
     );
     assert_eq!(store.count_by_application(301).await?, vec![]);
+    assert_eq!(
+        store.count_by_product(200).await?,
+        vec![("p-server".into(), 1), ("p1".into(), 1)]
+    );
+    assert_eq!(
+        store.count_by_product(0).await?,
+        vec![("p-server".into(), 1), ("p1".into(), 2)]
+    );
+    assert_eq!(store.count_by_product(301).await?, vec![]);
 
     let mut counted = store.counted_clients(200).await?;
     counted.sort_by(|a, b| a.client_id.cmp(&b.client_id));

@@ -141,6 +141,10 @@ pub trait Store: Send + Sync + 'static {
     /// Per-application count of distinct non-revoked clients counted at or after `since`.
     async fn count_by_application(&self, since: i64) -> Result<Vec<(String, u64)>, StoreError>;
 
+    /// The same per product (the product each client last asked for): what a host's
+    /// usage report tells the vendor.
+    async fn count_by_product(&self, since: i64) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// Totals of requests by result code since the store was created.
     async fn result_totals(&self) -> Result<Vec<(String, u64)>, StoreError>;
 

@@ -94,6 +94,7 @@ impl TestVendor {
             max_hosts: DEFAULT_MAX_HOSTS,
             max_activations: DEFAULT_MAX_ACTIVATIONS,
             iat: Timestamp::UNIX_EPOCH,
+            usage_reports: false,
         };
         token::sign(&self.root, &key).map_err(internal)
     }

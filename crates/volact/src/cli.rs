@@ -435,6 +435,10 @@ pub enum VendorCommand {
         /// Activations per host.
         #[arg(long, default_value_t = volact_core::host_key::DEFAULT_MAX_ACTIVATIONS)]
         max_activations: u32,
+        /// Hosts with this key send the vendor service a signed daily usage report
+        /// (counts per product; never client ids or machine names).
+        #[arg(long)]
+        usage_reports: bool,
     },
     /// Sign a host certificate for an offline activation request.
     ActivateHost {

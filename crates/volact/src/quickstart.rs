@@ -55,6 +55,7 @@ pub async fn run(
             expires: None,
             max_hosts: DEFAULT_MAX_HOSTS,
             max_activations: DEFAULT_MAX_ACTIVATIONS,
+            usage_reports: false,
         };
         let (key, _, _) = vendor.host_key(spec, now)?;
         host.install_key(&key, Some(&bundle))?;

@@ -315,6 +315,7 @@ impl VendorDir {
             max_hosts: spec.max_hosts,
             max_activations: spec.max_activations,
             iat: now,
+            usage_reports: spec.usage_reports,
         };
         Ok((
             token::sign(&root, &key).map_err(internal)?,
@@ -497,4 +498,6 @@ pub struct HostKeySpec {
     pub max_hosts: u32,
     /// Activations per host.
     pub max_activations: u32,
+    /// Whether its hosts send daily usage reports.
+    pub usage_reports: bool,
 }

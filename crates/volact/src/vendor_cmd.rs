@@ -72,6 +72,7 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
             expires,
             max_hosts,
             max_activations,
+            usage_reports,
         } => {
             let expires = expires.as_deref().map(parse_date).transpose()?;
             let spec = HostKeySpec {
@@ -81,6 +82,7 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
                 expires,
                 max_hosts,
                 max_activations,
+                usage_reports,
             };
             let (token, key, unreachable) = VendorDir::new(&dir).host_key(spec, now)?;
             // The key is printed on stdout (often redirected into a file), so the warning
