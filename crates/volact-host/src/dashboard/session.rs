@@ -156,10 +156,12 @@ impl Session {
     }
 }
 
-impl FromRequestParts<AppState> for Session {
+// Any router's state: the sessions come from the request's extensions, so the vendor
+// service's dashboard logs in the same way.
+impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
         let sessions = sessions(parts);
         let found = sessions.as_ref().and_then(|s| {
             let id = cookie(&parts.headers, COOKIE)?;
