@@ -20,6 +20,7 @@ const DATABASE: &str = "volact.db";
 const CONFIG: &str = "volact.toml";
 const SERVING: &str = "serving.json";
 const ADMIN_TOKEN: &str = "admin.token";
+const VENDOR_URL: &str = "vendor-url.txt";
 
 /// Where a serving host listens, written when it starts and removed when it stops, so
 /// `host status` (a separate process) can say where and whether it runs.
@@ -365,6 +366,19 @@ impl HostData {
         let (root, _) = self.vendor()?;
         let cert = certificate::verify_certificate(&root, &text, Some(identity.public()))?;
         Ok(Some((text.trim().to_string(), cert)))
+    }
+
+    /// Remembers the vendor service the host was activated from online, where it renews
+    /// its certificate unless `[vendor] url` names another.
+    pub fn set_vendor_url(&self, url: &str) -> Result<(), ApiError> {
+        write_atomic(&self.path(VENDOR_URL), url.trim().as_bytes(), false)
+    }
+
+    /// The vendor service the host was activated from online, if it was.
+    pub fn vendor_url(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.path(VENDOR_URL)).ok()?;
+        let url = text.trim();
+        (url.starts_with("http://") || url.starts_with("https://")).then(|| url.to_string())
     }
 
     /// Records where this process serves.

@@ -75,7 +75,9 @@ pub struct Engine {
     identity: KeyPair,
     host_id: String,
     catalog: Catalog,
-    certificate: Option<(String, HostCertificate)>,
+    /// Swapped whole when a renewed certificate is installed: requests in flight keep
+    /// the one they started with.
+    certificate: std::sync::RwLock<Option<Arc<(String, HostCertificate)>>>,
     settings: Settings,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -120,6 +122,7 @@ impl Engine {
         let host_id = parts.identity.public().host_id();
         let storage_health = Arc::new(crate::health::StorageHealth::default());
         let metrics = crate::metrics::Metrics::new(&parts.catalog);
+        metrics.set_certificate_expiry(parts.certificate.as_ref().map(|(_, c)| c.exp));
         let admission = crate::admission::Admission::new(&metrics, parts.store.clone());
         admission
             .load_revoked_machines(parts.store.as_ref(), &revoked)
@@ -139,7 +142,7 @@ impl Engine {
             identity: parts.identity,
             host_id,
             catalog: parts.catalog,
-            certificate: parts.certificate,
+            certificate: std::sync::RwLock::new(parts.certificate.map(Arc::new)),
             settings: parts.settings,
             store: parts.store,
             clock: parts.clock,
@@ -197,15 +200,35 @@ impl Engine {
         self.clock.now()
     }
 
+    /// The certificate in force and its token, if the host is activated.
+    pub fn current_certificate(&self) -> Option<Arc<(String, HostCertificate)>> {
+        match self.certificate.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// The certificate, if the host is activated.
-    pub fn certificate(&self) -> Option<&HostCertificate> {
-        self.certificate.as_ref().map(|(_, c)| c)
+    pub fn certificate(&self) -> Option<HostCertificate> {
+        self.current_certificate().map(|c| c.1.clone())
+    }
+
+    /// Serves with `certificate` (its token and verified claims) from now on: what a
+    /// renewal does once the new certificate is verified and written.
+    pub fn set_certificate(&self, token: String, certificate: HostCertificate) {
+        self.metrics.set_certificate_expiry(Some(certificate.exp));
+        let new = Some(Arc::new((token, certificate)));
+        match self.certificate.write() {
+            Ok(mut c) => *c = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
     }
 
     /// Why the host cannot serve activations now, if it cannot (see
     /// [`decide::ready`]).
     pub fn not_ready(&self, now: Timestamp) -> Option<ApiError> {
-        decide::ready(self.certificate(), now).err()
+        let current = self.current_certificate();
+        decide::ready(current.as_ref().map(|c| &c.1), now).err()
     }
 
     /// Current counts per application.
@@ -222,12 +245,13 @@ impl Engine {
 
     /// Public facts about the host.
     pub fn info(&self) -> HostInfo {
+        let current = self.current_certificate();
         HostInfo {
             host_id: self.host_id.clone(),
             host_public_key: self.identity.public().to_paserk(),
-            activated: self.certificate.is_some(),
-            host_certificate: self.certificate.as_ref().map(|(t, _)| t.clone()),
-            certificate_expires: self.certificate.as_ref().map(|(_, c)| c.exp),
+            activated: current.is_some(),
+            host_certificate: current.as_ref().map(|c| c.0.clone()),
+            certificate_expires: current.as_ref().map(|c| c.1.exp),
             catalog_version: self.catalog.version,
             intervals: self.settings.intervals(),
             host_time: self.clock.now(),
@@ -335,7 +359,7 @@ impl Engine {
         req: &ActivationRequest,
         now: Timestamp,
     ) -> Result<Option<HeldSeat>, ApiError> {
-        let Some(cap) = self.certificate().and_then(|c| c.seats) else {
+        let Some(cap) = self.current_certificate().and_then(|c| c.1.seats) else {
             return Ok(None);
         };
         let Some(feed) = self.count.feed() else {
@@ -407,8 +431,10 @@ impl Engine {
             address,
             now,
         };
-        let cert =
-            decide::ready(self.certificate(), now).map_err(|e| self.refuse_early(&asking, e))?;
+        // One certificate for the whole request, even if a renewal swaps it meanwhile.
+        let current = self.current_certificate();
+        let cert = decide::ready(current.as_ref().map(|c| &c.1), now)
+            .map_err(|e| self.refuse_early(&asking, e))?;
         let product = self
             .catalog
             .product_for_key(&parsed.setup_key)
@@ -465,9 +491,10 @@ impl Engine {
             })
             .map_err(|e| self.refuse(&asking, poisoned(e), Some(product)))?;
         match decided {
-            Some(Decided::Queued(Ok((counted, answer, ack)))) => {
-                Ok((self.response(product, counted, &answer, now), ack))
-            }
+            Some(Decided::Queued(Ok((counted, answer, ack)))) => Ok((
+                self.response(product, counted, &answer, now, current.as_deref()),
+                ack,
+            )),
             // The record could not be queued: nothing to store, nothing to sign.
             Some(Decided::Queued(Err(e))) => Err(Box::new((e, None))),
             Some(Decided::Refused(e)) => Err(self.refuse(&asking, e, Some(product))),
@@ -529,6 +556,7 @@ impl Engine {
         counted: Counted,
         answer: &Answer,
         now: Timestamp,
+        certificate: Option<&(String, HostCertificate)>,
     ) -> ActivationResponse {
         let (result, retry_after) = match (answer, counted.outcome) {
             (Answer::Ticket(_), _) => (ActivationResult::Activated, None),
@@ -551,11 +579,7 @@ impl Engine {
             retry_after,
             ticket: None,
             not_yet: None,
-            host_certificate: self
-                .certificate
-                .as_ref()
-                .map(|(t, _)| t.clone())
-                .unwrap_or_default(),
+            host_certificate: certificate.map(|(t, _)| t.clone()).unwrap_or_default(),
         }
     }
 
@@ -572,9 +596,10 @@ impl Engine {
         product: Option<&Product>,
         now: Timestamp,
     ) -> ApiError {
-        let Some((cert_token, cert)) = &self.certificate else {
+        let Some(current) = self.current_certificate() else {
             return error;
         };
+        let (cert_token, cert) = &*current;
         let who = refusal::Refused {
             client_id: &parsed.client_id,
             nonce: &req.nonce,

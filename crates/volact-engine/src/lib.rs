@@ -19,10 +19,12 @@ pub mod maintenance;
 pub mod metrics;
 pub mod migrate;
 pub mod registry;
+pub mod renewal;
 pub mod shared_count;
 pub mod status;
 pub mod storage;
 pub mod tls_config;
+pub mod vendor_config;
 mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock, whole_seconds};

@@ -41,6 +41,7 @@ const CONN_EVICTED: &str = "volact_connections_evicted_total";
 const REQ_REFUSED: &str = "volact_http_requests_refused_total";
 const HOST_LAST_SEEN: &str = "volact_store_host_last_seen_seconds";
 const FEED_AGE: &str = "volact_count_feed_age_seconds";
+const CERT_EXPIRES: &str = "volact_host_certificate_expires_timestamp_seconds";
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
@@ -373,6 +374,28 @@ impl Metrics {
         self.recorder
             .register_gauge(&Key::from_name(FEED_AGE), &METADATA)
             .set(age.as_secs_f64());
+    }
+
+    /// Sets when the host certificate in force expires (Unix time); without one the
+    /// series is absent.
+    pub fn set_certificate_expiry(&self, exp: Option<jiff::Timestamp>) {
+        let Some(exp) = exp else { return };
+        self.gauge(
+            CERT_EXPIRES,
+            Unit::Seconds,
+            "When the host certificate in force expires (Unix time)",
+        )
+        // Unix times stay far below 2^53, where f64 would lose precision.
+        .set(exp.as_second() as f64);
+    }
+
+    /// Registers (or finds) the gauge `name` in this host's recorder, described by
+    /// `help`: for parts of the host that keep series of their own.
+    pub(crate) fn gauge(&self, name: &'static str, unit: Unit, help: &'static str) -> Gauge {
+        self.recorder
+            .describe_gauge(KeyName::from_const_str(name), Some(unit), help.into());
+        self.recorder
+            .register_gauge(&Key::from_name(name), &METADATA)
     }
 
     /// Drains histogram samples into their buckets, so memory does not grow between

@@ -124,6 +124,7 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
                 let request = host.activation_request(random_nonce()?, now)?;
                 let answer = crate::vendor_serve::activate_online(&url, &request).await?;
                 let cert = host.install_certificate(&answer, now)?;
+                host.set_vendor_url(&url)?;
                 out.result(&cert, || {
                     format!(
                         "Host {} activated online until {} for {} products ({}).\nNext: volact host serve --data {}\n",
@@ -268,8 +269,12 @@ pub async fn serve(
         running.tls_addr.map(|a| a.port()),
         ready,
     )?;
+    let renewal = crate::vendor_renew::start_renewal(host, config, &running.engine);
     signal.wait().await;
     tracing::info!("shutting down");
+    if let Some(renewal) = renewal {
+        renewal.stop();
+    }
     // Out of DNS first, so no client is sent to a host that is going away.
     crate::dns_cmd::stop_publishing(publisher).await;
     running.stop().await

@@ -68,12 +68,13 @@ fn attempt_limiter(per_minute: u32) -> volact_core::ratelimit::NewClientLimiter 
     })
 }
 
-struct Service {
-    vendor: VendorDir,
-    signing: Option<SigningDir>,
-    days: u32,
-    /// One activation at a time: each reads and rewrites the ledger.
-    ledger: tokio::sync::Mutex<()>,
+/// The service's state, shared by its handlers.
+pub(crate) struct Service {
+    pub(crate) vendor: VendorDir,
+    pub(crate) signing: Option<SigningDir>,
+    pub(crate) days: u32,
+    /// One activation (or renewal) at a time: each reads and rewrites the ledger.
+    pub(crate) ledger: tokio::sync::Mutex<()>,
     /// Attempts per address, counted before anything is parsed or verified.
     attempts: std::sync::Mutex<volact_core::ratelimit::NewClientLimiter>,
 }
@@ -145,7 +146,7 @@ async fn activate(
 
 /// `rate-limited` when `peer` has used up its attempts (counted whether or not they
 /// succeed, so guessing costs the same as asking).
-fn over_limit(service: &Service, peer: SocketAddr) -> Option<ApiError> {
+pub(crate) fn over_limit(service: &Service, peer: SocketAddr) -> Option<ApiError> {
     let now_us = Timestamp::now().as_microsecond();
     let decision = match service.attempts.lock() {
         Ok(mut limiter) => limiter.check(peer.ip(), now_us),
@@ -175,6 +176,7 @@ fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/v1/host-activations", post(activate))
         .route("/healthz", get(healthz))
+        .merge(crate::vendor_renew::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(service)
 }
