@@ -15,7 +15,7 @@ use volact_core::certificate::Ledger;
 use volact_core::delegation::Signer;
 use volact_core::renewal::{self, CheckedRenewal};
 use volact_host::http::HttpError;
-use volact_proto::{ApiError, ErrorCode, HostRenewalRequest, HostRenewalResponse};
+use volact_proto::{ApiError, CatalogResponse, ErrorCode, HostRenewalRequest, HostRenewalResponse};
 
 use crate::vendor::{SigningDir, VendorDir};
 use crate::vendor_serve::{MAX_CLOCK_SKEW, Service, over_limit};
