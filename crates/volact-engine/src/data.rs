@@ -283,6 +283,30 @@ impl HostData {
         })
     }
 
+    /// Installs a newer catalog of the vendor (`catalog`, a token): it must verify
+    /// against the installed vendor root (signed by the root, or a key it delegated for
+    /// catalogs) and be a higher version than the installed one; an older or equal one
+    /// is refused. Written atomically; a serving host takes it within seconds.
+    pub fn import_catalog(&self, catalog: &str) -> Result<Catalog, ApiError> {
+        let mut bundle = self.bundle()?;
+        let (root, current) = bundle.open()?;
+        let offered = volact_core::catalog::verify_catalog(&root, catalog.trim()).map_err(|e| {
+            ApiError::new(
+                ErrorCode::UntrustedHost,
+                format!(
+                    "{}; import only a catalog from this host's vendor (volact vendor catalog, or the vendor service's /v1/catalog)",
+                    e.message
+                ),
+            )
+        })?;
+        volact_core::catalog::check_newer(&current, &offered)?;
+        bundle.catalog = catalog.trim().to_string();
+        let json = serde_json::to_vec_pretty(&bundle)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        write_atomic(&self.path(VENDOR), &json, false)?;
+        Ok(offered)
+    }
+
     /// The vendor root key and catalog, verified.
     pub fn vendor(&self) -> Result<(PublicKey, Catalog), ApiError> {
         self.bundle()?.open()

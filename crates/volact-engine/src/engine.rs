@@ -74,9 +74,11 @@ enum Decided {
 pub struct Engine {
     identity: KeyPair,
     host_id: String,
-    catalog: Catalog,
+    /// Swapped whole when a newer catalog is installed (see [`Engine::set_catalog`]).
+    catalog: std::sync::RwLock<Arc<Catalog>>,
     /// Swapped whole when a renewed certificate is installed: requests in flight keep
-    /// the one they started with.
+    /// the one they started with. Its claims are the certificate's with the products it
+    /// covers under the catalog in force (see [`covered`]); the token is the vendor's.
     certificate: std::sync::RwLock<Option<Arc<(String, HostCertificate)>>>,
     settings: Settings,
     store: Arc<dyn Store>,
@@ -89,6 +91,15 @@ pub struct Engine {
     storage_health: Arc<crate::health::StorageHealth>,
     /// Rate limits and revoked machines, for clients not counted (see `admission`).
     admission: crate::admission::Admission,
+}
+
+/// `claims` with the products they cover under `catalog` (see
+/// [`volact_core::certificate::covered_products`]): what the host's decisions check.
+fn covered(claims: HostCertificate, catalog: &Catalog) -> HostCertificate {
+    HostCertificate {
+        products: volact_core::certificate::covered_products(&claims, Some(catalog)),
+        ..claims
+    }
 }
 
 fn client_key(id: &str) -> Option<ClientKey> {
@@ -128,6 +139,9 @@ impl Engine {
             .load_revoked_machines(parts.store.as_ref(), &revoked)
             .await
             .map_err(storage)?;
+        let certificate = parts
+            .certificate
+            .map(|(token, claims)| Arc::new((token, covered(claims, &parts.catalog))));
         Ok(Arc::new(Engine {
             admission,
             writer: Writer::start(
@@ -141,8 +155,8 @@ impl Engine {
             storage_health,
             identity: parts.identity,
             host_id,
-            catalog: parts.catalog,
-            certificate: std::sync::RwLock::new(parts.certificate.map(Arc::new)),
+            catalog: std::sync::RwLock::new(Arc::new(parts.catalog)),
+            certificate: std::sync::RwLock::new(certificate),
             settings: parts.settings,
             store: parts.store,
             clock: parts.clock,
@@ -186,8 +200,29 @@ impl Engine {
     }
 
     /// The catalog.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    pub fn catalog(&self) -> Arc<Catalog> {
+        match self.catalog.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Serves with `catalog` from now on (a newer version of the vendor's catalog, verified
+    /// by the caller): its new products' setup keys are known at once, and the products
+    /// its key group gained are covered by the host certificate already installed.
+    pub fn set_catalog(&self, catalog: Catalog) {
+        let catalog = Arc::new(catalog);
+        match self.catalog.write() {
+            Ok(mut c) => *c = catalog.clone(),
+            Err(poisoned) => *poisoned.into_inner() = catalog.clone(),
+        }
+        // The certificate's own claims, from its token (verified when it was installed),
+        // widened anew: products only an older catalog's key group held are not kept.
+        if let Some(current) = self.current_certificate()
+            && let Ok(claims) = token::peek::<HostCertificate>(&current.0)
+        {
+            self.store_certificate(current.0.clone(), covered(claims, &catalog));
+        }
     }
 
     /// The store.
@@ -217,6 +252,11 @@ impl Engine {
     /// renewal does once the new certificate is verified and written.
     pub fn set_certificate(&self, token: String, certificate: HostCertificate) {
         self.metrics.set_certificate_expiry(Some(certificate.exp));
+        let certificate = covered(certificate, &self.catalog());
+        self.store_certificate(token, certificate);
+    }
+
+    fn store_certificate(&self, token: String, certificate: HostCertificate) {
         let new = Some(Arc::new((token, certificate)));
         match self.certificate.write() {
             Ok(mut c) => *c = new,
@@ -252,7 +292,7 @@ impl Engine {
             activated: current.is_some(),
             host_certificate: current.as_ref().map(|c| c.0.clone()),
             certificate_expires: current.as_ref().map(|c| c.1.exp),
-            catalog_version: self.catalog.version,
+            catalog_version: self.catalog().version,
             intervals: self.settings.intervals(),
             host_time: self.clock.now(),
         }
@@ -369,7 +409,8 @@ impl Engine {
         let Ok(parsed) = decide::parse_request(req) else {
             return Ok(None);
         };
-        if self.not_ready(now).is_some() || self.catalog.product_for_key(&parsed.setup_key).is_err()
+        if self.not_ready(now).is_some()
+            || self.catalog().product_for_key(&parsed.setup_key).is_err()
         {
             return Ok(None);
         }
@@ -435,8 +476,8 @@ impl Engine {
         let current = self.current_certificate();
         let cert = decide::ready(current.as_ref().map(|c| &c.1), now)
             .map_err(|e| self.refuse_early(&asking, e))?;
-        let product = self
-            .catalog
+        let catalog = self.catalog();
+        let product = catalog
             .product_for_key(&parsed.setup_key)
             .map_err(|e| self.refuse_early(&asking, e))?;
         let mut previous = Some(crate::admission::previous_client(req));

@@ -5,6 +5,7 @@
 //! (`volact-host`) only translates between HTTP and this crate.
 
 pub mod admission;
+pub mod catalog_update;
 pub mod clock;
 pub mod clones;
 pub mod config;

@@ -437,12 +437,13 @@ impl Metrics {
 }
 
 impl crate::engine::Engine {
-    /// The position of product `id` in the catalog, which is its row in the metrics'
-    /// table. Catalogs hold a handful of products, so a scan beats hashing.
+    /// The row of product `id` in the metrics' table (the products of the catalog the
+    /// host started with; products of a newer catalog count under no product until a
+    /// restart). Catalogs hold a handful of products, so a scan beats hashing.
     pub(crate) fn product_index(&self, id: &str) -> Option<usize> {
         if id.is_empty() {
             return None;
         }
-        self.catalog().products.iter().position(|p| p.id == id)
+        self.metrics().products.iter().position(|p| p.product == id)
     }
 }

@@ -148,18 +148,20 @@ pub async fn collect(
         seats: k.seats,
         expires: k.exp,
     });
+    let vendor = data.vendor().ok();
+    // The products the certificate covers under the installed catalog, which also holds
+    // those its key group gained after it was signed.
     let certificate = data.certificate()?.map(|(_, c)| CertificateStatus {
         issued: c.iat,
         expires: c.exp,
         valid: now < c.exp,
-        products: c.products,
+        products: volact_core::certificate::covered_products(&c, vendor.as_ref().map(|(_, k)| k)),
     });
     let state = match &certificate {
         None => "not-activated",
         Some(c) if !c.valid => "certificate-expired",
         Some(_) => "activated",
     };
-    let vendor = data.vendor().ok();
     let since = now
         .as_second()
         .saturating_sub(config.settings.count_window.as_secs());

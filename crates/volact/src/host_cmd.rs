@@ -180,6 +180,18 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
                 return Err(activate_choices(&data.data));
             }
         }
+        HostCommand::ImportCatalog { data, file } => {
+            let host = HostData::new(&data.data);
+            let catalog = crate::vendor_renew::import_catalog_file(&host, &file)?;
+            out.result(&catalog, || {
+                format!(
+                    "Catalog version {} of {} installed ({} products).\nA serving host takes it within seconds; no new activation is needed.\n",
+                    catalog.version,
+                    catalog.vendor,
+                    catalog.products.len()
+                )
+            });
+        }
         HostCommand::Serve { data, flags } => {
             init_logging(log_format)?;
             let host = HostData::new(&data.data);
@@ -270,11 +282,13 @@ pub async fn serve(
         ready,
     )?;
     let renewal = crate::vendor_renew::start_renewal(host, config, &running.engine);
+    let catalogs = crate::vendor_renew::start_catalog_updates(host, config, &running.engine);
     signal.wait().await;
     tracing::info!("shutting down");
     if let Some(renewal) = renewal {
         renewal.stop();
     }
+    catalogs.abort();
     // Out of DNS first, so no client is sent to a host that is going away.
     crate::dns_cmd::stop_publishing(publisher).await;
     running.stop().await

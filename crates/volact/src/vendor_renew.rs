@@ -3,7 +3,8 @@
 //! - `POST /v1/host-renewals`: a serving host sends its current certificate in a request
 //!   signed by its identity key and gets a fresh certificate with the same claims and a
 //!   new validity, without spending an activation (see `volact_core::renewal`);
-//! - `GET /v1/catalog`: the vendor directory's current signed catalog.
+//! - `GET /v1/catalog`: the vendor directory's current signed catalog, which serving
+//!   hosts fetch (hourly) to take a newer one.
 
 use axum::extract::{ConnectInfo, State};
 use axum::routing::{get, post};
@@ -221,4 +222,106 @@ pub(crate) fn start_renewal(
         config.vendor.renew_before,
     );
     Some(renewal.start())
+}
+
+/// The vendor service's current signed catalog.
+pub(crate) async fn fetch_catalog(url: &str) -> Result<CatalogResponse, ApiError> {
+    call(url, "/v1/catalog", None, "a catalog").await
+}
+
+/// The catalog token in `text`: a bare token, or JSON with a `catalog` field (a vendor
+/// bundle, or the service's `/v1/catalog` answer).
+fn catalog_token(text: &str) -> Option<String> {
+    let text = text.trim();
+    if text.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        return v["catalog"].as_str().map(str::to_string);
+    }
+    text.starts_with("v4.public.").then(|| text.to_string())
+}
+
+/// `volact host import-catalog FILE`.
+pub(crate) fn import_catalog_file(
+    host: &volact_engine::data::HostData,
+    file: &std::path::Path,
+) -> Result<volact_core::catalog::Catalog, ApiError> {
+    // A catalog is a few kilobytes; a file far larger is not one.
+    let bytes = std::fs::read(file).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidState,
+            format!("cannot read {}: {e}", file.display()),
+        )
+    })?;
+    if bytes.len() > 1024 * 1024 {
+        return Err(ApiError::bad_request(
+            "file",
+            "is larger than 1 MiB: not a catalog",
+        ));
+    }
+    let token = catalog_token(&String::from_utf8_lossy(&bytes)).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "{} holds no catalog; give the vendor directory's catalog.token, a vendor bundle (volact vendor export) or the service's /v1/catalog answer",
+                file.display()
+            ),
+        )
+    })?;
+    host.import_catalog(&token)
+}
+
+/// How often a serving host asks the vendor service for a newer catalog.
+const FETCH_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How often it looks for a catalog imported from a file.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps a serving host on the vendor's newest catalog: fetched from the vendor service
+/// (`[vendor] url`, or the one it was activated from) at start and hourly, and imported
+/// by hand with `volact host import-catalog` (looked for every few seconds).
+pub(crate) fn start_catalog_updates(
+    host: &volact_engine::data::HostData,
+    config: &volact_engine::config::HostConfig,
+    engine: &Arc<volact_engine::engine::Engine>,
+) -> tokio::task::JoinHandle<()> {
+    let url = config.vendor.url.clone().or_else(|| host.vendor_url());
+    let (host, engine) = (host.clone(), engine.clone());
+    tokio::spawn(async move {
+        let mut fetched: Option<std::time::Instant> = None;
+        loop {
+            if let Some(url) = &url
+                && fetched.is_none_or(|t| t.elapsed() >= FETCH_EVERY)
+            {
+                fetched = Some(std::time::Instant::now());
+                fetch_newer(&host, &engine, url).await;
+            }
+            if let Err(e) = volact_engine::catalog_update::take_newer(&engine, &host).await {
+                tracing::warn!("cannot read the installed catalog: {}", e.message);
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+    })
+}
+
+/// Fetches the service's catalog and installs it when it is newer (verified by
+/// `import_catalog`); an equal version is the usual answer and says nothing.
+async fn fetch_newer(
+    host: &volact_engine::data::HostData,
+    engine: &volact_engine::engine::Engine,
+    url: &str,
+) {
+    let answer = match fetch_catalog(url).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(url, "cannot fetch the vendor's catalog: {}", e.message);
+            return;
+        }
+    };
+    let offered: Option<volact_core::catalog::Catalog> =
+        volact_core::token::peek(&answer.catalog).ok();
+    if offered.is_some_and(|c| c.version <= engine.catalog().version) {
+        return;
+    }
+    if let Err(e) = host.import_catalog(&answer.catalog) {
+        tracing::warn!(url, code = %e.code, "the vendor service's catalog was refused: {}", e.message);
+    }
 }

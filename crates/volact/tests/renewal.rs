@@ -170,6 +170,7 @@ fn a_serving_host_renews_before_expiry_and_serves_with_the_new_certificate() {
             minimum: 1,
             now: jiff::Timestamp::now(),
             max_skew: jiff::SignedDuration::from_hours(4),
+            catalog: None,
         },
     )
     .unwrap();
