@@ -565,3 +565,7 @@ pub fn check_newer(current: &Catalog, offered: &Catalog) -> Result<(), ApiError>
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "catalog_update_tests.rs"]
+mod update_tests;
