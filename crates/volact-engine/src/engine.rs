@@ -70,6 +70,10 @@ enum Decided {
     Queued(Result<(Counted, Answer, Ack), ApiError>),
 }
 
+#[path = "engine_installed.rs"]
+mod installed;
+use installed::covered;
+
 /// The host's activation engine. Cheap to share behind an `Arc`.
 pub struct Engine {
     identity: KeyPair,
@@ -78,7 +82,7 @@ pub struct Engine {
     catalog: std::sync::RwLock<Arc<Catalog>>,
     /// Swapped whole when a renewed certificate is installed: requests in flight keep
     /// the one they started with. Its claims are the certificate's with the products it
-    /// covers under the catalog in force (see [`covered`]); the token is the vendor's.
+    /// covers under the catalog in force (see `installed::covered`); the token is the vendor's.
     certificate: std::sync::RwLock<Option<Arc<(String, HostCertificate)>>>,
     settings: Settings,
     store: Arc<dyn Store>,
@@ -91,15 +95,6 @@ pub struct Engine {
     storage_health: Arc<crate::health::StorageHealth>,
     /// Rate limits and revoked machines, for clients not counted (see `admission`).
     admission: crate::admission::Admission,
-}
-
-/// `claims` with the products they cover under `catalog` (see
-/// [`volact_core::certificate::covered_products`]): what the host's decisions check.
-fn covered(claims: HostCertificate, catalog: &Catalog) -> HostCertificate {
-    HostCertificate {
-        products: volact_core::certificate::covered_products(&claims, Some(catalog)),
-        ..claims
-    }
 }
 
 fn client_key(id: &str) -> Option<ClientKey> {
@@ -199,32 +194,6 @@ impl Engine {
         &self.settings
     }
 
-    /// The catalog.
-    pub fn catalog(&self) -> Arc<Catalog> {
-        match self.catalog.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Serves with `catalog` from now on (a newer version of the vendor's catalog, verified
-    /// by the caller): its new products' setup keys are known at once, and the products
-    /// its key group gained are covered by the host certificate already installed.
-    pub fn set_catalog(&self, catalog: Catalog) {
-        let catalog = Arc::new(catalog);
-        match self.catalog.write() {
-            Ok(mut c) => *c = catalog.clone(),
-            Err(poisoned) => *poisoned.into_inner() = catalog.clone(),
-        }
-        // The certificate's own claims, from its token (verified when it was installed),
-        // widened anew: products only an older catalog's key group held are not kept.
-        if let Some(current) = self.current_certificate()
-            && let Ok(claims) = token::peek::<HostCertificate>(&current.0)
-        {
-            self.store_certificate(current.0.clone(), covered(claims, &catalog));
-        }
-    }
-
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -233,35 +202,6 @@ impl Engine {
     /// The current time by the engine's clock.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
-    }
-
-    /// The certificate in force and its token, if the host is activated.
-    pub fn current_certificate(&self) -> Option<Arc<(String, HostCertificate)>> {
-        match self.certificate.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// The certificate, if the host is activated.
-    pub fn certificate(&self) -> Option<HostCertificate> {
-        self.current_certificate().map(|c| c.1.clone())
-    }
-
-    /// Serves with `certificate` (its token and verified claims) from now on: what a
-    /// renewal does once the new certificate is verified and written.
-    pub fn set_certificate(&self, token: String, certificate: HostCertificate) {
-        self.metrics.set_certificate_expiry(Some(certificate.exp));
-        let certificate = covered(certificate, &self.catalog());
-        self.store_certificate(token, certificate);
-    }
-
-    fn store_certificate(&self, token: String, certificate: HostCertificate) {
-        let new = Some(Arc::new((token, certificate)));
-        match self.certificate.write() {
-            Ok(mut c) => *c = new,
-            Err(poisoned) => *poisoned.into_inner() = new,
-        }
     }
 
     /// Why the host cannot serve activations now, if it cannot (see
