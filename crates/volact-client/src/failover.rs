@@ -249,7 +249,7 @@ pub(crate) async fn run(
     plan: &mut Plan,
     asking: Asking<'_>,
 ) -> Result<ActivationOutcome, ApiError> {
-    let (root, _) = asking.installed.vendor.open()?;
+    let (root, catalog) = asking.installed.vendor.open()?;
     let request = asking.request(state);
     let expected = Expected {
         client_id: &asking.installed.client_id,
@@ -258,6 +258,7 @@ pub(crate) async fn run(
         minimum: asking.installed.minimum_count,
         now: asking.now,
         max_skew: schedule::settings(state.intervals.as_ref()).max_clock_skew,
+        catalog: Some(&catalog),
     };
     let mut tried: Vec<Tried> = Vec::new();
     let mut last: Option<(Candidate, Reply)> = None;

@@ -104,6 +104,10 @@ pub struct Catalog {
     /// point hosts elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_url: Option<String>,
+    /// The root's delegation of the key that signed this catalog, when a key delegated
+    /// for catalogs signed it rather than the root (see [`crate::delegation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<String>,
 }
 
 impl Document for Catalog {
@@ -274,6 +278,7 @@ impl Catalog {
             products,
             key_groups: source.key_groups.clone(),
             service_url: source.service_url.clone(),
+            delegation: None,
         })
     }
 
@@ -583,12 +588,66 @@ impl VendorBundle {
                 "the vendor bundle's root_public_key is not a k4.public PASERK",
             )
         })?;
-        let catalog: Catalog = crate::token::verify(&root, &self.catalog).map_err(|e| {
+        let catalog = verify_catalog(&root, &self.catalog).map_err(|e| {
             ApiError::new(
                 ErrorCode::UntrustedHost,
-                format!("the vendor bundle's catalog is not signed by its root key ({e}); get a fresh bundle from the vendor"),
+                format!("the vendor bundle's catalog is not signed by its root key ({}); get a fresh bundle from the vendor", e.message),
             )
         })?;
         Ok((root, catalog))
     }
 }
+
+/// Verifies a catalog token against the vendor `root`: signed by the root itself, or by
+/// a key the root delegated for catalogs while the delegation was in force when the
+/// catalog was signed. The signer is read from the unverified claims only to know which
+/// key to verify with.
+pub fn verify_catalog(root: &crate::keys::PublicKey, token: &str) -> Result<Catalog, ApiError> {
+    let untrusted = |e: crate::token::TokenError| {
+        ApiError::new(
+            ErrorCode::UntrustedHost,
+            format!("the catalog does not verify: {e}"),
+        )
+    };
+    let claimed: Catalog = crate::token::peek(token).map_err(untrusted)?;
+    let signer = crate::delegation::signing_key(
+        root,
+        claimed.delegation.as_deref(),
+        crate::delegation::Scope::Catalogs,
+        claimed.iat,
+        "the catalog",
+    )?;
+    crate::token::verify(&signer, token).map_err(untrusted)
+}
+
+/// Whether `offered` may replace `current`: the same vendor and a higher version. A
+/// host never goes back to an older catalog (or sideways to another of the same
+/// version): an old catalog replayed at a host could take products away or bring back
+/// setup keys the vendor replaced.
+pub fn check_newer(current: &Catalog, offered: &Catalog) -> Result<(), ApiError> {
+    if offered.vendor != current.vendor {
+        return Err(ApiError::with_details(
+            ErrorCode::BadRequest,
+            format!(
+                "this catalog is {}'s, not {}'s; import a catalog of this host's vendor",
+                offered.vendor, current.vendor
+            ),
+            serde_json::json!({ "vendor": current.vendor, "offered_vendor": offered.vendor }),
+        ));
+    }
+    if offered.version <= current.version {
+        return Err(ApiError::with_details(
+            ErrorCode::BadRequest,
+            format!(
+                "this catalog is version {} and the host has version {}; a host only takes a newer catalog, so ask the vendor for the current one",
+                offered.version, current.version
+            ),
+            serde_json::json!({ "version": current.version, "offered_version": offered.version }),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "catalog_update_tests.rs"]
+mod update_tests;

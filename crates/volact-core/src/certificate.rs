@@ -75,6 +75,31 @@ impl HostCertificate {
     }
 }
 
+/// The products a host may activate with certificate `cert`, given `catalog`, the
+/// newest catalog the verifier holds *and has verified against the vendor root itself*:
+/// the certificate's own products, and those of its key group in that catalog.
+///
+/// Why: a certificate names the products of its key group when it was signed, but a
+/// vendor adds products to a key group in later catalogs, and re-activating every host
+/// for that would spend activations and need the vendor each time. The key group is the
+/// entitlement the customer bought; the catalog, signed by the same root, says what the
+/// group holds now. The rule only widens by the vendor's signed word: a catalog of
+/// another vendor widens nothing, and an unverified catalog must never be passed here.
+/// Products a newer catalog drops from the group stay covered until the certificate is
+/// replaced: taking rights away is what revocation is for.
+pub fn covered_products(cert: &HostCertificate, catalog: Option<&Catalog>) -> Vec<String> {
+    let mut products = cert.products.clone();
+    let group = catalog
+        .filter(|c| c.vendor == cert.vendor)
+        .and_then(|c| c.key_group(&cert.group));
+    for p in group.map(|g| g.products.as_slice()).unwrap_or_default() {
+        if !products.contains(p) {
+            products.push(p.clone());
+        }
+    }
+    products
+}
+
 /// Builds the host's activation request.
 pub fn make_request(
     host: &KeyPair,

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod license;
 pub mod ratelimit;
 pub mod refusal;
+pub mod renewal;
 pub mod settings;
 pub mod setup_key;
 pub mod ticket;

@@ -42,6 +42,11 @@ pub struct Expected<'a> {
     /// The clock difference the client allows: its own setting, or the intervals of a
     /// host it verified before.
     pub max_skew: SignedDuration,
+    /// The client's own catalog, verified against the same root (its product's bundle),
+    /// when it has one: a product its key group gained in a catalog newer than the host
+    /// certificate is then covered too (see [`certificate::covered_products`]). Never a
+    /// catalog the client has not verified itself.
+    pub catalog: Option<&'a crate::catalog::Catalog>,
 }
 
 /// An answer whose whole chain verified.
@@ -175,12 +180,13 @@ impl TrustedHost {
     ) -> Result<VerifiedAnswer, ApiError> {
         let certificate = &self.certificate;
         in_force(certificate, expected)?;
-        if !certificate.products.iter().any(|p| p == expected.product) {
+        let covered = certificate::covered_products(certificate, expected.catalog);
+        if !covered.iter().any(|p| p == expected.product) {
             return Err(untrusted(format!(
                 "host {} is not entitled to activate product {} (its certificate covers {}); it cannot activate this client, so other hosts are tried",
                 certificate.sub,
                 expected.product,
-                certificate.products.join(", ")
+                covered.join(", ")
             )));
         }
         match answer.result {

@@ -121,6 +121,7 @@ fn expected(now: Timestamp) -> Expected<'static> {
         minimum: 5,
         now,
         max_skew: SignedDuration::from_hours(4),
+        catalog: None,
     }
 }
 

@@ -62,6 +62,9 @@ pub struct RawConfig {
     pub tls: Option<crate::tls_config::TlsSection>,
     /// `[storage]`: where the host's data lives (see [`StorageSection`]).
     pub storage: Option<StorageSection>,
+    /// `[vendor]`: the vendor's activation service (see [`crate::vendor_config`]); file
+    /// only.
+    pub vendor: Option<crate::vendor_config::VendorSection>,
 }
 
 /// `[storage]`: where the host's data lives. Also `VOLACT_STORAGE_URL` and
@@ -173,6 +176,7 @@ impl RawConfig {
                 })
             },
             tls: None,
+            vendor: None,
         }
     }
 
@@ -223,6 +227,7 @@ impl RawConfig {
             rate_limits: over.rate_limits.or(self.rate_limits),
             storage: StorageSection::merge(self.storage, over.storage),
             tls: over.tls.or(self.tls),
+            vendor: over.vendor.or(self.vendor),
         }
     }
 
@@ -343,7 +348,9 @@ impl RawConfig {
             Some(section) => section.resolve(listen)?,
             None => crate::tls_config::TlsConfig::default(),
         };
+        let vendor = self.vendor.clone().unwrap_or_default().resolve()?;
         Ok(HostConfig {
+            vendor,
             listen,
             storage_url,
             storage,
@@ -389,6 +396,8 @@ pub struct HostConfig {
     pub rate_limits: volact_core::ratelimit::NewClientLimits,
     /// The TLS listener and whether plain HTTP serves admin to other machines.
     pub tls: crate::tls_config::TlsConfig,
+    /// The vendor's activation service: where to renew the certificate, and when.
+    pub vendor: crate::vendor_config::VendorConfig,
 }
 
 /// Where a setting's value came from.

@@ -20,6 +20,7 @@ const DATABASE: &str = "volact.db";
 const CONFIG: &str = "volact.toml";
 const SERVING: &str = "serving.json";
 const ADMIN_TOKEN: &str = "admin.token";
+const VENDOR_URL: &str = "vendor-url.txt";
 
 /// Where a serving host listens, written when it starts and removed when it stops, so
 /// `host status` (a separate process) can say where and whether it runs.
@@ -275,6 +276,30 @@ impl HostData {
         })
     }
 
+    /// Installs a newer catalog of the vendor (`catalog`, a token): it must verify
+    /// against the installed vendor root (signed by the root, or a key it delegated for
+    /// catalogs) and be a higher version than the installed one; an older or equal one
+    /// is refused. Written atomically; a serving host takes it within seconds.
+    pub fn import_catalog(&self, catalog: &str) -> Result<Catalog, ApiError> {
+        let mut bundle = self.bundle()?;
+        let (root, current) = bundle.open()?;
+        let offered = volact_core::catalog::verify_catalog(&root, catalog.trim()).map_err(|e| {
+            ApiError::new(
+                ErrorCode::UntrustedHost,
+                format!(
+                    "{}; import only a catalog from this host's vendor (volact vendor catalog, or the vendor service's /v1/catalog)",
+                    e.message
+                ),
+            )
+        })?;
+        volact_core::catalog::check_newer(&current, &offered)?;
+        bundle.catalog = catalog.trim().to_string();
+        let json = serde_json::to_vec_pretty(&bundle)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        write_atomic(&self.path(VENDOR), &json, false)?;
+        Ok(offered)
+    }
+
     /// The vendor root key and catalog, verified.
     pub fn vendor(&self) -> Result<(PublicKey, Catalog), ApiError> {
         self.bundle()?.open()
@@ -358,6 +383,19 @@ impl HostData {
         let (root, _) = self.vendor()?;
         let cert = certificate::verify_certificate(&root, &text, Some(identity.public()))?;
         Ok(Some((text.trim().to_string(), cert)))
+    }
+
+    /// Remembers the vendor service the host was activated from online, where it renews
+    /// its certificate unless `[vendor] url` names another.
+    pub fn set_vendor_url(&self, url: &str) -> Result<(), ApiError> {
+        write_atomic(&self.path(VENDOR_URL), url.trim().as_bytes(), false)
+    }
+
+    /// The vendor service the host was activated from online, if it was.
+    pub fn vendor_url(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.path(VENDOR_URL)).ok()?;
+        let url = text.trim();
+        (url.starts_with("http://") || url.starts_with("https://")).then(|| url.to_string())
     }
 
     /// Records where this process serves.

@@ -70,12 +70,20 @@ enum Decided {
     Queued(Result<(Counted, Answer, Ack), ApiError>),
 }
 
+#[path = "engine_installed.rs"]
+mod installed;
+use installed::covered;
+
 /// The host's activation engine. Cheap to share behind an `Arc`.
 pub struct Engine {
     identity: KeyPair,
     host_id: String,
-    catalog: Catalog,
-    certificate: Option<(String, HostCertificate)>,
+    /// Swapped whole when a newer catalog is installed (see [`Engine::set_catalog`]).
+    catalog: std::sync::RwLock<Arc<Catalog>>,
+    /// Swapped whole when a renewed certificate is installed: requests in flight keep
+    /// the one they started with. Its claims are the certificate's with the products it
+    /// covers under the catalog in force (see `installed::covered`); the token is the vendor's.
+    certificate: std::sync::RwLock<Option<Arc<(String, HostCertificate)>>>,
     settings: Settings,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -120,11 +128,15 @@ impl Engine {
         let host_id = parts.identity.public().host_id();
         let storage_health = Arc::new(crate::health::StorageHealth::default());
         let metrics = crate::metrics::Metrics::new(&parts.catalog);
+        metrics.set_certificate_expiry(parts.certificate.as_ref().map(|(_, c)| c.exp));
         let admission = crate::admission::Admission::new(&metrics, parts.store.clone());
         admission
             .load_revoked_machines(parts.store.as_ref(), &revoked)
             .await
             .map_err(storage)?;
+        let certificate = parts
+            .certificate
+            .map(|(token, claims)| Arc::new((token, covered(claims, &parts.catalog))));
         Ok(Arc::new(Engine {
             admission,
             writer: Writer::start(
@@ -138,8 +150,8 @@ impl Engine {
             storage_health,
             identity: parts.identity,
             host_id,
-            catalog: parts.catalog,
-            certificate: parts.certificate,
+            catalog: std::sync::RwLock::new(Arc::new(parts.catalog)),
+            certificate: std::sync::RwLock::new(certificate),
             settings: parts.settings,
             store: parts.store,
             clock: parts.clock,
@@ -182,11 +194,6 @@ impl Engine {
         &self.settings
     }
 
-    /// The catalog.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
-    }
-
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -197,15 +204,11 @@ impl Engine {
         self.clock.now()
     }
 
-    /// The certificate, if the host is activated.
-    pub fn certificate(&self) -> Option<&HostCertificate> {
-        self.certificate.as_ref().map(|(_, c)| c)
-    }
-
     /// Why the host cannot serve activations now, if it cannot (see
     /// [`decide::ready`]).
     pub fn not_ready(&self, now: Timestamp) -> Option<ApiError> {
-        decide::ready(self.certificate(), now).err()
+        let current = self.current_certificate();
+        decide::ready(current.as_ref().map(|c| &c.1), now).err()
     }
 
     /// Current counts per application.
@@ -222,13 +225,14 @@ impl Engine {
 
     /// Public facts about the host.
     pub fn info(&self) -> HostInfo {
+        let current = self.current_certificate();
         HostInfo {
             host_id: self.host_id.clone(),
             host_public_key: self.identity.public().to_paserk(),
-            activated: self.certificate.is_some(),
-            host_certificate: self.certificate.as_ref().map(|(t, _)| t.clone()),
-            certificate_expires: self.certificate.as_ref().map(|(_, c)| c.exp),
-            catalog_version: self.catalog.version,
+            activated: current.is_some(),
+            host_certificate: current.as_ref().map(|c| c.0.clone()),
+            certificate_expires: current.as_ref().map(|c| c.1.exp),
+            catalog_version: self.catalog().version,
             intervals: self.settings.intervals(),
             host_time: self.clock.now(),
         }
@@ -335,7 +339,7 @@ impl Engine {
         req: &ActivationRequest,
         now: Timestamp,
     ) -> Result<Option<HeldSeat>, ApiError> {
-        let Some(cap) = self.certificate().and_then(|c| c.seats) else {
+        let Some(cap) = self.current_certificate().and_then(|c| c.1.seats) else {
             return Ok(None);
         };
         let Some(feed) = self.count.feed() else {
@@ -345,7 +349,8 @@ impl Engine {
         let Ok(parsed) = decide::parse_request(req) else {
             return Ok(None);
         };
-        if self.not_ready(now).is_some() || self.catalog.product_for_key(&parsed.setup_key).is_err()
+        if self.not_ready(now).is_some()
+            || self.catalog().product_for_key(&parsed.setup_key).is_err()
         {
             return Ok(None);
         }
@@ -407,10 +412,12 @@ impl Engine {
             address,
             now,
         };
-        let cert =
-            decide::ready(self.certificate(), now).map_err(|e| self.refuse_early(&asking, e))?;
-        let product = self
-            .catalog
+        // One certificate for the whole request, even if a renewal swaps it meanwhile.
+        let current = self.current_certificate();
+        let cert = decide::ready(current.as_ref().map(|c| &c.1), now)
+            .map_err(|e| self.refuse_early(&asking, e))?;
+        let catalog = self.catalog();
+        let product = catalog
             .product_for_key(&parsed.setup_key)
             .map_err(|e| self.refuse_early(&asking, e))?;
         let mut previous = Some(crate::admission::previous_client(req));
@@ -465,9 +472,10 @@ impl Engine {
             })
             .map_err(|e| self.refuse(&asking, poisoned(e), Some(product)))?;
         match decided {
-            Some(Decided::Queued(Ok((counted, answer, ack)))) => {
-                Ok((self.response(product, counted, &answer, now), ack))
-            }
+            Some(Decided::Queued(Ok((counted, answer, ack)))) => Ok((
+                self.response(product, counted, &answer, now, current.as_deref()),
+                ack,
+            )),
             // The record could not be queued: nothing to store, nothing to sign.
             Some(Decided::Queued(Err(e))) => Err(Box::new((e, None))),
             Some(Decided::Refused(e)) => Err(self.refuse(&asking, e, Some(product))),
@@ -529,6 +537,7 @@ impl Engine {
         counted: Counted,
         answer: &Answer,
         now: Timestamp,
+        certificate: Option<&(String, HostCertificate)>,
     ) -> ActivationResponse {
         let (result, retry_after) = match (answer, counted.outcome) {
             (Answer::Ticket(_), _) => (ActivationResult::Activated, None),
@@ -551,11 +560,7 @@ impl Engine {
             retry_after,
             ticket: None,
             not_yet: None,
-            host_certificate: self
-                .certificate
-                .as_ref()
-                .map(|(t, _)| t.clone())
-                .unwrap_or_default(),
+            host_certificate: certificate.map(|(t, _)| t.clone()).unwrap_or_default(),
         }
     }
 
@@ -572,9 +577,10 @@ impl Engine {
         product: Option<&Product>,
         now: Timestamp,
     ) -> ApiError {
-        let Some((cert_token, cert)) = &self.certificate else {
+        let Some(current) = self.current_certificate() else {
             return error;
         };
+        let (cert_token, cert) = &*current;
         let who = refusal::Refused {
             client_id: &parsed.client_id,
             nonce: &req.nonce,

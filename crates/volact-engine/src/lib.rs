@@ -5,6 +5,7 @@
 //! (`volact-host`) only translates between HTTP and this crate.
 
 pub mod admission;
+pub mod catalog_update;
 pub mod clock;
 pub mod clones;
 pub mod config;
@@ -19,10 +20,12 @@ pub mod maintenance;
 pub mod metrics;
 pub mod migrate;
 pub mod registry;
+pub mod renewal;
 pub mod shared_count;
 pub mod status;
 pub mod storage;
 pub mod tls_config;
+pub mod vendor_config;
 mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock, whole_seconds};

@@ -41,6 +41,7 @@ const CONN_EVICTED: &str = "volact_connections_evicted_total";
 const REQ_REFUSED: &str = "volact_http_requests_refused_total";
 const HOST_LAST_SEEN: &str = "volact_store_host_last_seen_seconds";
 const FEED_AGE: &str = "volact_count_feed_age_seconds";
+const CERT_EXPIRES: &str = "volact_host_certificate_expires_timestamp_seconds";
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
@@ -375,6 +376,28 @@ impl Metrics {
             .set(age.as_secs_f64());
     }
 
+    /// Sets when the host certificate in force expires (Unix time); without one the
+    /// series is absent.
+    pub fn set_certificate_expiry(&self, exp: Option<jiff::Timestamp>) {
+        let Some(exp) = exp else { return };
+        self.gauge(
+            CERT_EXPIRES,
+            Unit::Seconds,
+            "When the host certificate in force expires (Unix time)",
+        )
+        // Unix times stay far below 2^53, where f64 would lose precision.
+        .set(exp.as_second() as f64);
+    }
+
+    /// Registers (or finds) the gauge `name` in this host's recorder, described by
+    /// `help`: for parts of the host that keep series of their own.
+    pub(crate) fn gauge(&self, name: &'static str, unit: Unit, help: &'static str) -> Gauge {
+        self.recorder
+            .describe_gauge(KeyName::from_const_str(name), Some(unit), help.into());
+        self.recorder
+            .register_gauge(&Key::from_name(name), &METADATA)
+    }
+
     /// Drains histogram samples into their buckets, so memory does not grow between
     /// scrapes; the maintenance task calls it every few seconds.
     pub fn upkeep(&self) {
@@ -414,12 +437,13 @@ impl Metrics {
 }
 
 impl crate::engine::Engine {
-    /// The position of product `id` in the catalog, which is its row in the metrics'
-    /// table. Catalogs hold a handful of products, so a scan beats hashing.
+    /// The row of product `id` in the metrics' table (the products of the catalog the
+    /// host started with; products of a newer catalog count under no product until a
+    /// restart). Catalogs hold a handful of products, so a scan beats hashing.
     pub(crate) fn product_index(&self, id: &str) -> Option<usize> {
         if id.is_empty() {
             return None;
         }
-        self.catalog().products.iter().position(|p| p.id == id)
+        self.metrics().products.iter().position(|p| p.product == id)
     }
 }

@@ -121,6 +121,10 @@ pub struct HostStatus {
     /// database), by host id, with when each was last seen.
     #[serde(default)]
     pub hosts: Vec<volact_store::HostRecord>,
+    /// Where online renewal of the certificate stands, if the host ever tried (a
+    /// warning while renewals fail; see [`crate::renewal`]).
+    #[serde(default)]
+    pub certificate_renewal: Option<crate::renewal::RenewalLog>,
     /// When this status was taken.
     pub at: Timestamp,
 }
@@ -144,18 +148,20 @@ pub async fn collect(
         seats: k.seats,
         expires: k.exp,
     });
+    let vendor = data.vendor().ok();
+    // The products the certificate covers under the installed catalog, which also holds
+    // those its key group gained after it was signed.
     let certificate = data.certificate()?.map(|(_, c)| CertificateStatus {
         issued: c.iat,
         expires: c.exp,
         valid: now < c.exp,
-        products: c.products,
+        products: volact_core::certificate::covered_products(&c, vendor.as_ref().map(|(_, k)| k)),
     });
     let state = match &certificate {
         None => "not-activated",
         Some(c) if !c.valid => "certificate-expired",
         Some(_) => "activated",
     };
-    let vendor = data.vendor().ok();
     let since = now
         .as_second()
         .saturating_sub(config.settings.count_window.as_secs());
@@ -242,8 +248,23 @@ pub async fn collect(
         dns_publish: crate::dns::read_log(data).and_then(|l| l.last),
         unreachable_products,
         hosts: store.hosts().await.map_err(storage)?,
+        certificate_renewal: crate::renewal::read_log(data),
         at: now,
     })
+}
+
+/// One line for `host status`: the last renewal and the next attempt.
+pub fn renewal_line(r: &crate::renewal::RenewalLog) -> String {
+    format!(
+        "from {}; last renewed {}; next attempt {}",
+        r.vendor_url.as_deref().unwrap_or("(no vendor service)"),
+        r.last_success
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "never".into()),
+        r.next_attempt
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "not planned".into())
+    )
 }
 
 fn days(secs: u64) -> String {
@@ -309,6 +330,12 @@ impl HostStatus {
                 ),
             ),
             None => line("Certificate:", "none (volact host activate)".into()),
+        }
+        if let Some(r) = &self.certificate_renewal {
+            line("Certificate renewal:", renewal_line(r));
+            if let Some(warning) = r.warning() {
+                line("WARNING:", warning);
+            }
         }
         match &self.serving {
             Some(s) => line(

@@ -349,6 +349,7 @@ pub fn activation_response(data: &[u8]) {
         minimum: w.ticket.minimum,
         now: fixtures::now(),
         max_skew: volact_core::settings::Settings::default().max_clock_skew,
+        catalog: None,
     };
     if let Ok(verified) = ticket::verify_answer(w.root.public(), &answer, expected) {
         let certificate = match &verified {

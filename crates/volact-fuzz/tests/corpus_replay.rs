@@ -97,6 +97,7 @@ fn valid_seeds_are_accepted_by_their_parsers() {
         minimum: w.ticket.minimum,
         now: fixtures::now(),
         max_skew: volact_core::settings::Settings::default().max_clock_skew,
+        catalog: None,
     };
     assert!(matches!(
         verify_answer(w.root.public(), &answer, expected).unwrap(),

@@ -63,6 +63,7 @@ async fn twenty_five_workstations_the_story_from_the_field() {
         minimum: 25,
         now: host.clock.now(),
         max_skew: SignedDuration::from_hours(4),
+        catalog: None,
     };
     match verify_answer(&root, &response, expected).unwrap() {
         VerifiedAnswer::Ticket { ticket, .. } => {

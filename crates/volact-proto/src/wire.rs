@@ -136,6 +136,33 @@ pub struct HostActivationResponse {
     pub host_certificate: String,
 }
 
+/// A serving host's request to renew its host certificate online
+/// (`POST /v1/host-renewals`): no activation is spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostRenewalRequest {
+    /// A PASETO v4.public token signed by the host's identity key: its current host
+    /// certificate, its host key, a fresh nonce and the host's time.
+    pub proof: String,
+}
+
+/// The vendor's answer to a host renewal request: a fresh certificate with the same
+/// claims and a new validity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostRenewalResponse {
+    /// The renewed host certificate.
+    pub host_certificate: String,
+}
+
+/// The vendor service's current signed catalog (`GET /v1/catalog`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogResponse {
+    /// The catalog token, signed by the vendor root or a key delegated for catalogs.
+    pub catalog: String,
+}
+
 /// The key of an [`crate::ApiError`]'s `details` under which a host puts its
 /// [`RefusalSignature`].
 pub const REFUSAL_SIGNATURE: &str = "signature";

@@ -324,6 +324,7 @@ impl Sim {
                         minimum,
                         now: ts(t + offset),
                         max_skew: Settings::default().max_clock_skew,
+                        catalog: None,
                     };
                     self.trust.verify(&resp, expected)
                 } else {

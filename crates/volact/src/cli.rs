@@ -292,6 +292,15 @@ pub enum HostCommand {
         #[arg(long)]
         replace: bool,
     },
+    /// Install a newer catalog of the vendor, for a host that cannot reach the vendor
+    /// service: FILE holds the catalog token (the vendor directory's catalog.token), a
+    /// vendor bundle or the service's /v1/catalog answer. An older catalog is refused.
+    ImportCatalog {
+        #[command(flatten)]
+        data: DataDir,
+        /// The catalog file.
+        file: PathBuf,
+    },
     /// Install the host key (and the vendor's public bundle).
     InstallKey {
         #[command(flatten)]

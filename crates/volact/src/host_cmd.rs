@@ -132,8 +132,10 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
                     vendor_ca_file.as_deref(),
                 )?;
                 let request = host.activation_request(random_nonce()?, now)?;
-                let answer = crate::vendor_serve::activate_online(&url, &trust, &request).await?;
+                let link = crate::vendor_link::VendorLink::new(&url, trust);
+                let answer = crate::vendor_serve::activate_online(&link, &request).await?;
                 let cert = host.install_certificate(&answer, now)?;
+                host.set_vendor_url(&url)?;
                 out.result(&cert, || {
                     format!(
                         "Host {} activated online until {} for {} products ({}).\nNext: volact host serve --data {}\n",
@@ -188,6 +190,18 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
             } else {
                 return Err(activate_choices(&data.data));
             }
+        }
+        HostCommand::ImportCatalog { data, file } => {
+            let host = HostData::new(&data.data);
+            let catalog = crate::vendor_renew::import_catalog_file(&host, &file)?;
+            out.result(&catalog, || {
+                format!(
+                    "Catalog version {} of {} installed ({} products).\nA serving host takes it within seconds; no new activation is needed.\n",
+                    catalog.version,
+                    catalog.vendor,
+                    catalog.products.len()
+                )
+            });
         }
         HostCommand::Serve { data, flags } => {
             init_logging(log_format)?;
@@ -278,8 +292,15 @@ pub async fn serve(
         running.tls_addr.map(|a| a.port()),
         ready,
     )?;
+    let link = crate::vendor_link::VendorLink::of_host(host, config)?;
+    let renewal = crate::vendor_renew::start_renewal(link.as_ref(), host, config, &running.engine);
+    let catalogs = crate::vendor_renew::start_catalog_updates(link.as_ref(), host, &running.engine);
     signal.wait().await;
     tracing::info!("shutting down");
+    if let Some(renewal) = renewal {
+        renewal.stop();
+    }
+    catalogs.abort();
     // Out of DNS first, so no client is sent to a host that is going away.
     crate::dns_cmd::stop_publishing(publisher).await;
     running.stop().await

@@ -17,6 +17,8 @@ mod simulate_cmd;
 mod table;
 mod vendor;
 mod vendor_cmd;
+mod vendor_link;
+mod vendor_renew;
 mod vendor_serve;
 
 use clap::Parser;

@@ -379,18 +379,7 @@ impl VendorDir {
         let root = self.root()?;
         let delegated = signing.map(SigningDir::load).transpose()?;
         let (_, catalog) = self.require_catalog()?;
-        self.secure()?;
-        let path = self.path(LEDGER);
-        let mut ledger: Ledger = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::new(
-                    ErrorCode::InvalidState,
-                    format!("{} is corrupt: {e}", path.display()),
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::default(),
-            Err(e) => return Err(io("read", &path, e)),
-        };
+        let mut ledger = self.read_ledger()?;
         let signer = match &delegated {
             Some((key, token)) => Signer {
                 key,
@@ -409,14 +398,35 @@ impl VendorDir {
         )?;
         // The ledger is written before the certificate is handed out, so a crash never
         // gives away an activation the ledger does not know.
-        write_atomic(
-            &path,
-            &serde_json::to_vec_pretty(&ledger).map_err(internal)?,
-            false,
-        )?;
+        self.write_ledger(&ledger)?;
         Ok(HostActivationResponse {
             host_certificate: cert,
         })
+    }
+
+    /// The ledger (empty before the first activation), in a directory made private.
+    pub(crate) fn read_ledger(&self) -> Result<Ledger, ApiError> {
+        self.secure()?;
+        let path = self.path(LEDGER);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidState,
+                    format!("{} is corrupt: {e}", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ledger::default()),
+            Err(e) => Err(io("read", &path, e)),
+        }
+    }
+
+    /// Replaces the ledger, atomically.
+    pub(crate) fn write_ledger(&self, ledger: &Ledger) -> Result<(), ApiError> {
+        write_atomic(
+            &self.path(LEDGER),
+            &serde_json::to_vec_pretty(ledger).map_err(internal)?,
+            false,
+        )
     }
 }
 

@@ -66,16 +66,17 @@ fn attempt_limiter(per_minute: u32) -> volact_core::ratelimit::NewClientLimiter 
     })
 }
 
-struct Service {
-    vendor: VendorDir,
-    signing: Option<SigningDir>,
-    days: u32,
+/// The service's state, shared by its handlers.
+pub(crate) struct Service {
+    pub(crate) vendor: VendorDir,
+    pub(crate) signing: Option<SigningDir>,
+    pub(crate) days: u32,
     /// Whether it serves over TLS.
-    tls: bool,
-    auth: volact_host::auth::AdminAuth,
-    metrics: metrics::ServiceMetrics,
-    /// One activation at a time: each reads and rewrites the ledger.
-    ledger: tokio::sync::Mutex<()>,
+    pub(crate) tls: bool,
+    pub(crate) auth: volact_host::auth::AdminAuth,
+    pub(crate) metrics: metrics::ServiceMetrics,
+    /// One activation (or renewal) at a time: each reads and rewrites the ledger.
+    pub(crate) ledger: tokio::sync::Mutex<()>,
     /// Attempts per address, counted before anything is parsed or verified.
     attempts: std::sync::Mutex<volact_core::ratelimit::NewClientLimiter>,
 }
@@ -160,7 +161,7 @@ async fn activate_inner(
 
 /// `rate-limited` when `peer` has used up its attempts (counted whether or not they
 /// succeed, so guessing costs the same as asking).
-fn over_limit(service: &Service, peer: SocketAddr) -> Option<ApiError> {
+pub(crate) fn over_limit(service: &Service, peer: SocketAddr) -> Option<ApiError> {
     let now_us = Timestamp::now().as_microsecond();
     let decision = match service.attempts.lock() {
         Ok(mut limiter) => limiter.check(peer.ip(), now_us),
@@ -191,6 +192,7 @@ fn router(service: Arc<Service>) -> Router {
         .route("/v1/host-activations", post(activate))
         .route("/healthz", get(healthz))
         .merge(admin::routes())
+        .merge(crate::vendor_renew::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(service)
 }
@@ -319,56 +321,12 @@ async fn shutdown() {
     }
 }
 
-/// Sends `request` to the vendor service at `url` and returns its answer: what
+/// Sends `request` to the vendor service and returns its answer: what
 /// `volact host activate --online` does.
 pub async fn activate_online(
-    url: &str,
-    trust: &volact_client::tls::TlsTrust,
+    link: &crate::vendor_link::VendorLink,
     request: &HostActivationRequest,
 ) -> Result<HostActivationResponse, ApiError> {
-    let builder = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .timeout(std::time::Duration::from_secs(30));
-    let http = volact_client::tls::configure(builder, trust)?
-        .build()
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    let endpoint = format!("{}/v1/host-activations", url.trim_end_matches('/'));
-    let response = http
-        .post(&endpoint)
-        .json(request)
-        .send()
+    link.post("/v1/host-activations", request, "a host certificate")
         .await
-        .map_err(|e| {
-            ApiError::new(
-                ErrorCode::HostUnreachable,
-                format!(
-                    "cannot reach the vendor service at {url}: {}; check the URL, the network and the service's certificate (--vendor-ca-file, --vendor-fingerprint), or activate offline with --request-out",
-                    volact_client::tls::error_chain(&e)
-                ),
-            )
-        })?;
-    let status = response.status();
-    let bytes = volact_client::read_capped(response).await.map_err(|e| {
-        ApiError::new(
-            ErrorCode::HostUnreachable,
-            format!("the vendor service at {url} did not answer usably: {e}"),
-        )
-    })?;
-    if status.is_success() {
-        return serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(
-                ErrorCode::HostUnreachable,
-                format!("the vendor service at {url} answered something that is not a host certificate: {e}"),
-            )
-        });
-    }
-    // The service's refusal, with its code and message, or what the status says.
-    Err(
-        serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| {
-            ApiError::new(
-                ErrorCode::HostUnreachable,
-                format!("the vendor service at {url} answered HTTP {status}"),
-            )
-        }),
-    )
 }

@@ -157,6 +157,19 @@ fn build(
             "none: the host is not activated (volact host activate)",
         )],
     };
+    let mut certificate = certificate;
+    if let Some(r) = &s.certificate_renewal {
+        certificate.push(fact("Renewal", volact_engine::status::renewal_line(r)));
+        if let Some(warning) = r.warning() {
+            certificate.push(Fact {
+                label: "Renewal failing",
+                value: format!(
+                    "{warning}. The host serves with its current certificate until it expires."
+                ),
+                class: "bad",
+            });
+        }
+    }
     let i = &s.intervals;
     let intervals = vec![
         fact("Count window", span(i.count_window_secs)),

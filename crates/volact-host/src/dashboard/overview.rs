@@ -102,9 +102,10 @@ async fn build(state: &AppState, session: &Session) -> Result<OverviewPage, Box<
         .await
         .map_err(fail)?;
     let catalog = engine.catalog();
-    let covered: BTreeSet<&str> = engine
-        .certificate()
-        .map(|c| c.products.iter().map(String::as_str).collect())
+    let certificate = engine.current_certificate();
+    let covered: BTreeSet<&str> = certificate
+        .as_ref()
+        .map(|c| c.1.products.iter().map(String::as_str).collect())
         .unwrap_or_default();
     let mut apps = Vec::new();
     for app in &catalog.applications {

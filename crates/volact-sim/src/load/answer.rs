@@ -65,6 +65,7 @@ pub(super) fn verify(plan: &Plan, bytes: &[u8], i: u64, task: u32, seq: u64) -> 
             minimum: plan.template.minimum_count,
             now: jiff::Timestamp::now(),
             max_skew: volact_core::settings::Settings::default().max_clock_skew,
+            catalog: None,
         };
         return verify_answer(root, &answer, expected).is_ok();
     }

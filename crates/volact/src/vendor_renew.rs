@@ -1,0 +1,282 @@
+//! The vendor service's renewal and catalog routes, and the host's side of both:
+//!
+//! - `POST /v1/host-renewals`: a serving host sends its current certificate in a request
+//!   signed by its identity key and gets a fresh certificate with the same claims and a
+//!   new validity, without spending an activation (see `volact_core::renewal`);
+//! - `GET /v1/catalog`: the vendor directory's current signed catalog, which serving
+//!   hosts fetch (hourly) to take a newer one.
+
+use axum::extract::{ConnectInfo, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use jiff::Timestamp;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use volact_core::certificate::Ledger;
+use volact_core::delegation::Signer;
+use volact_core::renewal::{self, CheckedRenewal};
+use volact_host::http::HttpError;
+use volact_proto::{ApiError, CatalogResponse, ErrorCode, HostRenewalRequest, HostRenewalResponse};
+
+use crate::vendor::{SigningDir, VendorDir};
+use crate::vendor_link::VendorLink;
+use crate::vendor_serve::{MAX_CLOCK_SKEW, Service, over_limit};
+
+/// The routes, merged into the service's router.
+pub(crate) fn routes() -> Router<Arc<Service>> {
+    Router::new()
+        .route("/v1/host-renewals", post(renew))
+        .route("/v1/catalog", get(catalog))
+}
+
+/// The ledger's part of a renewal, kept to this one function since the ledger moves
+/// into the service's database: refuses a replayed request or a host the ledger does not
+/// know, else records the request as answered. Spends no activation.
+fn admit_in_ledger(
+    vendor: &VendorDir,
+    renewal: &CheckedRenewal,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let mut ledger: Ledger = vendor.read_ledger()?;
+    ledger.admit_renewal(renewal, now)?;
+    vendor.write_ledger(&ledger)
+}
+
+/// Renews a host certificate: checks the request, admits it in the ledger, signs the
+/// renewed certificate with the delegated key in `signing` when given, else the root.
+pub(crate) fn renew_host(
+    vendor: &VendorDir,
+    signing: Option<&SigningDir>,
+    request: &HostRenewalRequest,
+    now: Timestamp,
+    days: u32,
+) -> Result<HostRenewalResponse, ApiError> {
+    let root = vendor.root()?;
+    let delegated = signing.map(SigningDir::load).transpose()?;
+    let checked = renewal::check_renewal(root.public(), request, now, MAX_CLOCK_SKEW)?;
+    admit_in_ledger(vendor, &checked, now)?;
+    let signer = match &delegated {
+        Some((key, token)) => Signer {
+            key,
+            delegation: Some(token.clone()),
+        },
+        None => Signer::root(&root),
+    };
+    let (token, _) = renewal::renewed_certificate(&signer, &checked, now, days)?;
+    Ok(HostRenewalResponse {
+        host_certificate: token,
+    })
+}
+
+async fn renew(
+    State(service): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Result<Json<HostRenewalResponse>, HttpError> {
+    if let Some(refused) = over_limit(&service, peer) {
+        return Err(HttpError(refused));
+    }
+    let request: HostRenewalRequest = serde_json::from_slice(&body).map_err(|e| {
+        HttpError(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("the body is not a host renewal request: {e}"),
+        ))
+    })?;
+    let now = volact_core::util::whole_seconds(Timestamp::now());
+    let _turn = service.ledger.lock().await;
+    let answer = {
+        let service = service.clone();
+        tokio::task::spawn_blocking(move || {
+            renew_host(
+                &service.vendor,
+                service.signing.as_ref(),
+                &request,
+                now,
+                service.days,
+            )
+        })
+        .await
+        .map_err(|e| HttpError(ApiError::new(ErrorCode::Internal, e.to_string())))?
+    };
+    match answer {
+        Ok(response) => {
+            tracing::info!(%peer, "host certificate renewed online");
+            service.metrics.request("host-renewals", "ok");
+            Ok(Json(response))
+        }
+        Err(e) => {
+            tracing::info!(%peer, code = %e.code, "host renewal refused: {}", e.message);
+            service.metrics.request("host-renewals", e.code.as_str());
+            Err(HttpError(e))
+        }
+    }
+}
+
+async fn catalog(State(service): State<Arc<Service>>) -> Result<Json<CatalogResponse>, HttpError> {
+    let reader = service.clone();
+    let catalog = tokio::task::spawn_blocking(move || reader.vendor.catalog())
+        .await
+        .map_err(|e| HttpError(ApiError::new(ErrorCode::Internal, e.to_string())))?
+        .map_err(HttpError)?;
+    service.metrics.request("catalog", "ok");
+    match catalog {
+        Some((token, _)) => Ok(Json(CatalogResponse { catalog: token })),
+        None => Err(HttpError(ApiError::new(
+            ErrorCode::InvalidState,
+            "the vendor has not signed a catalog yet",
+        ))),
+    }
+}
+
+/// Asks the vendor service to renew this host's certificate.
+pub(crate) async fn renew_online(
+    link: &VendorLink,
+    request: &HostRenewalRequest,
+) -> Result<HostRenewalResponse, ApiError> {
+    link.post("/v1/host-renewals", request, "a host certificate")
+        .await
+}
+
+/// The vendor service over HTTP(S), as a serving host reaches it.
+struct HttpVendor {
+    link: VendorLink,
+}
+
+#[async_trait::async_trait]
+impl volact_engine::renewal::VendorService for HttpVendor {
+    fn url(&self) -> &str {
+        &self.link.url
+    }
+
+    async fn renew(&self, request: &HostRenewalRequest) -> Result<HostRenewalResponse, ApiError> {
+        renew_online(&self.link, request).await
+    }
+}
+
+/// Starts renewing the host certificate in the background from the host's vendor
+/// service ([`VendorLink::of_host`]); `None` (and a log line) when the host knows none,
+/// as an offline host does.
+pub(crate) fn start_renewal(
+    link: Option<&VendorLink>,
+    host: &volact_engine::data::HostData,
+    config: &volact_engine::config::HostConfig,
+    engine: &Arc<volact_engine::engine::Engine>,
+) -> Option<volact_engine::renewal::RenewalTask> {
+    let Some(link) = link else {
+        tracing::info!(
+            "no vendor service known ([vendor] url): the host certificate is not renewed online; renew it by activating again before it expires"
+        );
+        return None;
+    };
+    tracing::info!(url = %link.url, renew_before_days = config.vendor.renew_before.as_hours() / 24, "renewing the host certificate online");
+    let renewal = volact_engine::renewal::Renewal::new(
+        engine.clone(),
+        host.clone(),
+        Arc::new(HttpVendor { link: link.clone() }),
+        config.vendor.renew_before,
+    );
+    Some(renewal.start())
+}
+
+/// The vendor service's current signed catalog.
+pub(crate) async fn fetch_catalog(link: &VendorLink) -> Result<CatalogResponse, ApiError> {
+    link.call("/v1/catalog", None, "a catalog").await
+}
+
+/// The catalog token in `text`: a bare token, or JSON with a `catalog` field (a vendor
+/// bundle, or the service's `/v1/catalog` answer).
+fn catalog_token(text: &str) -> Option<String> {
+    let text = text.trim();
+    if text.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        return v["catalog"].as_str().map(str::to_string);
+    }
+    text.starts_with("v4.public.").then(|| text.to_string())
+}
+
+/// `volact host import-catalog FILE`.
+pub(crate) fn import_catalog_file(
+    host: &volact_engine::data::HostData,
+    file: &std::path::Path,
+) -> Result<volact_core::catalog::Catalog, ApiError> {
+    // A catalog is a few kilobytes; a file far larger is not one.
+    let bytes = std::fs::read(file).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidState,
+            format!("cannot read {}: {e}", file.display()),
+        )
+    })?;
+    if bytes.len() > 1024 * 1024 {
+        return Err(ApiError::bad_request(
+            "file",
+            "is larger than 1 MiB: not a catalog",
+        ));
+    }
+    let token = catalog_token(&String::from_utf8_lossy(&bytes)).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "{} holds no catalog; give the vendor directory's catalog.token, a vendor bundle (volact vendor export) or the service's /v1/catalog answer",
+                file.display()
+            ),
+        )
+    })?;
+    host.import_catalog(&token)
+}
+
+/// How often a serving host asks the vendor service for a newer catalog.
+const FETCH_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How often it looks for a catalog imported from a file.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps a serving host on the vendor's newest catalog: fetched from the vendor service
+/// (`[vendor] url`, or the one it was activated from) at start and hourly, and imported
+/// by hand with `volact host import-catalog` (looked for every few seconds).
+pub(crate) fn start_catalog_updates(
+    link: Option<&VendorLink>,
+    host: &volact_engine::data::HostData,
+    engine: &Arc<volact_engine::engine::Engine>,
+) -> tokio::task::JoinHandle<()> {
+    let link = link.cloned();
+    let (host, engine) = (host.clone(), engine.clone());
+    tokio::spawn(async move {
+        let mut fetched: Option<std::time::Instant> = None;
+        loop {
+            if let Some(link) = &link
+                && fetched.is_none_or(|t| t.elapsed() >= FETCH_EVERY)
+            {
+                fetched = Some(std::time::Instant::now());
+                fetch_newer(&host, &engine, link).await;
+            }
+            if let Err(e) = volact_engine::catalog_update::take_newer(&engine, &host).await {
+                tracing::warn!("cannot read the installed catalog: {}", e.message);
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+    })
+}
+
+/// Fetches the service's catalog and installs it when it is newer (verified by
+/// `import_catalog`); an equal version is the usual answer and says nothing.
+async fn fetch_newer(
+    host: &volact_engine::data::HostData,
+    engine: &volact_engine::engine::Engine,
+    link: &VendorLink,
+) {
+    let url = &link.url;
+    let answer = match fetch_catalog(link).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(url, "cannot fetch the vendor's catalog: {}", e.message);
+            return;
+        }
+    };
+    let offered: Option<volact_core::catalog::Catalog> =
+        volact_core::token::peek(&answer.catalog).ok();
+    if offered.is_some_and(|c| c.version <= engine.catalog().version) {
+        return;
+    }
+    if let Err(e) = host.import_catalog(&answer.catalog) {
+        tracing::warn!(url, code = %e.code, "the vendor service's catalog was refused: {}", e.message);
+    }
+}
