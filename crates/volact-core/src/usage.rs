@@ -167,6 +167,36 @@ pub fn verify(
     Ok(report)
 }
 
+/// Verifies an upload: the host certificate along the chain to the vendor `root`, then
+/// the report with the key the certificate names ([`verify`]), which must have been
+/// signed while the certificate was in force.
+pub fn verify_upload(
+    root: &PublicKey,
+    host_certificate: &str,
+    report: &str,
+    now: Timestamp,
+) -> Result<(crate::certificate::HostCertificate, UsageReport), ApiError> {
+    let cert = crate::certificate::verify_certificate(root, host_certificate, None)?;
+    let host = PublicKey::from_paserk(&cert.host_public_key).map_err(|_| {
+        ApiError::new(
+            ErrorCode::UntrustedHost,
+            "the host certificate names no valid host key",
+        )
+    })?;
+    let report = verify(&host, &cert.key_id, report, now)?;
+    if report.iat < cert.iat || report.iat >= cert.exp {
+        return Err(ApiError::with_details(
+            ErrorCode::HostCertificateExpired,
+            format!(
+                "the usage report was signed {} but the host certificate is in force from {} to {}; renew or activate the host again",
+                report.iat, cert.iat, cert.exp
+            ),
+            serde_json::json!({ "report_time": report.iat, "certificate_expires": cert.exp }),
+        ));
+    }
+    Ok((cert, report))
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_ID_LEN

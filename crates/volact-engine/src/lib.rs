@@ -25,6 +25,7 @@ pub mod shared_count;
 pub mod status;
 pub mod storage;
 pub mod tls_config;
+pub mod usage;
 pub mod vendor_config;
 mod writer;
 

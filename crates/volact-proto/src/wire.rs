@@ -163,6 +163,26 @@ pub struct CatalogResponse {
     pub catalog: String,
 }
 
+/// A host's daily usage report (`POST /v1/usage-reports`): its certificate, which tells
+/// the service whose report it is, and the report signed by the host's identity key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageReportUpload {
+    /// The host's current certificate.
+    pub host_certificate: String,
+    /// The report token (`volact.usage-report`).
+    pub report: String,
+}
+
+/// The service's receipt for a usage report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageReportReceipt {
+    /// The day the report covers (`YYYY-MM-DD`); a later report of the same day
+    /// replaces it.
+    pub day: String,
+}
+
 /// The key of an [`crate::ApiError`]'s `details` under which a host puts its
 /// [`RefusalSignature`].
 pub const REFUSAL_SIGNATURE: &str = "signature";

@@ -295,12 +295,16 @@ pub async fn serve(
     let link = crate::vendor_link::VendorLink::of_host(host, config)?;
     let renewal = crate::vendor_renew::start_renewal(link.as_ref(), host, config, &running.engine);
     let catalogs = crate::vendor_renew::start_catalog_updates(link.as_ref(), host, &running.engine);
+    let usage = crate::vendor_usage::start_usage_reports(link.as_ref(), host, &running.engine);
     signal.wait().await;
     tracing::info!("shutting down");
     if let Some(renewal) = renewal {
         renewal.stop();
     }
     catalogs.abort();
+    if let Some(usage) = usage {
+        usage.abort();
+    }
     // Out of DNS first, so no client is sent to a host that is going away.
     crate::dns_cmd::stop_publishing(publisher).await;
     running.stop().await

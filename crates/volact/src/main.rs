@@ -20,6 +20,7 @@ mod vendor_cmd;
 mod vendor_link;
 mod vendor_renew;
 mod vendor_serve;
+mod vendor_usage;
 
 use clap::Parser;
 use cli::{Cli, ClientCommand, Command, LeadingClientFlags};
