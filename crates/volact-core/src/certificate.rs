@@ -197,19 +197,28 @@ pub fn activate_host(
     )
 }
 
-/// The vendor's side of host activation: checks the request and the host key (issued by
-/// `root`), admits it in the ledger and has `signer` sign a host certificate (the root,
-/// or a key delegated for host certificates, whose delegation the certificate then
-/// carries). The ledger is changed only on success.
-pub fn activate_host_with(
-    signer: &Signer<'_>,
+/// A host activation request that verified: what the ledger (a file, or the vendor
+/// service's database) admits before a certificate is signed.
+#[derive(Debug, Clone)]
+pub struct CheckedActivation {
+    /// The host's public key.
+    pub host_public: PublicKey,
+    /// The request's signed claims.
+    pub proof: ActivationProof,
+    /// The host key, issued by the root.
+    pub key: HostKey,
+    /// The products of the key's group in the catalog.
+    pub products: Vec<String>,
+}
+
+/// Checks a host activation request: the host's proof of its key, the host key (issued by
+/// `root`, not expired) and its key group in `catalog`. Spends nothing.
+pub fn check_activation(
     root: &PublicKey,
     catalog: &Catalog,
-    ledger: &mut Ledger,
     request: &HostActivationRequest,
     now: Timestamp,
-    certificate_days: u32,
-) -> Result<(String, HostCertificate), ApiError> {
+) -> Result<CheckedActivation, ApiError> {
     let host_public = PublicKey::from_paserk(&request.host_public_key)
         .map_err(|_| ApiError::bad_request("host_public_key", "not a k4.public PASERK"))?;
     let proof: ActivationProof = token::verify(&host_public, &request.proof)
@@ -220,7 +229,7 @@ pub fn activate_host_with(
             "the host id does not match the host's public key",
         ));
     }
-    let key: HostKey = token::verify(root, &proof.host_key).map_err(|e| {
+    let key: HostKey = crate::host_key::verify_host_key(root, &proof.host_key).map_err(|e| {
         ApiError::new(
             ErrorCode::BadRequest,
             format!("the host key in this request was not issued by this vendor ({e}); check that the host installed the right key"),
@@ -247,41 +256,85 @@ pub fn activate_host_with(
             ),
         )
     })?;
-    let request_id = format!("{} {}", proof.host_id, proof.nonce);
-    if let Some(at) = ledger.answered.get(&request_id) {
-        return Err(ApiError::with_details(
-            ErrorCode::RequestReplayed,
-            format!(
-                "this activation request of host {} was already answered at {at}, and answering it again would spend a second activation of host key {}; give the host the response made then, or have it make a new request (volact host activate --request-out FILE)",
-                proof.host_id, key.jti
-            ),
-            serde_json::json!({ "host_id": proof.host_id, "nonce": proof.nonce, "key_id": key.jti, "answered_at": at }),
-        ));
-    }
-    let mut trial = ledger.clone();
-    trial.admit(&key, &proof.host_id)?;
-    trial.answered.insert(request_id, now);
-    let mut exp = util::add(now, util::days(certificate_days));
-    if let Some(key_exp) = key.exp {
-        exp = exp.min(key_exp);
-    }
+    Ok(CheckedActivation {
+        host_public,
+        products: group.products.clone(),
+        proof,
+        key,
+    })
+}
+
+/// `request-replayed`: the request of `checked` was answered at `at` already.
+pub fn replayed(checked: &CheckedActivation, at: Timestamp) -> ApiError {
+    let (proof, key) = (&checked.proof, &checked.key);
+    ApiError::with_details(
+        ErrorCode::RequestReplayed,
+        format!(
+            "this activation request of host {} was already answered at {at}, and answering it again would spend a second activation of host key {}; give the host the response made then, or have it make a new request (volact host activate --request-out FILE)",
+            proof.host_id, key.jti
+        ),
+        serde_json::json!({ "host_id": proof.host_id, "nonce": proof.nonce, "key_id": key.jti, "answered_at": at }),
+    )
+}
+
+/// When a certificate issued at `now` for `certificate_days` ends: never after its host
+/// key.
+pub fn certificate_expiry(key: &HostKey, now: Timestamp, certificate_days: u32) -> Timestamp {
+    let exp = util::add(now, util::days(certificate_days));
+    key.exp.map_or(exp, |key_exp| exp.min(key_exp))
+}
+
+/// Signs the host certificate of an admitted activation with `signer` (the root, or a key
+/// delegated for host certificates, whose delegation the certificate then carries).
+pub fn sign_certificate(
+    signer: &Signer<'_>,
+    vendor: &str,
+    checked: &CheckedActivation,
+    now: Timestamp,
+    certificate_days: u32,
+) -> Result<(String, HostCertificate), ApiError> {
+    let key = &checked.key;
     let cert = HostCertificate {
-        sub: proof.host_id.clone(),
-        host_public_key: host_public.to_paserk(),
-        vendor: catalog.vendor.clone(),
+        sub: checked.proof.host_id.clone(),
+        host_public_key: checked.host_public.to_paserk(),
+        vendor: vendor.to_owned(),
         key_id: key.jti.clone(),
         customer: key.customer.clone(),
         group: key.group.clone(),
-        products: group.products.clone(),
+        products: checked.products.clone(),
         seats: key.seats,
         iat: now,
-        exp,
+        exp: certificate_expiry(key, now, certificate_days),
         delegation: signer.delegation.clone(),
     };
     let token = token::sign(signer.key, &cert)
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("could not sign: {e}")))?;
-    *ledger = trial;
     Ok((token, cert))
+}
+
+/// The vendor's side of host activation with the file ledger: [`check_activation`], the
+/// ledger's replay check and limits, then [`sign_certificate`]. The ledger is changed
+/// only on success.
+pub fn activate_host_with(
+    signer: &Signer<'_>,
+    root: &PublicKey,
+    catalog: &Catalog,
+    ledger: &mut Ledger,
+    request: &HostActivationRequest,
+    now: Timestamp,
+    certificate_days: u32,
+) -> Result<(String, HostCertificate), ApiError> {
+    let checked = check_activation(root, catalog, request, now)?;
+    let request_id = format!("{} {}", checked.proof.host_id, checked.proof.nonce);
+    if let Some(at) = ledger.answered.get(&request_id) {
+        return Err(replayed(&checked, *at));
+    }
+    let mut trial = ledger.clone();
+    trial.admit(&checked.key, &checked.proof.host_id)?;
+    trial.answered.insert(request_id, now);
+    let signed = sign_certificate(signer, &catalog.vendor, &checked, now, certificate_days)?;
+    *ledger = trial;
+    Ok(signed)
 }
 
 /// Verifies a host certificate against the vendor root and checks that it belongs to the
@@ -344,6 +397,7 @@ mod tests {
             max_activations: 2,
             iat: Timestamp::UNIX_EPOCH,
             usage_reports: false,
+            delegation: None,
         };
         let token = token::sign(&root, &key).unwrap();
         (root, catalog, key, token)

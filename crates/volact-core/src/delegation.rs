@@ -26,14 +26,17 @@ pub enum Scope {
     Catalogs,
     /// Revocation lists.
     RevocationLists,
+    /// Host keys (issued through the vendor service's admin API).
+    HostKeys,
 }
 
 impl Scope {
     /// Every scope, what `volact vendor delegate` grants by default.
-    pub const ALL: [Scope; 3] = [
+    pub const ALL: [Scope; 4] = [
         Scope::HostCertificates,
         Scope::Catalogs,
         Scope::RevocationLists,
+        Scope::HostKeys,
     ];
 
     /// The stable kebab-case name.
@@ -42,6 +45,7 @@ impl Scope {
             Scope::HostCertificates => "host-certificates",
             Scope::Catalogs => "catalogs",
             Scope::RevocationLists => "revocation-lists",
+            Scope::HostKeys => "host-keys",
         }
     }
 }

@@ -36,6 +36,25 @@ pub struct HostKey {
     /// only). Signed into the key, so the customer sees what they agreed to.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub usage_reports: bool,
+    /// The root's delegation of the key that signed this host key, when the vendor
+    /// service issued it with a key delegated for host keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<String>,
+}
+
+/// Verifies a host key: signed by the vendor `root`, or by a key the root delegated for
+/// host keys while that delegation was in force.
+pub fn verify_host_key(root: &crate::keys::PublicKey, token: &str) -> Result<HostKey, String> {
+    let claimed: HostKey = crate::token::peek(token).map_err(|e| e.to_string())?;
+    let signer = crate::delegation::signing_key(
+        root,
+        claimed.delegation.as_deref(),
+        crate::delegation::Scope::HostKeys,
+        claimed.iat,
+        "the host key",
+    )
+    .map_err(|e| e.message)?;
+    crate::token::verify(&signer, token).map_err(|e| e.to_string())
 }
 
 impl Document for HostKey {

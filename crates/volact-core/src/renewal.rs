@@ -134,7 +134,7 @@ pub fn check_renewal(
         ));
     }
     // An expired host key says more than the certificate it capped.
-    let key: HostKey = token::verify(root, &proof.host_key).map_err(|e| {
+    let key: HostKey = crate::host_key::verify_host_key(root, &proof.host_key).map_err(|e| {
         ApiError::new(
             ErrorCode::BadRequest,
             format!("the host key in this renewal request was not issued by this vendor ({e}); check that the host installed the right key"),

@@ -37,6 +37,7 @@ fn setup(key_exp: Option<Timestamp>) -> Setup {
         max_activations: 1,
         iat: Timestamp::UNIX_EPOCH,
         usage_reports: false,
+        delegation: None,
     };
     let key_token = token::sign(&root, &key).unwrap();
     let host = KeyPair::from_seed([10; 32]).unwrap();

@@ -81,6 +81,7 @@ fn host_key() -> impl Strategy<Value = HostKey> {
                     max_activations,
                     iat,
                     usage_reports: false,
+                    delegation: None,
                 }
             },
         )

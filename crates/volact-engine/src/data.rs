@@ -233,7 +233,7 @@ impl HostData {
         };
         let (root, catalog) = bundle.open()?;
         let host_key = host_key.trim();
-        let claims: HostKey = token::verify(&root, host_key).map_err(|e| {
+        let claims: HostKey = volact_core::host_key::verify_host_key(&root, host_key).map_err(|e| {
             ApiError::new(
                 ErrorCode::BadRequest,
                 format!("this host key was not issued by the vendor whose bundle is installed ({e}); check you copied the whole key"),

@@ -105,6 +105,7 @@ fn build() -> World {
         max_activations: 10,
         iat: now,
         usage_reports: false,
+        delegation: None,
     };
     let host_key_token = token::sign(&root, &host_key).expect("sign host key");
     let host_request =

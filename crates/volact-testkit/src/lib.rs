@@ -95,6 +95,7 @@ impl TestVendor {
             max_activations: DEFAULT_MAX_ACTIVATIONS,
             iat: Timestamp::UNIX_EPOCH,
             usage_reports: false,
+            delegation: None,
         };
         token::sign(&self.root, &key).map_err(internal)
     }

@@ -448,6 +448,10 @@ pub enum VendorCommand {
         /// (counts per product; never client ids or machine names).
         #[arg(long)]
         usage_reports: bool,
+        /// Sign with the delegated key in DIR (`vendor delegate --out DIR`, scope
+        /// host-keys) instead of the root key.
+        #[arg(long, value_name = "DIR")]
+        signing: Option<PathBuf>,
     },
     /// Sign a host certificate for an offline activation request.
     ActivateHost {
@@ -506,8 +510,8 @@ pub enum VendorCommand {
         /// Validity in days: documents the key signs must be issued within it.
         #[arg(long, default_value_t = 90)]
         days: u32,
-        /// What the key may sign (default: all three).
-        #[arg(long, value_delimiter = ',', value_name = "SCOPE", value_parser = ["host-certificates", "catalogs", "revocation-lists"])]
+        /// What the key may sign (default: all four).
+        #[arg(long, value_delimiter = ',', value_name = "SCOPE", value_parser = ["host-certificates", "catalogs", "revocation-lists", "host-keys"])]
         scope: Vec<String>,
     },
     /// Print the public bundle (root public key and signed catalog) for hosts and clients.

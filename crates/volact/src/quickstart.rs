@@ -57,7 +57,7 @@ pub async fn run(
             max_activations: DEFAULT_MAX_ACTIVATIONS,
             usage_reports: false,
         };
-        let (key, _, _) = vendor.host_key(spec, now)?;
+        let (key, _, _) = vendor.host_key(spec, now, None)?;
         host.install_key(&key, Some(&bundle))?;
     }
     let needs_certificate = match host.certificate()? {

@@ -9,7 +9,7 @@ use volact_core::catalog::{Catalog, CatalogSource, VendorBundle};
 use volact_core::certificate::{self, Ledger};
 use volact_core::delegation::{self, Delegation, Scope, Signer};
 use volact_core::host_key::{HostKey, UnreachableProduct, unreachable_products};
-use volact_core::keys::KeyPair;
+use volact_core::keys::{KeyPair, PublicKey};
 use volact_core::token;
 use volact_engine::data::write_atomic;
 use volact_engine::random_bytes;
@@ -145,6 +145,40 @@ impl VendorDir {
         })
     }
 
+    /// The root public key: `root.pub`, which is all a service whose root key stays
+    /// offline holds (or the public half of `root.key`).
+    pub fn root_public(&self) -> Result<PublicKey, ApiError> {
+        let path = self.path("root.pub");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => PublicKey::from_paserk(text.trim()).map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidState,
+                    format!("{} is corrupt", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(self.root()?.public().clone()),
+            Err(e) => Err(io("read", &path, e)),
+        }
+    }
+
+    /// Who signs for this directory: the delegated key in `signing` when given, else the
+    /// root key.
+    pub fn signer(&self, signing: Option<&SigningDir>) -> Result<OwnedSigner, ApiError> {
+        Ok(match signing {
+            Some(dir) => {
+                let (key, delegation) = dir.load()?;
+                OwnedSigner {
+                    key,
+                    delegation: Some(delegation),
+                }
+            }
+            None => OwnedSigner {
+                key: self.root()?,
+                delegation: None,
+            },
+        })
+    }
+
     /// The current signed catalog, if any.
     pub fn catalog(&self) -> Result<Option<(String, Catalog)>, ApiError> {
         let path = self.path(CATALOG);
@@ -153,8 +187,8 @@ impl VendorDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io("read", &path, e)),
         };
-        let root = self.root()?;
-        let catalog: Catalog = token::verify(root.public(), &text).map_err(|e| {
+        let root = self.root_public()?;
+        let catalog: Catalog = volact_core::catalog::verify_catalog(&root, &text).map_err(|e| {
             ApiError::new(
                 ErrorCode::InvalidState,
                 format!("{} does not verify: {e}", path.display()),
@@ -235,10 +269,10 @@ impl VendorDir {
 
     /// The public bundle for hosts and clients.
     pub fn export(&self) -> Result<VendorBundle, ApiError> {
-        let root = self.root()?;
+        let root = self.root_public()?;
         let (catalog, _) = self.require_catalog()?;
         Ok(VendorBundle {
-            root_public_key: root.public().to_paserk(),
+            root_public_key: root.to_paserk(),
             catalog,
         })
     }
@@ -250,8 +284,9 @@ impl VendorDir {
         &self,
         spec: HostKeySpec,
         now: Timestamp,
+        signing: Option<&SigningDir>,
     ) -> Result<(String, HostKey, Vec<UnreachableProduct>), ApiError> {
-        let root = self.root()?;
+        let signer = self.signer(signing)?;
         let (_, catalog) = self.require_catalog()?;
         if catalog.key_group(&spec.group).is_none() {
             let groups: Vec<&str> = catalog.key_groups.iter().map(|g| g.id.as_str()).collect();
@@ -316,9 +351,10 @@ impl VendorDir {
             max_activations: spec.max_activations,
             iat: now,
             usage_reports: spec.usage_reports,
+            delegation: signer.delegation.clone(),
         };
         Ok((
-            token::sign(&root, &key).map_err(internal)?,
+            token::sign(&signer.key, &key).map_err(internal)?,
             key,
             unreachable,
         ))
@@ -376,20 +412,13 @@ impl VendorDir {
         days: u32,
         signing: Option<&SigningDir>,
     ) -> Result<HostActivationResponse, ApiError> {
-        let root = self.root()?;
-        let delegated = signing.map(SigningDir::load).transpose()?;
+        let root = self.root_public()?;
+        let signer = self.signer(signing)?;
         let (_, catalog) = self.require_catalog()?;
         let mut ledger = self.read_ledger()?;
-        let signer = match &delegated {
-            Some((key, token)) => Signer {
-                key,
-                delegation: Some(token.clone()),
-            },
-            None => Signer::root(&root),
-        };
         let (cert, _) = certificate::activate_host_with(
-            &signer,
-            root.public(),
+            &signer.as_signer(),
+            &root,
             &catalog,
             &mut ledger,
             request,
@@ -427,6 +456,24 @@ impl VendorDir {
             &serde_json::to_vec_pretty(ledger).map_err(internal)?,
             false,
         )
+    }
+}
+
+/// A signing key and, for a delegated one, the root's delegation of it.
+pub struct OwnedSigner {
+    /// The key.
+    pub key: KeyPair,
+    /// The delegation token, `None` for the root.
+    pub delegation: Option<String>,
+}
+
+impl OwnedSigner {
+    /// The signer for `volact_core`'s signing functions.
+    pub fn as_signer(&self) -> Signer<'_> {
+        Signer {
+            key: &self.key,
+            delegation: self.delegation.clone(),
+        }
     }
 }
 

@@ -73,6 +73,7 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
             max_hosts,
             max_activations,
             usage_reports,
+            signing,
         } => {
             let expires = expires.as_deref().map(parse_date).transpose()?;
             let spec = HostKeySpec {
@@ -84,7 +85,11 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
                 max_activations,
                 usage_reports,
             };
-            let (token, key, unreachable) = VendorDir::new(&dir).host_key(spec, now)?;
+            let (token, key, unreachable) = VendorDir::new(&dir).host_key(
+                spec,
+                now,
+                signing.map(crate::vendor::SigningDir::new).as_ref(),
+            )?;
             // The key is printed on stdout (often redirected into a file), so the warning
             // goes to stderr where the vendor sees it, and into the JSON for programs.
             if !out.json {

@@ -13,7 +13,6 @@ use jiff::Timestamp;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use volact_core::certificate::Ledger;
-use volact_core::delegation::Signer;
 use volact_core::renewal::{self, CheckedRenewal};
 use volact_host::http::HttpError;
 use volact_proto::{ApiError, CatalogResponse, ErrorCode, HostRenewalRequest, HostRenewalResponse};
@@ -51,18 +50,11 @@ pub(crate) fn renew_host(
     now: Timestamp,
     days: u32,
 ) -> Result<HostRenewalResponse, ApiError> {
-    let root = vendor.root()?;
-    let delegated = signing.map(SigningDir::load).transpose()?;
-    let checked = renewal::check_renewal(root.public(), request, now, MAX_CLOCK_SKEW)?;
+    let root = vendor.root_public()?;
+    let signer = vendor.signer(signing)?;
+    let checked = renewal::check_renewal(&root, request, now, MAX_CLOCK_SKEW)?;
     admit_in_ledger(vendor, &checked, now)?;
-    let signer = match &delegated {
-        Some((key, token)) => Signer {
-            key,
-            delegation: Some(token.clone()),
-        },
-        None => Signer::root(&root),
-    };
-    let (token, _) = renewal::renewed_certificate(&signer, &checked, now, days)?;
+    let (token, _) = renewal::renewed_certificate(&signer.as_signer(), &checked, now, days)?;
     Ok(HostRenewalResponse {
         host_certificate: token,
     })

@@ -218,14 +218,9 @@ pub async fn serve(
         )
     })?;
     let signing = settings.signing.as_ref().map(SigningDir::new);
-    match &signing {
-        Some(s) => {
-            s.load()?;
-        }
-        None => {
-            vendor.root()?;
-        }
-    }
+    // Both refused at start, not at the first request: no signing key (no root.key and
+    // no --signing), or a signing key the root did not delegate.
+    vendor.signer(signing.as_ref())?;
     let tls = settings
         .tls
         .as_ref()

@@ -64,7 +64,12 @@ fn a_delegated_signing_key_activates_a_host_whose_clients_verify_the_whole_chain
     .json();
     assert_eq!(
         report["scope"],
-        serde_json::json!(["host-certificates", "catalogs", "revocation-lists"])
+        serde_json::json!([
+            "host-certificates",
+            "catalogs",
+            "revocation-lists",
+            "host-keys"
+        ])
     );
     assert!(report["jti"].as_str().unwrap().starts_with("sk-"));
     // The directory is refused a second key.

@@ -424,3 +424,125 @@ fn a_host_finds_the_service_in_the_vendors_signed_catalog() {
     let out = run(&["--json", "host", "activate", "--data", s(&host), "--online"]).ok();
     assert!(out.stdout.contains("\"exp\""), "{out}");
 }
+
+#[test]
+fn with_the_root_key_offline_a_delegated_key_issues_host_keys_and_certificates() {
+    volact_client::tls::install_default_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = provision(tmp.path(), "office");
+    let signing = tmp.path().join("signing");
+    run(&[
+        "vendor",
+        "delegate",
+        "--dir",
+        s(&fx.vendor_dir),
+        "--out",
+        s(&signing),
+        "--days",
+        "30",
+    ])
+    .ok();
+    // The service's directory holds the root's public key and the catalog, not the root
+    // key itself.
+    let service_dir = tmp.path().join("service");
+    std::fs::create_dir(&service_dir).unwrap();
+    for file in ["root.pub", "catalog.token"] {
+        std::fs::copy(fx.vendor_dir.join(file), service_dir.join(file)).unwrap();
+    }
+    let service = Fixture {
+        vendor_dir: service_dir.clone(),
+        ..fx.clone()
+    };
+    // Without the root key and without --signing it cannot sign anything: refused at
+    // start.
+    let out = run(&[
+        "--json",
+        "vendor",
+        "serve",
+        "--dir",
+        s(&service_dir),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .fails();
+    assert_eq!(out.error_code(), "invalid-state", "{out}");
+    let (_service, url) = vendor_serve(&service, &["--signing", s(&signing)]);
+
+    let issued = run(&[
+        "--json",
+        "vendor",
+        "host-key",
+        "--dir",
+        s(&service_dir),
+        "--signing",
+        s(&signing),
+        "--customer",
+        "Offline Root Ltd",
+        "--group",
+        "office",
+    ])
+    .ok();
+    let issued: Value = serde_json::from_str(&issued.stdout).unwrap();
+    assert!(issued["claims"]["delegation"].is_string(), "{issued}");
+    let host_key = issued["host_key"].as_str().unwrap();
+    let host = tmp.path().join("host-2");
+    run(&["host", "init", "--data", s(&host)]).ok();
+    run(&[
+        "host",
+        "install-key",
+        "--data",
+        s(&host),
+        "--vendor",
+        s(&fx.bundle),
+        host_key,
+    ])
+    .ok();
+    let out = activate_online(&host, &url).ok();
+    let cert: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(cert["customer"], "Offline Root Ltd", "{cert}");
+    assert!(cert["delegation"].is_string(), "{cert}");
+
+    // A key delegated for host certificates only cannot issue host keys: hosts refuse
+    // what it signs.
+    let narrow = tmp.path().join("narrow");
+    run(&[
+        "vendor",
+        "delegate",
+        "--dir",
+        s(&fx.vendor_dir),
+        "--out",
+        s(&narrow),
+        "--scope",
+        "host-certificates",
+    ])
+    .ok();
+    let issued = run(&[
+        "--json",
+        "vendor",
+        "host-key",
+        "--dir",
+        s(&service_dir),
+        "--signing",
+        s(&narrow),
+        "--customer",
+        "X",
+        "--group",
+        "office",
+    ])
+    .ok();
+    let issued: Value = serde_json::from_str(&issued.stdout).unwrap();
+    let host = tmp.path().join("host-3");
+    run(&["host", "init", "--data", s(&host)]).ok();
+    let out = run(&[
+        "--json",
+        "host",
+        "install-key",
+        "--data",
+        s(&host),
+        "--vendor",
+        s(&fx.bundle),
+        issued["host_key"].as_str().unwrap(),
+    ])
+    .fails();
+    assert!(out.stdout.contains("host-keys"), "{out}");
+}

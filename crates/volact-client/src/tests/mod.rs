@@ -90,6 +90,7 @@ impl Vendor {
             max_activations: 10,
             iat: at,
             usage_reports: false,
+            delegation: None,
         };
         let host_key = token::sign(&root, &host_key).unwrap();
         let host = KeyPair::from_seed([seed.wrapping_add(100); 32]).unwrap();

@@ -390,6 +390,7 @@ products = ["suite-desktop", "suite-server", "draw", "draw-server"]
 "#;
 
 /// A vendor and an activated host, provisioned through the CLI.
+#[derive(Clone)]
 pub struct Fixture {
     /// The vendor directory.
     pub vendor_dir: PathBuf,
