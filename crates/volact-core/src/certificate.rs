@@ -143,31 +143,63 @@ impl Ledger {
     pub fn admit(&mut self, key: &HostKey, host_id: &str) -> Result<(), ApiError> {
         let hosts = self.keys.entry(key.jti.clone()).or_default();
         let known = hosts.get(host_id).copied();
-        if known.is_none() && hosts.len() as u64 >= u64::from(key.max_hosts) {
-            return Err(ApiError::with_details(
-                ErrorCode::HostKeyActivationLimit,
-                format!(
-                    "host key {} has already activated {} hosts, its limit; ask the vendor to raise the limit or move the key from a retired host",
-                    key.jti,
-                    hosts.len()
-                ),
-                serde_json::json!({ "key_id": key.jti, "hosts": hosts.len(), "max_hosts": key.max_hosts }),
-            ));
-        }
-        let used = known.unwrap_or(0);
-        if used >= key.max_activations {
-            return Err(ApiError::with_details(
-                ErrorCode::HostKeyActivationLimit,
-                format!(
-                    "host {host_id} has been activated {used} times with host key {}, its limit; ask the vendor to reset it",
-                    key.jti
-                ),
-                serde_json::json!({ "key_id": key.jti, "host_id": host_id, "activations": used, "max_activations": key.max_activations }),
-            ));
-        }
-        hosts.insert(host_id.to_string(), used + 1);
+        check_limits(
+            &key.jti,
+            host_id,
+            hosts.len() as u64,
+            known,
+            key.max_hosts,
+            key.max_activations,
+        )?;
+        hosts.insert(host_id.to_string(), known.unwrap_or(0) + 1);
         Ok(())
     }
+}
+
+/// The limits of a host key, for one more activation of `host_id`: refused with
+/// `host-key-activation-limit` and the numbers when the key already has `hosts_known`
+/// hosts, `max_hosts` or more, and this is a new one; or when this host
+/// (`activations`: `None` for a new host) has used its `max_activations`. A known host
+/// takes no new host slot.
+pub fn check_limits(
+    key_id: &str,
+    host_id: &str,
+    hosts_known: u64,
+    activations: Option<u32>,
+    max_hosts: u32,
+    max_activations: u32,
+) -> Result<(), ApiError> {
+    if activations.is_none() && hosts_known >= u64::from(max_hosts) {
+        return Err(ApiError::with_details(
+            ErrorCode::HostKeyActivationLimit,
+            format!(
+                "host key {key_id} has already activated {hosts_known} hosts, its limit; ask the vendor to raise the limit or move the key from a retired host"
+            ),
+            serde_json::json!({ "key_id": key_id, "hosts": hosts_known, "max_hosts": max_hosts }),
+        ));
+    }
+    let used = activations.unwrap_or(0);
+    if used >= max_activations {
+        return Err(ApiError::with_details(
+            ErrorCode::HostKeyActivationLimit,
+            format!(
+                "host {host_id} has been activated {used} times with host key {key_id}, its limit; ask the vendor to reset it"
+            ),
+            serde_json::json!({ "key_id": key_id, "host_id": host_id, "activations": used, "max_activations": max_activations }),
+        ));
+    }
+    Ok(())
+}
+
+/// `untrusted-host`: a renewal for a host that host key `key_id` never activated at this
+/// vendor.
+pub fn unknown_host(key_id: &str, host_id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::UntrustedHost,
+        format!(
+            "host {host_id} was never activated with host key {key_id} by this vendor; activate it (volact host activate --online)"
+        ),
+    )
 }
 
 fn untrusted(what: &str, e: TokenError) -> ApiError {

@@ -253,30 +253,68 @@ pub async fn open_store_with(
                 OpenMode::Serve => SqliteStore::open(&path).await,
                 OpenMode::Direct => SqliteStore::open_direct(&path).await,
             };
-            let store = opened.map_err(|e| {
-                ApiError::with_details(
-                    ErrorCode::StorageFailure,
-                    format!("cannot open the database {}: {e}", path.display()),
-                    serde_json::json!({ "path": path.display().to_string(), "kind": format!("{:?}", e.kind()) }),
-                )
-            })?;
+            let store = opened.map_err(|e| sqlite_failed(&path, &e))?;
             Ok(Arc::new(store))
         }
         // Every write commits before it returns, so both modes are the same.
         StorageUrl::Postgres(url) => {
-            let pg = PgOptions {
-                pool_size: options.pool_size,
-                ca_file: options.ca_file.clone(),
-                password: options.password(&url)?,
-            };
-            let store = PgStore::open(&url, &pg).await.map_err(|e| {
-                let shown = redact(&url);
-                ApiError::with_details(
-                    ErrorCode::StorageFailure,
-                    format!("cannot open the PostgreSQL database {shown}: {e}"),
-                    serde_json::json!({ "url": shown, "kind": format!("{:?}", e.kind()) }),
-                )
-            })?;
+            let store = PgStore::open(&url, &pg_options(options, &url)?)
+                .await
+                .map_err(|e| postgres_failed(&url, &e))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+fn sqlite_failed(path: &Path, e: &volact_store::StoreError) -> ApiError {
+    ApiError::with_details(
+        ErrorCode::StorageFailure,
+        format!("cannot open the database {}: {e}", path.display()),
+        serde_json::json!({ "path": path.display().to_string(), "kind": format!("{:?}", e.kind()) }),
+    )
+}
+
+fn postgres_failed(url: &str, e: &volact_store::StoreError) -> ApiError {
+    let shown = redact(url);
+    ApiError::with_details(
+        ErrorCode::StorageFailure,
+        format!("cannot open the PostgreSQL database {shown}: {e}"),
+        serde_json::json!({ "url": shown, "kind": format!("{:?}", e.kind()) }),
+    )
+}
+
+fn pg_options(options: &StorageOptions, url: &str) -> Result<PgOptions, ApiError> {
+    Ok(PgOptions {
+        pool_size: options.pool_size,
+        ca_file: options.ca_file.clone(),
+        password: options.password(url)?,
+    })
+}
+
+/// The vendor service's store when its settings name none: `vendor.db` in the vendor
+/// directory.
+pub const DEFAULT_VENDOR_STORAGE_URL: &str = "sqlite://DATA/vendor.db";
+
+/// Opens the vendor service's store `url` names (`DATA` being the vendor directory
+/// `vendor_dir`), with `options` for PostgreSQL: the same URLs, settings and password
+/// sources as a host's store, its own tables and migrations.
+pub async fn open_vendor_store(
+    url: &str,
+    options: &StorageOptions,
+    vendor_dir: &Path,
+) -> Result<Arc<dyn volact_store::vendor::VendorStore>, ApiError> {
+    match StorageUrl::parse(url, vendor_dir)? {
+        StorageUrl::Sqlite(path) => {
+            let store = volact_store_sqlite::VendorSqliteStore::open(&path)
+                .await
+                .map_err(|e| sqlite_failed(&path, &e))?;
+            Ok(Arc::new(store))
+        }
+        StorageUrl::Postgres(url) => {
+            let store =
+                volact_store_postgres::PgVendorStore::open(&url, &pg_options(options, &url)?)
+                    .await
+                    .map_err(|e| postgres_failed(&url, &e))?;
             Ok(Arc::new(store))
         }
     }
@@ -462,5 +500,28 @@ mod tests {
         assert_eq!(store.client_total().await.unwrap(), 0);
         store.close().await;
         assert!(dir.path().join("volact.db").is_file());
+    }
+
+    #[tokio::test]
+    async fn the_vendor_store_opens_by_url_and_an_unknown_scheme_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_vendor_store(
+            DEFAULT_VENDOR_STORAGE_URL,
+            &StorageOptions::default(),
+            dir.path(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.revocations().await.unwrap().sequence, 0);
+        assert!(dir.path().join("vendor.db").is_file());
+        let e = open_vendor_store("mysql://x/y", &StorageOptions::default(), dir.path())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(
+            e.message.contains("sqlite://, postgres://"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -14,6 +14,7 @@ mod error;
 mod feed;
 mod read;
 mod schema;
+mod vendor;
 mod write;
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use volact_store::{
 };
 
 use error::DbError;
+pub use vendor::PgVendorStore;
 
 /// Connections per host when the configuration names no pool size: enough for the
 /// writer, the maintenance pass and a few administrators at once.
@@ -141,7 +143,10 @@ impl PgStore {
 
     /// The driver's options for `url` and `options`. The URL's own `sslmode` holds
     /// unless a CA file is given, which makes it `verify-full`.
-    fn connect_options(url: &str, options: &PgOptions) -> Result<PgConnectOptions, StoreError> {
+    pub(crate) fn connect_options(
+        url: &str,
+        options: &PgOptions,
+    ) -> Result<PgConnectOptions, StoreError> {
         let invalid = |why: String| StoreError::new(volact_store::StoreErrorKind::Invalid, why);
         // The driver's message may quote the URL, password included: keep it out.
         let mut connect = PgConnectOptions::from_str(url)

@@ -19,3 +19,29 @@ async fn open(test: &str) -> TestResult<Option<(PgStore, Arc<TestPostgres>)>> {
 }
 
 volact_store::conformance_tests!(optional open);
+
+/// A fresh vendor store, in a database that also holds a host's store: the two schemas
+/// share it without touching each other.
+async fn open_vendor(
+    test: &str,
+) -> TestResult<Option<(volact_store_postgres::PgVendorStore, Arc<TestPostgres>)>> {
+    let Some(pg) = TestPostgres::shared(test)? else {
+        return Ok(None);
+    };
+    let database = pg.create_database()?;
+    let url = pg.url(&database);
+    let host = PgStore::open(&url, &PgOptions::default()).await?;
+    let vendor = volact_store_postgres::PgVendorStore::open(&url, &PgOptions::default()).await?;
+    host.close().await;
+    // Opening again finds both schemas current.
+    PgStore::open(&url, &PgOptions::default())
+        .await?
+        .close()
+        .await;
+    Ok(Some((vendor, pg)))
+}
+
+mod vendor {
+    use super::open_vendor;
+    volact_store::vendor_conformance_tests!(optional open_vendor);
+}

@@ -16,6 +16,7 @@ mod journal;
 mod ops;
 mod read;
 mod schema;
+mod vendor;
 mod worker;
 mod write;
 
@@ -33,6 +34,7 @@ use volact_store::{
 };
 
 use error::DbError;
+pub use vendor::VendorSqliteStore;
 // The records, under the names the backend's modules have always used.
 pub(crate) use volact_store::{ActivationRecord, CloneRecord, CloneSighting, HourlyRequests};
 

@@ -308,3 +308,15 @@ async fn hundred_thousand_clients() -> TestResult {
     assert_eq!(page[0].last_seen, 1_000 + clients - 3);
     Ok(())
 }
+
+/// A fresh vendor store in a temporary directory.
+async fn open_vendor() -> TestResult<(volact_store_sqlite::VendorSqliteStore, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let store = volact_store_sqlite::VendorSqliteStore::open(&dir.path().join("vendor.db")).await?;
+    Ok((store, dir))
+}
+
+mod vendor {
+    use super::open_vendor;
+    volact_store::vendor_conformance_tests!(open_vendor);
+}

@@ -12,6 +12,7 @@ use std::error::Error;
 
 mod deferred;
 mod history;
+pub mod vendor;
 
 pub use deferred::*;
 pub use history::*;

@@ -14,6 +14,7 @@ pub mod feed;
 pub mod history;
 pub mod private;
 mod types;
+pub mod vendor;
 
 pub use history::{CountHistory, CountSeries, HourlyRequests};
 pub use types::*;
