@@ -190,13 +190,7 @@ impl Ledger {
         let key_id = &renewal.certificate.key_id;
         let request_id = format!("{host_id} {}", renewal.proof.nonce);
         if let Some(at) = self.answered.get(&request_id) {
-            return Err(ApiError::with_details(
-                ErrorCode::RequestReplayed,
-                format!(
-                    "this renewal request of host {host_id} was already answered at {at}; the host makes a new request with a new nonce on its next attempt"
-                ),
-                serde_json::json!({ "host_id": host_id, "nonce": renewal.proof.nonce, "answered_at": at }),
-            ));
+            return Err(renewal_replayed(renewal, *at));
         }
         let known = self
             .keys
@@ -214,6 +208,18 @@ impl Ledger {
         self.answered.insert(request_id, now);
         Ok(())
     }
+}
+
+/// `request-replayed`: the renewal request was answered at `at` already.
+pub fn renewal_replayed(renewal: &CheckedRenewal, at: Timestamp) -> ApiError {
+    let host_id = &renewal.certificate.sub;
+    ApiError::with_details(
+        ErrorCode::RequestReplayed,
+        format!(
+            "this renewal request of host {host_id} was already answered at {at}; the host makes a new request with a new nonce on its next attempt"
+        ),
+        serde_json::json!({ "host_id": host_id, "nonce": renewal.proof.nonce, "answered_at": at }),
+    )
 }
 
 /// Signs the renewed certificate: the same claims, issued `now`, valid `days` (at most

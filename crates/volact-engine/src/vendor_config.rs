@@ -23,7 +23,14 @@ pub struct VendorSection {
     pub ca_file: Option<String>,
     /// Trust exactly the service certificate with this SHA-256 fingerprint.
     pub tls_fingerprint: Option<String>,
+    /// How often the day's usage report is sent again with the latest counts (when the
+    /// host key asks for reports), e.g. `1h` (the default), `15m`.
+    pub usage_report_every: Option<String>,
 }
+
+/// Allowed range of `usage_report_every`, in seconds: the service keeps one report per
+/// host and day, so this only sets how fresh the day's figures are.
+pub const USAGE_REPORT_EVERY_RANGE: (i64, i64) = (1, 24 * 3600);
 
 /// `[vendor]` resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +44,8 @@ pub struct VendorConfig {
     pub ca_file: Option<String>,
     /// The service certificate's fingerprint to trust.
     pub tls_fingerprint: Option<String>,
+    /// How often the day's usage report is refreshed.
+    pub usage_report_every: std::time::Duration,
 }
 
 impl Default for VendorConfig {
@@ -46,6 +55,7 @@ impl Default for VendorConfig {
             renew_before: SignedDuration::from_hours(i64::from(DEFAULT_RENEW_BEFORE_DAYS) * 24),
             ca_file: None,
             tls_fingerprint: None,
+            usage_report_every: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -78,7 +88,23 @@ impl VendorSection {
                 format!("is {days}; it must be from {min} to {max}"),
             ));
         }
+        let usage_report_every = match &self.usage_report_every {
+            None => std::time::Duration::from_secs(3600),
+            Some(text) => {
+                let d = volact_core::settings::parse_duration(text)
+                    .map_err(|e| bad("usage_report_every", e.message))?;
+                let (min, max) = USAGE_REPORT_EVERY_RANGE;
+                if !(min..=max).contains(&d.as_secs()) {
+                    return Err(bad(
+                        "usage_report_every",
+                        format!("is {text}; it must be from 1s to 24h"),
+                    ));
+                }
+                std::time::Duration::from_secs(d.as_secs().unsigned_abs())
+            }
+        };
         Ok(VendorConfig {
+            usage_report_every,
             url,
             renew_before: SignedDuration::from_hours(i64::from(days) * 24),
             ca_file: self.ca_file.clone(),

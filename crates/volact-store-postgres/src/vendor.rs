@@ -267,6 +267,13 @@ impl VendorStore for PgVendorStore {
         certificate_expires: i64,
     ) -> Result<(), AdmitError> {
         let mut tx = self.pool.begin().await.map_err(store_err)?;
+        // The key's lock, as for an admission: two copies of one renewal arriving at
+        // once then meet as a replay, not as a constraint violation.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7688))")
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_err)?;
         let answered: Option<i64> =
             sqlx::query_scalar("SELECT at FROM vendor_answered WHERE host_id = $1 AND nonce = $2")
                 .bind(host_id)
@@ -326,6 +333,12 @@ impl VendorStore for PgVendorStore {
         reason: Option<&str>,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_err)?;
+        // Revocations commit one at a time, so their sequence numbers become visible in
+        // order: a reader never publishes N+1 while N is still uncommitted.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('vendor_revocations', 7688))")
+            .execute(&mut *tx)
+            .await
+            .map_err(store_err)?;
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO vendor_revocations (kind, id, at, reason) VALUES ($1, $2, $3, $4) RETURNING seq",
         )

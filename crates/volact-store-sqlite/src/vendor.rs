@@ -147,6 +147,18 @@ impl VendorSqliteStore {
     }
 }
 
+impl VendorSqliteStore {
+    /// A write transaction that takes the write lock at once (`BEGIN IMMEDIATE`): another
+    /// process on the same file (the CLI beside a running service) then waits its turn
+    /// within the busy timeout instead of failing when its read turns into a write.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(store_err)
+    }
+}
+
 #[async_trait]
 impl VendorStore for VendorSqliteStore {
     async fn put_host_key(&self, key: &HostKeyRecord) -> Result<(), StoreError> {
@@ -204,7 +216,7 @@ impl VendorStore for VendorSqliteStore {
     }
 
     async fn admit(&self, a: &HostAdmission) -> Result<u32, AdmitError> {
-        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        let mut tx = self.begin().await?;
         let answered: Option<i64> =
             sqlx::query_scalar("SELECT at FROM vendor_answered WHERE host_id = ? AND nonce = ?")
                 .bind(&a.host_id)
@@ -272,7 +284,7 @@ impl VendorStore for VendorSqliteStore {
         at: i64,
         certificate_expires: i64,
     ) -> Result<(), AdmitError> {
-        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        let mut tx = self.begin().await?;
         let answered: Option<i64> =
             sqlx::query_scalar("SELECT at FROM vendor_answered WHERE host_id = ? AND nonce = ?")
                 .bind(host_id)
@@ -331,7 +343,7 @@ impl VendorStore for VendorSqliteStore {
         at: i64,
         reason: Option<&str>,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        let mut tx = self.begin().await?;
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO vendor_revocations (kind, id, at, reason) VALUES (?, ?, ?, ?) RETURNING seq",
         )
@@ -388,7 +400,7 @@ impl VendorStore for VendorSqliteStore {
             serde_json::to_string(m)
                 .map_err(|e| StoreError::new(StoreErrorKind::Internal, e.to_string()))
         };
-        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO vendor_usage (host_id, day, key_id, received, host_version, \
              clients_known, products, applications, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \

@@ -423,9 +423,10 @@ pub enum VendorCommand {
     },
     /// Issue a host key to a customer.
     HostKey {
-        /// The vendor's directory.
-        #[arg(long, value_name = "DIR")]
-        dir: PathBuf,
+        /// Where to issue it: offline in the vendor's directory (--dir), or through a
+        /// running service's admin API (--url).
+        #[command(flatten)]
+        source: crate::vendor_admin_cmd::VendorSource,
         /// Customer name.
         #[arg(long)]
         customer: String,
@@ -497,6 +498,10 @@ pub enum VendorCommand {
         /// The TLS certificate's private key (PEM), with --tls-cert.
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Where the service keeps its records [default: sqlite://DATA/vendor.db, DATA
+        /// being DIR], e.g. postgres://volact@db.example.com/vendor.
+        #[arg(long, value_name = "URL")]
+        storage_url: Option<String>,
     },
     /// Certify a signing key for the vendor's activation service, so the root key can stay
     /// offline: hosts and clients accept what it signs within its scope and validity.
@@ -513,6 +518,56 @@ pub enum VendorCommand {
         /// What the key may sign (default: all four).
         #[arg(long, value_delimiter = ',', value_name = "SCOPE", value_parser = ["host-certificates", "catalogs", "revocation-lists", "host-keys"])]
         scope: Vec<String>,
+    },
+    /// List customers: their host keys and hosts (activations, last contact,
+    /// certificate expiry).
+    Customers {
+        #[command(flatten)]
+        source: crate::vendor_admin_cmd::VendorSource,
+        /// Only this customer.
+        #[arg(long)]
+        customer: Option<String>,
+        /// CSV instead of text (one row per host).
+        #[arg(long)]
+        csv: bool,
+    },
+    /// List the hosts' daily usage reports.
+    Usage {
+        #[command(flatten)]
+        source: crate::vendor_admin_cmd::VendorSource,
+        /// Only this customer.
+        #[arg(long)]
+        customer: Option<String>,
+        /// Only this host key.
+        #[arg(long, value_name = "KEY_ID")]
+        key: Option<String>,
+        /// From this day (YYYY-MM-DD).
+        #[arg(long, value_name = "DAY")]
+        from: Option<String>,
+        /// To this day (YYYY-MM-DD).
+        #[arg(long, value_name = "DAY")]
+        to: Option<String>,
+        /// CSV instead of text (one row per report and product).
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Revoke a host key (all its hosts), one host, or a delegated signing key.
+    #[command(group(clap::ArgGroup::new("what").required(true).multiple(false)))]
+    Revoke {
+        #[command(flatten)]
+        source: crate::vendor_admin_cmd::VendorSource,
+        /// The host key's id.
+        #[arg(long, value_name = "KEY_ID", group = "what")]
+        host_key: Option<String>,
+        /// The host's id.
+        #[arg(long, value_name = "HOST_ID", group = "what")]
+        host: Option<String>,
+        /// The delegation's id.
+        #[arg(long, value_name = "ID", group = "what")]
+        delegation: Option<String>,
+        /// Why (kept with the revocation).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Print the public bundle (root public key and signed catalog) for hosts and clients.
     Export {

@@ -295,7 +295,12 @@ pub async fn serve(
     let link = crate::vendor_link::VendorLink::of_host(host, config)?;
     let renewal = crate::vendor_renew::start_renewal(link.as_ref(), host, config, &running.engine);
     let catalogs = crate::vendor_renew::start_catalog_updates(link.as_ref(), host, &running.engine);
-    let usage = crate::vendor_usage::start_usage_reports(link.as_ref(), host, &running.engine);
+    let usage = crate::vendor_usage::start_usage_reports(
+        link.as_ref(),
+        host,
+        &running.engine,
+        config.vendor.usage_report_every,
+    );
     signal.wait().await;
     tracing::info!("shutting down");
     if let Some(renewal) = renewal {

@@ -16,9 +16,12 @@ mod seed_cmd;
 mod simulate_cmd;
 mod table;
 mod vendor;
+mod vendor_admin_cmd;
 mod vendor_cmd;
+mod vendor_ledger;
 mod vendor_link;
 mod vendor_renew;
+mod vendor_report;
 mod vendor_serve;
 mod vendor_usage;
 

@@ -66,11 +66,19 @@ pub async fn run(
     };
     if needs_certificate {
         let request = host.activation_request(random_nonce()?, now)?;
-        let response = vendor.activate_host(
+        let flags = crate::vendor_serve::config::ServiceFlags::default();
+        let store = crate::vendor_ledger::open_store(vendor.dir(), &flags).await?;
+        let answer = crate::vendor_ledger::activate(
+            &vendor,
+            store.as_ref(),
+            None,
             &request,
-            now,
+            volact_core::util::whole_seconds(now),
             volact_core::certificate::DEFAULT_CERTIFICATE_DAYS,
-        )?;
+        )
+        .await;
+        store.close().await;
+        let response = answer?;
         host.install_certificate(&response, now)?;
     }
 

@@ -6,18 +6,16 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use volact_core::catalog::{Catalog, CatalogSource, VendorBundle};
-use volact_core::certificate::{self, Ledger};
 use volact_core::delegation::{self, Delegation, Scope, Signer};
 use volact_core::host_key::{HostKey, UnreachableProduct, unreachable_products};
 use volact_core::keys::{KeyPair, PublicKey};
 use volact_core::token;
 use volact_engine::data::write_atomic;
 use volact_engine::random_bytes;
-use volact_proto::{ApiError, ErrorCode, HostActivationRequest, HostActivationResponse};
+use volact_proto::{ApiError, ErrorCode};
 
 const ROOT_KEY: &str = "root.key";
 const CATALOG: &str = "catalog.token";
-const LEDGER: &str = "ledger.json";
 const ADMIN_TOKEN: &str = "admin.token";
 
 /// A vendor directory.
@@ -71,6 +69,11 @@ impl VendorDir {
             }
         }
         Ok(())
+    }
+
+    /// The vendor directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The vendor service's admin token file (mode 0600).
@@ -197,7 +200,7 @@ impl VendorDir {
         Ok(Some((text.trim().to_string(), catalog)))
     }
 
-    fn require_catalog(&self) -> Result<(String, Catalog), ApiError> {
+    pub(crate) fn require_catalog(&self) -> Result<(String, Catalog), ApiError> {
         self.catalog()?.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidState,
@@ -389,73 +392,6 @@ impl VendorDir {
         write_atomic(&signing.key_path(), pair.to_paserk().as_bytes(), true)?;
         write_atomic(&signing.delegation_path(), token.as_bytes(), false)?;
         Ok(delegation)
-    }
-
-    /// Signs a host certificate for an activation request, within the key's limits,
-    /// with the root key.
-    pub fn activate_host(
-        &self,
-        request: &HostActivationRequest,
-        now: Timestamp,
-        days: u32,
-    ) -> Result<HostActivationResponse, ApiError> {
-        self.activate_host_signed_by(request, now, days, None)
-    }
-
-    /// [`VendorDir::activate_host`], signed by the delegated key in `signing` when given
-    /// (the certificate then carries its delegation; the ledger is still this
-    /// directory's).
-    pub fn activate_host_signed_by(
-        &self,
-        request: &HostActivationRequest,
-        now: Timestamp,
-        days: u32,
-        signing: Option<&SigningDir>,
-    ) -> Result<HostActivationResponse, ApiError> {
-        let root = self.root_public()?;
-        let signer = self.signer(signing)?;
-        let (_, catalog) = self.require_catalog()?;
-        let mut ledger = self.read_ledger()?;
-        let (cert, _) = certificate::activate_host_with(
-            &signer.as_signer(),
-            &root,
-            &catalog,
-            &mut ledger,
-            request,
-            now,
-            days,
-        )?;
-        // The ledger is written before the certificate is handed out, so a crash never
-        // gives away an activation the ledger does not know.
-        self.write_ledger(&ledger)?;
-        Ok(HostActivationResponse {
-            host_certificate: cert,
-        })
-    }
-
-    /// The ledger (empty before the first activation), in a directory made private.
-    pub(crate) fn read_ledger(&self) -> Result<Ledger, ApiError> {
-        self.secure()?;
-        let path = self.path(LEDGER);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::new(
-                    ErrorCode::InvalidState,
-                    format!("{} is corrupt: {e}", path.display()),
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ledger::default()),
-            Err(e) => Err(io("read", &path, e)),
-        }
-    }
-
-    /// Replaces the ledger, atomically.
-    pub(crate) fn write_ledger(&self, ledger: &Ledger) -> Result<(), ApiError> {
-        write_atomic(
-            &self.path(LEDGER),
-            &serde_json::to_vec_pretty(ledger).map_err(internal)?,
-            false,
-        )
     }
 }
 

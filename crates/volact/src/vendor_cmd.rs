@@ -65,7 +65,7 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
             });
         }
         VendorCommand::HostKey {
-            dir,
+            source,
             customer,
             group,
             seats,
@@ -85,11 +85,61 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
                 max_activations,
                 usage_reports,
             };
-            let (token, key, unreachable) = VendorDir::new(&dir).host_key(
-                spec,
-                now,
-                signing.map(crate::vendor::SigningDir::new).as_ref(),
-            )?;
+            let issued = match source.open().await? {
+                crate::vendor_admin_cmd::Source::Remote(link) => {
+                    if signing.is_some() {
+                        return Err(ApiError::bad_request(
+                            "signing",
+                            "the service signs with its own key; --signing is for --dir",
+                        ));
+                    }
+                    let body = serde_json::json!({
+                        "customer": spec.customer,
+                        "group": spec.group,
+                        "seats": spec.seats,
+                        "expires": spec.expires,
+                        "max_hosts": spec.max_hosts,
+                        "max_activations": spec.max_activations,
+                        "usage_reports": spec.usage_reports,
+                    });
+                    let answer: serde_json::Value = link
+                        .post("/v1/admin/host-keys", &body, "a host key")
+                        .await?;
+                    let unreachable =
+                        serde_json::from_value(answer["unreachable_products"].clone())
+                            .unwrap_or_default();
+                    let key = serde_json::from_value(answer["claims"].clone()).map_err(|e| {
+                        ApiError::new(
+                            ErrorCode::HostUnreachable,
+                            format!("the service answered something that is not a host key: {e}"),
+                        )
+                    })?;
+                    let token = answer["host_key"].as_str().unwrap_or_default().to_owned();
+                    (token, key, unreachable)
+                }
+                crate::vendor_admin_cmd::Source::Local(store) => {
+                    let dir = source.dir.clone().unwrap_or_default();
+                    let issued = VendorDir::new(&dir).host_key(
+                        spec,
+                        now,
+                        signing.map(crate::vendor::SigningDir::new).as_ref(),
+                    );
+                    let recorded = match &issued {
+                        Ok((token, key, _)) => {
+                            crate::vendor_ledger::record_host_key(store.as_ref(), token, key).await
+                        }
+                        Err(_) => Ok(()),
+                    };
+                    store.close().await;
+                    recorded?;
+                    issued?
+                }
+            };
+            let (token, key, unreachable): (
+                String,
+                volact_core::host_key::HostKey,
+                Vec<volact_core::host_key::UnreachableProduct>,
+            ) = issued;
             // The key is printed on stdout (often redirected into a file), so the warning
             // goes to stderr where the vendor sees it, and into the JSON for programs.
             if !out.json {
@@ -155,8 +205,20 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
                 )
             })?;
             let signing = signing.map(crate::vendor::SigningDir::new);
-            let response =
-                VendorDir::new(&dir).activate_host_signed_by(&req, now, days, signing.as_ref())?;
+            let flags = crate::vendor_serve::config::ServiceFlags::default();
+            let store = crate::vendor_ledger::open_store(&dir, &flags).await?;
+            let now = volact_core::util::whole_seconds(now);
+            let answer = crate::vendor_ledger::activate(
+                &VendorDir::new(&dir),
+                store.as_ref(),
+                signing.as_ref(),
+                &req,
+                now,
+                days,
+            )
+            .await;
+            store.close().await;
+            let response = answer?;
             // The answer is a file the host installs, so it is JSON whatever --json says.
             match serde_json::to_string_pretty(&response) {
                 Ok(s) => println!("{s}"),
@@ -172,6 +234,7 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
             attempts_per_minute,
             tls_cert,
             tls_key,
+            storage_url,
         } => {
             crate::output::init_logging(log_format)?;
             let options = crate::vendor_serve::ServeOptions {
@@ -184,6 +247,7 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
                     attempts_per_minute,
                     tls_cert,
                     tls_key,
+                    storage_url,
                 },
             };
             let token_file = VendorDir::new(&options.dir).admin_token_path();
@@ -205,6 +269,48 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
                 });
             })
             .await?;
+        }
+        VendorCommand::Customers {
+            source,
+            customer,
+            csv,
+        } => crate::vendor_admin_cmd::customers(&source, customer, csv, &out).await?,
+        VendorCommand::Usage {
+            source,
+            customer,
+            key,
+            from,
+            to,
+            csv,
+        } => {
+            let args = crate::vendor_admin_cmd::UsageArgs {
+                customer,
+                key,
+                from,
+                to,
+            };
+            crate::vendor_admin_cmd::usage(&source, args, csv, &out).await?;
+        }
+        VendorCommand::Revoke {
+            source,
+            host_key,
+            host,
+            delegation,
+            reason,
+        } => {
+            use volact_store::vendor::RevokedKind;
+            let (kind, id) = match (host_key, host, delegation) {
+                (Some(id), _, _) => (RevokedKind::HostKey, id),
+                (_, Some(id), _) => (RevokedKind::Host, id),
+                (_, _, Some(id)) => (RevokedKind::Delegation, id),
+                (None, None, None) => {
+                    return Err(ApiError::bad_request(
+                        "what",
+                        "give --host-key, --host or --delegation",
+                    ));
+                }
+            };
+            crate::vendor_admin_cmd::revoke(&source, kind, &id, reason, &out).await?;
         }
         VendorCommand::Export { dir } => {
             let bundle = VendorDir::new(&dir).export()?;

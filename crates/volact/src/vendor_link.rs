@@ -15,6 +15,8 @@ pub struct VendorLink {
     pub url: String,
     /// Whom to trust for `https://`.
     pub trust: TlsTrust,
+    /// The admin token, sent as a bearer token (the vendor's own tools only).
+    pub token: Option<String>,
 }
 
 impl VendorLink {
@@ -23,6 +25,7 @@ impl VendorLink {
         VendorLink {
             url: url.trim().trim_end_matches('/').to_owned(),
             trust,
+            token: None,
         }
     }
 
@@ -64,10 +67,13 @@ impl VendorLink {
             .build()
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
         let endpoint = format!("{url}{path}");
-        let request = match body {
+        let mut request = match body {
             Some(b) => http.post(&endpoint).json(&b),
             None => http.get(&endpoint),
         };
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         let response = request.send().await.map_err(|e| {
             ApiError::new(
                 ErrorCode::HostUnreachable,

@@ -12,52 +12,17 @@ use axum::{Json, Router};
 use jiff::Timestamp;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use volact_core::certificate::Ledger;
-use volact_core::renewal::{self, CheckedRenewal};
 use volact_host::http::HttpError;
 use volact_proto::{ApiError, CatalogResponse, ErrorCode, HostRenewalRequest, HostRenewalResponse};
 
-use crate::vendor::{SigningDir, VendorDir};
 use crate::vendor_link::VendorLink;
-use crate::vendor_serve::{MAX_CLOCK_SKEW, Service, over_limit};
+use crate::vendor_serve::{Service, over_limit};
 
 /// The routes, merged into the service's router.
 pub(crate) fn routes() -> Router<Arc<Service>> {
     Router::new()
         .route("/v1/host-renewals", post(renew))
         .route("/v1/catalog", get(catalog))
-}
-
-/// The ledger's part of a renewal, kept to this one function since the ledger moves
-/// into the service's database: refuses a replayed request or a host the ledger does not
-/// know, else records the request as answered. Spends no activation.
-fn admit_in_ledger(
-    vendor: &VendorDir,
-    renewal: &CheckedRenewal,
-    now: Timestamp,
-) -> Result<(), ApiError> {
-    let mut ledger: Ledger = vendor.read_ledger()?;
-    ledger.admit_renewal(renewal, now)?;
-    vendor.write_ledger(&ledger)
-}
-
-/// Renews a host certificate: checks the request, admits it in the ledger, signs the
-/// renewed certificate with the delegated key in `signing` when given, else the root.
-pub(crate) fn renew_host(
-    vendor: &VendorDir,
-    signing: Option<&SigningDir>,
-    request: &HostRenewalRequest,
-    now: Timestamp,
-    days: u32,
-) -> Result<HostRenewalResponse, ApiError> {
-    let root = vendor.root_public()?;
-    let signer = vendor.signer(signing)?;
-    let checked = renewal::check_renewal(&root, request, now, MAX_CLOCK_SKEW)?;
-    admit_in_ledger(vendor, &checked, now)?;
-    let (token, _) = renewal::renewed_certificate(&signer.as_signer(), &checked, now, days)?;
-    Ok(HostRenewalResponse {
-        host_certificate: token,
-    })
 }
 
 async fn renew(
@@ -75,21 +40,15 @@ async fn renew(
         ))
     })?;
     let now = volact_core::util::whole_seconds(Timestamp::now());
-    let _turn = service.ledger.lock().await;
-    let answer = {
-        let service = service.clone();
-        tokio::task::spawn_blocking(move || {
-            renew_host(
-                &service.vendor,
-                service.signing.as_ref(),
-                &request,
-                now,
-                service.days,
-            )
-        })
-        .await
-        .map_err(|e| HttpError(ApiError::new(ErrorCode::Internal, e.to_string())))?
-    };
+    let answer = crate::vendor_ledger::renew(
+        &service.vendor,
+        service.store.as_ref(),
+        service.signing.as_ref(),
+        &request,
+        now,
+        service.days,
+    )
+    .await;
     match answer {
         Ok(response) => {
             tracing::info!(%peer, "host certificate renewed online");

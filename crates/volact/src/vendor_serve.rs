@@ -1,7 +1,8 @@
 //! `volact vendor serve`: the vendor's activation service, online. A host sends the same
 //! activation request it writes to a file for the offline exchange (signed by its
 //! identity key, with a fresh nonce and its time) and gets its host certificate back,
-//! through the same ledger, limits and replay check as `volact vendor activate-host`.
+//! through the same ledger, limits and replay check as `volact vendor activate-host`
+//! ([`crate::vendor_ledger`]).
 //!
 //! It serves HTTPS with the certificate and key of its settings ([`config`]), or plain
 //! HTTP on loopback only (tests and demos), behind the host's hardened listener
@@ -75,8 +76,8 @@ pub(crate) struct Service {
     pub(crate) tls: bool,
     pub(crate) auth: volact_host::auth::AdminAuth,
     pub(crate) metrics: metrics::ServiceMetrics,
-    /// One activation (or renewal) at a time: each reads and rewrites the ledger.
-    pub(crate) ledger: tokio::sync::Mutex<()>,
+    /// The service's records: host keys, hosts, revocations, usage.
+    pub(crate) store: Arc<dyn volact_store::vendor::VendorStore>,
     /// Attempts per address, counted before anything is parsed or verified.
     attempts: std::sync::Mutex<volact_core::ratelimit::NewClientLimiter>,
 }
@@ -131,22 +132,17 @@ async fn activate_inner(
             format!("the body is not a host activation request: {e}"),
         )
     })?;
-    let now = Timestamp::now();
+    let now = volact_core::util::whole_seconds(Timestamp::now());
     check_time(&request, now)?;
-    let _turn = service.ledger.lock().await;
-    let answer = {
-        let service = service.clone();
-        tokio::task::spawn_blocking(move || {
-            service.vendor.activate_host_signed_by(
-                &request,
-                now,
-                service.days,
-                service.signing.as_ref(),
-            )
-        })
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
-    };
+    let answer = crate::vendor_ledger::activate(
+        &service.vendor,
+        service.store.as_ref(),
+        service.signing.as_ref(),
+        &request,
+        now,
+        service.days,
+    )
+    .await;
     match answer {
         Ok(response) => {
             tracing::info!(%peer, "host activated online");
@@ -193,6 +189,7 @@ fn router(service: Arc<Service>) -> Router {
         .route("/healthz", get(healthz))
         .merge(admin::routes())
         .merge(crate::vendor_renew::routes())
+        .merge(crate::vendor_usage::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(service)
 }
@@ -233,6 +230,12 @@ pub async fn serve(
         })
         .transpose()?;
     let token_file = vendor.admin_token_path().display().to_string();
+    let store = volact_engine::storage::open_vendor_store(
+        &settings.storage_url,
+        &settings.storage,
+        &options.dir,
+    )
+    .await?;
     let auth = volact_host::auth::AdminAuth::new(vendor.ensure_admin_token()?).kept_in(token_file);
     let service = Arc::new(Service {
         vendor,
@@ -241,7 +244,7 @@ pub async fn serve(
         tls: tls.is_some(),
         auth,
         metrics: metrics::ServiceMetrics::new(),
-        ledger: tokio::sync::Mutex::new(()),
+        store,
         attempts: std::sync::Mutex::new(attempt_limiter(settings.attempts_per_minute)),
     });
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -259,6 +262,9 @@ pub async fn serve(
         &volact_host::listener::LimitsConfig::default(),
         volact_host::listener::raise_fd_limit(),
     );
+    // Built before the service says it listens, so a mistake in it never looks like a
+    // service that started.
+    let app = router(service);
     let stopped =
         |e: std::io::Error| ApiError::new(ErrorCode::Internal, format!("the service stopped: {e}"));
     match tls {
@@ -270,7 +276,7 @@ pub async fn serve(
                 listener,
                 handshake,
                 volact_host::listener::Transport::tls(),
-                router(service),
+                app,
                 volact_host::listener::Connections::new(limits, None),
                 shutdown(),
             )
@@ -284,7 +290,7 @@ pub async fn serve(
             volact_host::listener::serve(
                 listener,
                 volact_host::listener::Plain,
-                router(service),
+                app,
                 limits,
                 None,
                 shutdown(),

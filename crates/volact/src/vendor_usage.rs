@@ -10,10 +10,6 @@ use volact_proto::{ApiError, ErrorCode, UsageReportReceipt, UsageReportUpload};
 
 use crate::vendor_link::VendorLink;
 
-/// How often a serving host looks whether today's report is still to be sent: a failed
-/// send is retried at the next look.
-const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
-
 /// Where a host keeps the day of its last report that the service received.
 const SENT_FILE: &str = "usage-report.json";
 
@@ -21,13 +17,6 @@ const SENT_FILE: &str = "usage-report.json";
 struct Sent {
     day: Option<jiff::civil::Date>,
     at: Option<Timestamp>,
-}
-
-fn read_sent(host: &HostData) -> Sent {
-    std::fs::read(host.dir().join(SENT_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
 }
 
 /// Builds, signs and sends the report of `now`'s day; returns the service's receipt.
@@ -67,12 +56,15 @@ pub(crate) async fn send_report(
     Ok(receipt)
 }
 
-/// Starts sending daily usage reports when the host key asks for them (its signed
-/// `usage_reports` flag) and a vendor service is known; `None` otherwise.
+/// Starts sending usage reports when the host key asks for them (its signed
+/// `usage_reports` flag) and a vendor service is known; `None` otherwise. The day's report
+/// goes at start and then every `every` (`[vendor] usage_report_every`, 1 h by default)
+/// with the latest counts: the service keeps one per host and day, the latest.
 pub(crate) fn start_usage_reports(
     link: Option<&VendorLink>,
     host: &HostData,
     engine: &Arc<Engine>,
+    every: std::time::Duration,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let asks = host.host_key().is_ok_and(|(_, key)| key.usage_reports);
     if !asks {
@@ -89,18 +81,111 @@ pub(crate) fn start_usage_reports(
     Some(tokio::spawn(async move {
         loop {
             let now = engine.now();
-            let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
-            if read_sent(&host).day != Some(today) {
-                match send_report(&link, &host, &engine, now).await {
-                    Ok(receipt) => tracing::info!(day = %receipt.day, "usage report sent"),
-                    Err(e) => tracing::warn!(
-                        code = %e.code,
-                        "the usage report was not sent (tried again in an hour): {}",
-                        e.message
-                    ),
-                }
+            match send_report(&link, &host, &engine, now).await {
+                Ok(receipt) => tracing::debug!(day = %receipt.day, "usage report sent"),
+                Err(e) => tracing::warn!(
+                    code = %e.code,
+                    "the usage report was not sent (tried again later): {}",
+                    e.message
+                ),
             }
-            tokio::time::sleep(LOOK_EVERY).await;
+            tokio::time::sleep(every).await;
         }
     }))
+}
+
+/// The service's side: verifies an uploaded report along the host's certificate chain,
+/// checks that its host key asks for reports and that the vendor activated this host,
+/// and keeps it.
+pub(crate) async fn receive(
+    service: &crate::vendor_serve::Service,
+    upload: &UsageReportUpload,
+    now: Timestamp,
+) -> Result<UsageReportReceipt, ApiError> {
+    let root = service.vendor.root_public()?;
+    let (cert, report) =
+        volact_core::usage::verify_upload(&root, &upload.host_certificate, &upload.report, now)?;
+    let store = service.store.as_ref();
+    let failed = |e: volact_store::StoreError| {
+        ApiError::new(
+            ErrorCode::StorageFailure,
+            format!("the usage report could not be kept: {e}; the host sends it again later"),
+        )
+    };
+    let key = store.host_key(&cert.key_id).await.map_err(failed)?;
+    if !key.as_ref().is_some_and(|k| k.usage_reports) {
+        return Err(ApiError::with_details(
+            ErrorCode::BadRequest,
+            format!(
+                "host key {} does not ask for usage reports, so none is kept",
+                cert.key_id
+            ),
+            serde_json::json!({ "key_id": cert.key_id }),
+        ));
+    }
+    let known = store
+        .hosts(Some(&cert.key_id))
+        .await
+        .map_err(failed)?
+        .into_iter()
+        .any(|h| h.host_id == cert.sub);
+    if !known {
+        return Err(volact_core::certificate::unknown_host(
+            &cert.key_id,
+            &cert.sub,
+        ));
+    }
+    let day = report.day.to_string();
+    let record = volact_store::vendor::UsageRecord {
+        key_id: report.key_id,
+        host_id: report.host_id,
+        day: day.clone(),
+        received: now.as_second(),
+        host_version: report.host_version,
+        clients_known: report.clients_known,
+        products: report.products,
+        applications: report.applications,
+        token: upload.report.clone(),
+    };
+    store.put_usage(&record).await.map_err(failed)?;
+    Ok(UsageReportReceipt { day })
+}
+
+async fn upload(
+    axum::extract::State(service): axum::extract::State<Arc<crate::vendor_serve::Service>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<UsageReportReceipt>, volact_host::http::HttpError> {
+    let answer = async {
+        if let Some(refused) = crate::vendor_serve::over_limit(&service, peer) {
+            return Err(refused);
+        }
+        let upload: UsageReportUpload = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("the body is not a usage report upload: {e}"),
+            )
+        })?;
+        receive(
+            &service,
+            &upload,
+            volact_core::util::whole_seconds(Timestamp::now()),
+        )
+        .await
+    }
+    .await;
+    match &answer {
+        Ok(r) => tracing::info!(%peer, day = %r.day, "usage report kept"),
+        Err(e) => tracing::info!(%peer, code = %e.code, "usage report refused: {}", e.message),
+    }
+    service.metrics.request(
+        "usage-reports",
+        answer.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"),
+    );
+    answer.map(axum::Json).map_err(volact_host::http::HttpError)
+}
+
+/// The service's usage route.
+pub(crate) fn routes() -> axum::Router<Arc<crate::vendor_serve::Service>> {
+    axum::Router::new().route("/v1/usage-reports", axum::routing::post(upload))
 }

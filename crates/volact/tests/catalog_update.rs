@@ -7,13 +7,11 @@
 
 mod common;
 
-use common::{
-    CATALOG_TOML, ChildGuard, Fixture, Server, activation_request, command, http, provision, run, s,
-};
+use common::vendor::vendor_serve;
+
+use common::{CATALOG_TOML, Fixture, Server, activation_request, http, provision, run, s};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use volact_core::catalog::VendorBundle;
 
@@ -222,43 +220,12 @@ fn an_imported_catalog_adds_a_product_to_the_key_group_on_the_same_certificate()
     server.kill();
 }
 
-/// `volact vendor serve` on an ephemeral loopback port; its URL from its first line.
-fn vendor_serve(fx: &Fixture) -> (ChildGuard, String) {
-    let args = [
-        "--json",
-        "vendor",
-        "serve",
-        "--dir",
-        s(&fx.vendor_dir),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    let mut cmd = command(Path::new("."), &args);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let guard = ChildGuard { child };
-    let mut reader = BufReader::new(stdout);
-    let mut text = String::new();
-    let ready: Value = loop {
-        let before = text.len();
-        reader.read_line(&mut text).unwrap();
-        if let Ok(v) = serde_json::from_str(&text) {
-            break v;
-        }
-        assert!(text.len() > before && text.len() < 4096, "{text:?}");
-    };
-    (guard, ready["url"].as_str().unwrap().to_string())
-}
-
 #[test]
 fn a_serving_host_fetches_a_newer_catalog_from_the_vendor_service() {
     let tmp = tempfile::tempdir().unwrap();
     let fx = provision(tmp.path(), "office");
     let (sketch, bundle) = sign_v2(&fx, tmp.path());
-    let (_service, url) = vendor_serve(&fx);
+    let (_service, url) = vendor_serve(&fx, &[]);
     let config = fx.data.join("volact.toml");
     let mut text = std::fs::read_to_string(&config).unwrap_or_default();
     // Renewal is not due for years: only the catalog is asked for.

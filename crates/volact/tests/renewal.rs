@@ -8,50 +8,13 @@
 
 mod common;
 
-use common::{
-    ChildGuard, Fixture, Server, activation_request, command, host_status, http, provision, run, s,
-};
+use common::vendor::vendor_serve;
+
+use common::{Fixture, Server, activation_request, host_status, http, provision, run, s};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use volact_core::keys::PublicKey;
-
-/// `volact vendor serve` on an ephemeral loopback port; its URL from its first line.
-fn vendor_serve(fx: &Fixture, extra: &[&str]) -> (ChildGuard, String) {
-    let mut args = vec![
-        "--json",
-        "vendor",
-        "serve",
-        "--dir",
-        s(&fx.vendor_dir),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let mut cmd = command(Path::new("."), &args);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let guard = ChildGuard { child };
-    let mut reader = BufReader::new(stdout);
-    let mut text = String::new();
-    let ready: Value = loop {
-        let before = text.len();
-        reader.read_line(&mut text).unwrap();
-        if let Ok(v) = serde_json::from_str(&text) {
-            break v;
-        }
-        assert!(
-            text.len() > before && text.len() < 4096,
-            "vendor serve printed {text:?}"
-        );
-    };
-    (guard, ready["url"].as_str().unwrap().to_string())
-}
 
 /// Adds a `[vendor]` section to the host's configuration file.
 fn configure_vendor(data: &Path, url: &str, renew_before_days: u32) {
@@ -108,10 +71,28 @@ fn metric(text: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn activations_in_ledger(fx: &Fixture) -> Value {
-    let ledger: Value =
-        serde_json::from_slice(&std::fs::read(fx.vendor_dir.join("ledger.json")).unwrap()).unwrap();
-    ledger["keys"].clone()
+/// Each host of the vendor's records with its activations, from `vendor customers`.
+fn activations_in_ledger(fx: &Fixture) -> Vec<(String, u64)> {
+    let out = common::run(&[
+        "--json",
+        "vendor",
+        "customers",
+        "--dir",
+        common::s(&fx.vendor_dir),
+    ])
+    .ok();
+    let customers: Value = serde_json::from_str(&out.stdout).unwrap();
+    let mut hosts = Vec::new();
+    for c in customers.as_array().unwrap() {
+        for k in c["host_keys"].as_array().unwrap() {
+            for h in k["hosts"].as_array().unwrap() {
+                let id = h["host_id"].as_str().unwrap().to_owned();
+                hosts.push((id, h["activations"].as_u64().unwrap()));
+            }
+        }
+    }
+    assert!(!hosts.is_empty(), "{customers}");
+    hosts
 }
 
 #[test]

@@ -6,84 +6,11 @@
 
 mod common;
 
-use common::{ChildGuard, Fixture, Server, activation_request, command, provision, run, s};
+use common::{Fixture, Server, activation_request, provision, run, s};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-/// `volact vendor serve` on an ephemeral loopback port; its URL from its first line.
-fn vendor_serve(fx: &Fixture, extra: &[&str]) -> (ChildGuard, String) {
-    let (guard, ready) = vendor_serve_ready(fx, extra);
-    (guard, ready["url"].as_str().unwrap().to_string())
-}
-
-/// `volact vendor serve`, and what it printed once it listened.
-fn vendor_serve_ready(fx: &Fixture, extra: &[&str]) -> (ChildGuard, Value) {
-    let mut args = vec![
-        "--json",
-        "vendor",
-        "serve",
-        "--dir",
-        s(&fx.vendor_dir),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let mut cmd = command(Path::new("."), &args);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let guard = ChildGuard { child };
-    // `--json` prints the ready object (over several lines) once it listens.
-    let mut reader = BufReader::new(stdout);
-    let mut text = String::new();
-    let ready: Value = loop {
-        let before = text.len();
-        reader.read_line(&mut text).unwrap();
-        if let Ok(v) = serde_json::from_str(&text) {
-            break v;
-        }
-        assert!(
-            text.len() > before && text.len() < 4096,
-            "vendor serve printed {text:?}"
-        );
-    };
-    (guard, ready)
-}
-
-/// A new host in `root/name` with the fixture's host key installed, not activated.
-fn new_host(fx: &Fixture, root: &Path, name: &str) -> std::path::PathBuf {
-    let data = root.join(name);
-    run(&["host", "init", "--data", s(&data)]).ok();
-    run(&[
-        "host",
-        "install-key",
-        "--data",
-        s(&data),
-        "--vendor",
-        s(&fx.bundle),
-        &fx.host_key,
-    ])
-    .ok();
-    data
-}
-
-fn activate_online(data: &Path, url: &str) -> common::Output {
-    run(&[
-        "--json",
-        "host",
-        "activate",
-        "--data",
-        s(data),
-        "--online",
-        "--vendor-url",
-        url,
-    ])
-}
+use common::vendor::{activate_online, new_host, vendor_serve, vendor_serve_ready};
 
 fn post(url: &str, body: &[u8]) -> (u16, Value) {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -2,10 +2,11 @@
 //! token from `DIR/admin.token`, checked as the host checks its own (constant time, wrong
 //! tokens slowed down, the right one never locked out).
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -102,10 +103,173 @@ async fn metrics(_: VendorAdmin, State(service): State<Arc<Service>>) -> impl In
     )
 }
 
+/// `?customer=` of the customers list.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerQuery {
+    customer: Option<String>,
+}
+
+/// `?customer=&key_id=&from=&to=` of the usage list.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    customer: Option<String>,
+    key_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, HttpError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| HttpError(ApiError::bad_request("query", e.body_text())))
+}
+
+async fn customers(
+    _: VendorAdmin,
+    State(service): State<Arc<Service>>,
+    q: Result<Query<CustomerQuery>, QueryRejection>,
+) -> Result<Json<Vec<crate::vendor_report::CustomerView>>, HttpError> {
+    let q = query(q)?;
+    service.metrics.request("admin", "ok");
+    Ok(Json(
+        crate::vendor_report::customers(service.store.as_ref(), q.customer.as_deref()).await?,
+    ))
+}
+
+async fn usage(
+    _: VendorAdmin,
+    State(service): State<Arc<Service>>,
+    q: Result<Query<UsageQuery>, QueryRejection>,
+) -> Result<Json<Vec<volact_store::vendor::UsageRecord>>, HttpError> {
+    let q = query(q)?;
+    let filter = volact_store::vendor::UsageFilter {
+        key_id: q.key_id,
+        customer: q.customer,
+        from_day: q.from,
+        to_day: q.to,
+    };
+    service.metrics.request("admin", "ok");
+    Ok(Json(
+        crate::vendor_report::usage(service.store.as_ref(), &filter).await?,
+    ))
+}
+
+/// The body of `POST /v1/admin/host-keys`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewHostKey {
+    pub(crate) customer: String,
+    pub(crate) group: String,
+    #[serde(default)]
+    pub(crate) seats: Option<u32>,
+    /// `YYYY-MM-DD` or an RFC 3339 time.
+    #[serde(default)]
+    pub(crate) expires: Option<String>,
+    #[serde(default)]
+    pub(crate) max_hosts: Option<u32>,
+    #[serde(default)]
+    pub(crate) max_activations: Option<u32>,
+    #[serde(default)]
+    pub(crate) usage_reports: bool,
+}
+
+async fn new_host_key(
+    admin: VendorAdmin,
+    State(service): State<Arc<Service>>,
+    body: Result<Json<NewHostKey>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, HttpError> {
+    let Json(new) = body.map_err(|e| HttpError(ApiError::bad_request("body", e.body_text())))?;
+    let spec = crate::vendor::HostKeySpec {
+        customer: new.customer,
+        group: new.group,
+        seats: new.seats,
+        expires: new
+            .expires
+            .as_deref()
+            .map(crate::vendor_cmd::parse_date)
+            .transpose()?,
+        max_hosts: new
+            .max_hosts
+            .unwrap_or(volact_core::host_key::DEFAULT_MAX_HOSTS),
+        max_activations: new
+            .max_activations
+            .unwrap_or(volact_core::host_key::DEFAULT_MAX_ACTIVATIONS),
+        usage_reports: new.usage_reports,
+    };
+    let now = volact_core::util::whole_seconds(jiff::Timestamp::now());
+    let (token, key, unreachable) = service
+        .vendor
+        .host_key(spec, now, service.signing.as_ref())?;
+    crate::vendor_ledger::record_host_key(service.store.as_ref(), &token, &key).await?;
+    tracing::info!(ip = %admin.ip, key_id = %key.jti, customer = %key.customer, "host key issued");
+    service.metrics.request("admin", "ok");
+    Ok(Json(serde_json::json!({
+        "host_key": token,
+        "claims": key,
+        "unreachable_products": unreachable,
+    })))
+}
+
+/// The body of a revocation.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn revoke(
+    admin: VendorAdmin,
+    service: &Service,
+    kind: volact_store::vendor::RevokedKind,
+    id: &str,
+    body: Option<Json<RevokeBody>>,
+) -> Result<Json<serde_json::Value>, HttpError> {
+    let reason = body.and_then(|Json(b)| b.reason);
+    let sequence =
+        crate::vendor_ledger::revoke(service.store.as_ref(), kind, id, reason.as_deref()).await?;
+    tracing::info!(ip = %admin.ip, kind = kind.as_str(), %id, sequence, "revoked");
+    service.metrics.request("admin", "ok");
+    Ok(Json(
+        serde_json::json!({ "revoked": id, "kind": kind, "sequence": sequence }),
+    ))
+}
+
+async fn revoke_host_key(
+    admin: VendorAdmin,
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    body: Option<Json<RevokeBody>>,
+) -> Result<Json<serde_json::Value>, HttpError> {
+    let kind = volact_store::vendor::RevokedKind::HostKey;
+    revoke(admin, &service, kind, &id, body).await
+}
+
+async fn revoke_host(
+    admin: VendorAdmin,
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    body: Option<Json<RevokeBody>>,
+) -> Result<Json<serde_json::Value>, HttpError> {
+    let kind = volact_store::vendor::RevokedKind::Host;
+    revoke(admin, &service, kind, &id, body).await
+}
+
+async fn revoke_delegation(
+    admin: VendorAdmin,
+    State(service): State<Arc<Service>>,
+    Path(id): Path<String>,
+    body: Option<Json<RevokeBody>>,
+) -> Result<Json<serde_json::Value>, HttpError> {
+    let kind = volact_store::vendor::RevokedKind::Delegation;
+    revoke(admin, &service, kind, &id, body).await
+}
+
 async fn unknown(_: VendorAdmin) -> HttpError {
     HttpError(ApiError::new(
         ErrorCode::NotFound,
-        "no such admin endpoint; see /v1/admin/status and docs/VENDOR-SERVICE.md",
+        "no such admin endpoint; see /v1/admin/status, /v1/admin/customers, /v1/admin/usage, /v1/admin/host-keys, /v1/admin/host-keys/ID/revoke, /v1/admin/hosts/ID/revoke and docs/VENDOR-SERVICE.md",
     ))
 }
 
@@ -113,6 +277,12 @@ async fn unknown(_: VendorAdmin) -> HttpError {
 pub(super) fn routes() -> Router<Arc<Service>> {
     Router::new()
         .route("/v1/admin/status", get(status))
+        .route("/v1/admin/customers", get(customers))
+        .route("/v1/admin/usage", get(usage))
+        .route("/v1/admin/host-keys", post(new_host_key))
+        .route("/v1/admin/host-keys/{id}/revoke", post(revoke_host_key))
+        .route("/v1/admin/hosts/{id}/revoke", post(revoke_host))
+        .route("/v1/admin/delegations/{id}/revoke", post(revoke_delegation))
         .route("/metrics", get(metrics))
         .route("/v1/admin", any(unknown))
         .route("/v1/admin/{*rest}", any(unknown))

@@ -11,6 +11,12 @@
 //! [tls]
 //! cert_file = "tls/cert.pem"     # PEM chain, end-entity first
 //! key_file = "tls/key.pem"
+//!
+//! [storage]                      # as a host's: sqlite:// (default DATA/vendor.db) or postgres://
+//! url = "postgres://volact@db.example.com/vendor"
+//! pool_size = 4
+//! ca_file = "pg-ca.pem"
+//! password_file = "pg-password"  # or VOLACT_STORAGE_PASSWORD / PGPASSWORD
 //! ```
 //!
 //! Plain HTTP is served only on loopback (tests and demos): the admin token crosses the
@@ -44,6 +50,8 @@ pub struct ServiceFile {
     /// TLS.
     #[serde(default)]
     pub tls: ServiceTls,
+    /// Where the service keeps its records.
+    pub storage: Option<volact_engine::config::StorageSection>,
 }
 
 /// `[tls]` of `service.toml`.
@@ -73,6 +81,8 @@ pub struct ServiceFlags {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key`.
     pub tls_key: Option<PathBuf>,
+    /// `--storage-url` (or `VOLACT_STORAGE_URL`).
+    pub storage_url: Option<String>,
 }
 
 /// The certificate and key the service presents.
@@ -97,6 +107,10 @@ pub struct ServiceSettings {
     pub attempts_per_minute: u32,
     /// TLS, or `None` for plain HTTP (loopback only).
     pub tls: Option<TlsFiles>,
+    /// The store's URL (`DATA` in it is the vendor directory).
+    pub storage_url: String,
+    /// The store's other settings.
+    pub storage: volact_engine::storage::StorageOptions,
 }
 
 fn bad(field: &str, why: String) -> ApiError {
@@ -196,13 +210,51 @@ impl ServiceFile {
                 serde_json::json!({ "field": "listen" }),
             ));
         }
+        let (storage_url, storage) = self.storage_settings(dir, flags)?;
         Ok(ServiceSettings {
             listen,
             signing,
             days,
             attempts_per_minute,
             tls,
+            storage_url,
+            storage,
         })
+    }
+
+    /// The store's URL and settings: `--storage-url`, else `[storage] url`, else
+    /// `sqlite://DATA/vendor.db`; the password from `VOLACT_STORAGE_PASSWORD`,
+    /// `password_file` or `PGPASSWORD`, as a host's.
+    pub fn storage_settings(
+        &self,
+        dir: &Path,
+        flags: &ServiceFlags,
+    ) -> Result<(String, volact_engine::storage::StorageOptions), ApiError> {
+        let section = self.storage.clone().unwrap_or_default();
+        let url = flags
+            .storage_url
+            .clone()
+            .or(section.url)
+            .unwrap_or_else(|| volact_engine::storage::DEFAULT_VENDOR_STORAGE_URL.to_owned());
+        volact_engine::storage::StorageUrl::parse(&url, dir)?;
+        let password_env = [
+            volact_engine::storage::PASSWORD_ENV,
+            volact_engine::storage::PG_PASSWORD_ENV,
+        ]
+        .into_iter()
+        .find_map(|var| {
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| (var.to_owned(), volact_engine::storage::Secret::new(v)))
+        });
+        let options = volact_engine::storage::StorageOptions {
+            pool_size: section.pool_size,
+            ca_file: section.ca_file.as_deref().map(|p| dir.join(p)),
+            password_file: section.password_file.as_deref().map(|p| dir.join(p)),
+            password_env,
+        };
+        Ok((url, options))
     }
 }
 

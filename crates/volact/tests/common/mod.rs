@@ -3,6 +3,8 @@
 //! host in the background (killed when its guard drops) and tiny HTTP calls.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+pub mod vendor;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
