@@ -20,6 +20,7 @@ pub mod license;
 pub mod ratelimit;
 pub mod refusal;
 pub mod renewal;
+pub mod revocation;
 pub mod settings;
 pub mod setup_key;
 pub mod ticket;

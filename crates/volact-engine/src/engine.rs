@@ -84,6 +84,9 @@ pub struct Engine {
     /// the one they started with. Its claims are the certificate's with the products it
     /// covers under the catalog in force (see `installed::covered`); the token is the vendor's.
     certificate: std::sync::RwLock<Option<Arc<(String, HostCertificate)>>>,
+    /// The vendor's newest revocation list the host has verified (see
+    /// [`Engine::set_revocations`]).
+    revocations: std::sync::RwLock<Option<Arc<volact_core::revocation::RevocationList>>>,
     settings: Settings,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -152,6 +155,7 @@ impl Engine {
             host_id,
             catalog: std::sync::RwLock::new(Arc::new(parts.catalog)),
             certificate: std::sync::RwLock::new(certificate),
+            revocations: std::sync::RwLock::new(None),
             settings: parts.settings,
             store: parts.store,
             clock: parts.clock,
@@ -208,7 +212,9 @@ impl Engine {
     /// [`decide::ready`]).
     pub fn not_ready(&self, now: Timestamp) -> Option<ApiError> {
         let current = self.current_certificate();
-        decide::ready(current.as_ref().map(|c| &c.1), now).err()
+        decide::ready(current.as_ref().map(|c| &c.1), now)
+            .and_then(|cert| self.check_revoked(cert))
+            .err()
     }
 
     /// Current counts per application.
@@ -415,6 +421,7 @@ impl Engine {
         // One certificate for the whole request, even if a renewal swaps it meanwhile.
         let current = self.current_certificate();
         let cert = decide::ready(current.as_ref().map(|c| &c.1), now)
+            .and_then(|cert| self.check_revoked(cert))
             .map_err(|e| self.refuse_early(&asking, e))?;
         let catalog = self.catalog();
         let product = catalog

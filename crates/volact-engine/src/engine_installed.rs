@@ -73,4 +73,38 @@ impl Engine {
             Err(poisoned) => *poisoned.into_inner() = new,
         }
     }
+
+    /// The revocation list in force, if the host has one.
+    pub fn revocations(&self) -> Option<Arc<volact_core::revocation::RevocationList>> {
+        match self.revocations.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Serves under `list` (verified by the caller, newer than the one in force) from
+    /// now on: when it revokes this host, activations are refused with `host-revoked`.
+    pub fn set_revocations(&self, list: volact_core::revocation::RevocationList) {
+        self.metrics.set_revocations(
+            list.sequence,
+            self.certificate()
+                .is_some_and(|c| volact_core::revocation::check_certificate(&list, &c).is_err()),
+        );
+        let list = Some(Arc::new(list));
+        match self.revocations.write() {
+            Ok(mut r) => *r = list,
+            Err(poisoned) => *poisoned.into_inner() = list,
+        }
+    }
+
+    /// `cert`, unless the revocation list in force revokes it.
+    pub(super) fn check_revoked<'c>(
+        &self,
+        cert: &'c HostCertificate,
+    ) -> Result<&'c HostCertificate, volact_proto::ApiError> {
+        match self.revocations() {
+            Some(list) => volact_core::revocation::check_certificate(&list, cert).map(|()| cert),
+            None => Ok(cert),
+        }
+    }
 }

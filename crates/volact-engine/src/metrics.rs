@@ -389,6 +389,23 @@ impl Metrics {
         .set(exp.as_second() as f64);
     }
 
+    /// The revocation list in force: its sequence, and whether it revokes this host.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn set_revocations(&self, sequence: u64, revoked: bool) {
+        self.gauge(
+            "volact_revocation_list_sequence",
+            Unit::Count,
+            "Sequence number of the vendor's revocation list the host holds",
+        )
+        .set(sequence as f64);
+        self.gauge(
+            "volact_host_revoked",
+            Unit::Count,
+            "1 when the vendor's revocation list revokes this host (it then activates no client)",
+        )
+        .set(if revoked { 1.0 } else { 0.0 });
+    }
+
     /// Registers (or finds) the gauge `name` in this host's recorder, described by
     /// `help`: for parts of the host that keep series of their own.
     pub(crate) fn gauge(&self, name: &'static str, unit: Unit, help: &'static str) -> Gauge {

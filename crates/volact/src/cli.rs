@@ -301,6 +301,14 @@ pub enum HostCommand {
         /// The catalog file.
         file: PathBuf,
     },
+    /// Install the vendor's revocation list from a file (an offline host; a serving host
+    /// fetches it from the vendor service and takes an imported one within seconds).
+    ImportRevocations {
+        #[command(flatten)]
+        data: DataDir,
+        /// The list (`volact vendor revocations --dir V`, or the service's answer).
+        file: PathBuf,
+    },
     /// Install the host key (and the vendor's public bundle).
     InstallKey {
         #[command(flatten)]
@@ -568,6 +576,15 @@ pub enum VendorCommand {
         /// Why (kept with the revocation).
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Print the vendor's current revocation list, signed, for offline hosts
+    /// (`volact host import-revocations FILE`).
+    Revocations {
+        #[command(flatten)]
+        source: crate::vendor_admin_cmd::VendorSource,
+        /// Sign with the delegated key in DIR instead of the root key (with --dir).
+        #[arg(long, value_name = "DIR")]
+        signing: Option<PathBuf>,
     },
     /// Print the public bundle (root public key and signed catalog) for hosts and clients.
     Export {

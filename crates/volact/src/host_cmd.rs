@@ -203,6 +203,27 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
                 )
             });
         }
+        HostCommand::ImportRevocations { data, file } => {
+            let host = HostData::new(&data.data);
+            let list = crate::vendor_revocations::import_file(&host, &file)?;
+            let revoked = host
+                .certificate()?
+                .map(|(_, c)| volact_core::revocation::check_certificate(&list, &c));
+            out.result(&list, || {
+                let state = match &revoked {
+                    Some(Err(e)) => format!("\nThis host is revoked: {}\n", e.message),
+                    _ => "\nThis host is not on it.\n".to_owned(),
+                };
+                format!(
+                    "Revocation list {} of {} installed ({} host keys, {} hosts, {} signing keys revoked).{state}",
+                    list.sequence,
+                    list.vendor,
+                    list.host_keys.len(),
+                    list.hosts.len(),
+                    list.delegations.len()
+                )
+            });
+        }
         HostCommand::Serve { data, flags } => {
             init_logging(log_format)?;
             let host = HostData::new(&data.data);
@@ -295,6 +316,7 @@ pub async fn serve(
     let link = crate::vendor_link::VendorLink::of_host(host, config)?;
     let renewal = crate::vendor_renew::start_renewal(link.as_ref(), host, config, &running.engine);
     let catalogs = crate::vendor_renew::start_catalog_updates(link.as_ref(), host, &running.engine);
+    let revocations = crate::vendor_revocations::start(link.as_ref(), host, &running.engine);
     let usage = crate::vendor_usage::start_usage_reports(
         link.as_ref(),
         host,
@@ -307,6 +329,7 @@ pub async fn serve(
         renewal.stop();
     }
     catalogs.abort();
+    revocations.abort();
     if let Some(usage) = usage {
         usage.abort();
     }

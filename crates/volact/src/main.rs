@@ -22,6 +22,7 @@ mod vendor_ledger;
 mod vendor_link;
 mod vendor_renew;
 mod vendor_report;
+mod vendor_revocations;
 mod vendor_serve;
 mod vendor_usage;
 

@@ -312,6 +312,33 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
             };
             crate::vendor_admin_cmd::revoke(&source, kind, &id, reason, &out).await?;
         }
+        VendorCommand::Revocations { source, signing } => {
+            let token = match source.open().await? {
+                crate::vendor_admin_cmd::Source::Remote(link) => {
+                    link.call::<crate::vendor_revocations::RevocationsResponse>(
+                        "/v1/revocations",
+                        None,
+                        "a revocation list",
+                    )
+                    .await?
+                    .revocation_list
+                }
+                crate::vendor_admin_cmd::Source::Local(store) => {
+                    let dir = source.dir.clone().unwrap_or_default();
+                    let signing = signing.map(crate::vendor::SigningDir::new);
+                    let token = crate::vendor_revocations::signed_list(
+                        &VendorDir::new(&dir),
+                        store.as_ref(),
+                        signing.as_ref(),
+                        volact_core::util::whole_seconds(now),
+                    )
+                    .await;
+                    store.close().await;
+                    token?
+                }
+            };
+            println!("{token}");
+        }
         VendorCommand::Export { dir } => {
             let bundle = VendorDir::new(&dir).export()?;
             match serde_json::to_string_pretty(&bundle) {

@@ -190,6 +190,7 @@ fn router(service: Arc<Service>) -> Router {
         .merge(admin::routes())
         .merge(crate::vendor_renew::routes())
         .merge(crate::vendor_usage::routes())
+        .merge(crate::vendor_revocations::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(service)
 }
