@@ -206,21 +206,26 @@ pub(crate) fn merge_outcome(fresh: &mut ClientState, done: &ClientState) {
     }
 }
 
+/// Asks `host` and judges its answer. With a verified answer comes the vendor's
+/// revocation list the host passed along, when it verified and is newer than `held`
+/// (the client keeps it); an answer from a host that the newest list revokes is
+/// refused with `host-revoked`.
 pub(crate) async fn ask(
     client: &reqwest::Client,
     host: &str,
     request: &ActivationRequest,
     root: &PublicKey,
     expected: Expected<'_>,
-) -> Reply {
-    let reply = match http::post_activation(client, host, request).await {
-        Err(e) => Reply::Failed(e),
-        Ok(HostReply::Refusal(error)) => judge_refusal(error, root, expected),
-        Ok(HostReply::Answer(answer)) => judge(&answer, root, expected),
+    held: Option<&volact_core::revocation::RevocationList>,
+) -> (Reply, Option<String>) {
+    let (reply, newer) = match http::post_activation(client, host, request).await {
+        Err(e) => (Reply::Failed(e), None),
+        Ok(HostReply::Refusal(error)) => (judge_refusal(error, root, expected), None),
+        Ok(HostReply::Answer(answer)) => judge_revoked(&answer, root, expected, held),
     };
     // Whatever the host wrote, and whatever of it a verification error quotes, reaches
     // the terminal and the state file only as plain text.
-    match reply {
+    let reply = match reply {
         Reply::Refused {
             error,
             retry_after,
@@ -232,6 +237,40 @@ pub(crate) async fn ask(
         },
         Reply::Failed(error) => Reply::Failed(clean(error)),
         other => other,
+    };
+    (reply, newer)
+}
+
+/// [`judge`], then the revocation check: the newest of the list the client holds and the
+/// one the answer carries (when it verifies against the vendor root).
+fn judge_revoked(
+    answer: &ActivationResponse,
+    root: &PublicKey,
+    expected: Expected<'_>,
+    held: Option<&volact_core::revocation::RevocationList>,
+) -> (Reply, Option<String>) {
+    use volact_core::revocation;
+    let reply = judge(answer, root, expected);
+    if !matches!(reply, Reply::Ticket { .. } | Reply::NotYet { .. }) {
+        return (reply, None);
+    }
+    // The answer verified, so its certificate did: read it for the vendor and the ids.
+    let Ok(certificate) = volact_core::token::peek::<volact_core::certificate::HostCertificate>(
+        &answer.host_certificate,
+    ) else {
+        return (reply, None);
+    };
+    let offered = answer.revocation_list.as_deref().and_then(|token| {
+        revocation::verify(root, &certificate.vendor, token)
+            .ok()
+            .filter(|list| revocation::is_newer(held, list))
+            .map(|list| (token.to_owned(), list))
+    });
+    let in_force = offered.as_ref().map(|(_, l)| l).or(held);
+    let newer = offered.as_ref().map(|(t, _)| t.clone());
+    match in_force.map(|list| revocation::check_certificate(list, &certificate)) {
+        Some(Err(e)) => (Reply::Failed(e), newer),
+        _ => (reply, newer),
     }
 }
 

@@ -260,16 +260,42 @@ pub(crate) async fn run(
         max_skew: schedule::settings(state.intervals.as_ref()).max_clock_skew,
         catalog: Some(&catalog),
     };
+    // The vendor's newest revocation list this client has seen, verified again here.
+    let mut held = state
+        .guard
+        .revocation_list
+        .as_deref()
+        .and_then(|t| volact_core::revocation::verify(&root, &catalog.vendor, t).ok());
     let mut tried: Vec<Tried> = Vec::new();
     let mut last: Option<(Candidate, Reply)> = None;
     while tried.len() < MAX_HOSTS {
         let Some(mut host) = plan.next(&tried).await else {
             break;
         };
-        let reply = match plan.client_for(&mut host).await {
-            Err(e) => Reply::Failed(e),
-            Ok(client) => ask(&client, &host.host, &request, &root, expected).await,
+        let (reply, newer_list) = match plan.client_for(&mut host).await {
+            Err(e) => (Reply::Failed(e), None),
+            Ok(client) => {
+                ask(
+                    &client,
+                    &host.host,
+                    &request,
+                    &root,
+                    expected,
+                    held.as_ref(),
+                )
+                .await
+            }
         };
+        // A newer revocation list from a verified answer is kept, whatever the answer
+        // says: it can only make the client stricter.
+        if let Some(token) = newer_list {
+            state.guard.revocation_list = Some(token);
+            held = state
+                .guard
+                .revocation_list
+                .as_deref()
+                .and_then(|t| volact_core::revocation::verify(&root, &catalog.vendor, t).ok());
+        }
         // Only a verified answer ends the search: anything unsigned or unverifiable, and
         // a host that cannot serve, sends the client to the next host, so one rogue or
         // broken host ahead of the real ones cannot stop a site from activating.

@@ -92,6 +92,7 @@ pub fn install_key(
             clock_seen: None,
             earlier_products: Default::default(),
             grace_forfeited: true,
+            revocation_list: guard.revocation_list,
         };
         now
     } else {

@@ -98,6 +98,11 @@ pub struct Guard {
     /// The initial grace was given up when the key was installed over an edited state.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub grace_forfeited: bool,
+    /// The vendor's newest revocation list this client received with a verified answer
+    /// (signed; verified again at each use): a host it revokes is refused even if the
+    /// host does not know it is revoked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation_list: Option<String>,
 }
 
 impl Default for ClientState {

@@ -90,6 +90,7 @@ impl Chain {
             ticket: Some(sign_ticket(&self.host, ticket).unwrap()),
             not_yet: None,
             host_certificate: self.certificate_token(),
+            revocation_list: None,
         }
     }
 

@@ -284,6 +284,7 @@ proptest! {
             ticket: opt.clone(),
             not_yet: opt.clone(),
             host_certificate: d.clone(),
+            revocation_list: None,
         };
         let json = serde_json::to_vec(&response).unwrap();
         prop_assert_eq!(serde_json::from_slice::<ActivationResponse>(&json).unwrap(), response);

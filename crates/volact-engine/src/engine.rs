@@ -86,7 +86,7 @@ pub struct Engine {
     certificate: std::sync::RwLock<Option<Arc<(String, HostCertificate)>>>,
     /// The vendor's newest revocation list the host has verified (see
     /// [`Engine::set_revocations`]).
-    revocations: std::sync::RwLock<Option<Arc<volact_core::revocation::RevocationList>>>,
+    revocations: std::sync::RwLock<Option<Arc<(String, volact_core::revocation::RevocationList)>>>,
     settings: Settings,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -568,6 +568,7 @@ impl Engine {
             ticket: None,
             not_yet: None,
             host_certificate: certificate.map(|(t, _)| t.clone()).unwrap_or_default(),
+            revocation_list: self.revocations_token(),
         }
     }
 

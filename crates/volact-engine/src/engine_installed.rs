@@ -74,23 +74,35 @@ impl Engine {
         }
     }
 
-    /// The revocation list in force, if the host has one.
-    pub fn revocations(&self) -> Option<Arc<volact_core::revocation::RevocationList>> {
+    fn revocations_in_force(
+        &self,
+    ) -> Option<Arc<(String, volact_core::revocation::RevocationList)>> {
         match self.revocations.read() {
             Ok(r) => r.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    /// Serves under `list` (verified by the caller, newer than the one in force) from
-    /// now on: when it revokes this host, activations are refused with `host-revoked`.
-    pub fn set_revocations(&self, list: volact_core::revocation::RevocationList) {
+    /// The revocation list in force, if the host has one.
+    pub fn revocations(&self) -> Option<volact_core::revocation::RevocationList> {
+        self.revocations_in_force().map(|r| r.1.clone())
+    }
+
+    /// The signed revocation list in force, which the host passes to its clients.
+    pub fn revocations_token(&self) -> Option<String> {
+        self.revocations_in_force().map(|r| r.0.clone())
+    }
+
+    /// Serves under `list`, signed as `token` (verified by the caller, newer than the one
+    /// in force) from now on: when it revokes this host, activations are refused with
+    /// `host-revoked`; its clients receive it with every answer.
+    pub fn set_revocations(&self, token: String, list: volact_core::revocation::RevocationList) {
         self.metrics.set_revocations(
             list.sequence,
             self.certificate()
                 .is_some_and(|c| volact_core::revocation::check_certificate(&list, &c).is_err()),
         );
-        let list = Some(Arc::new(list));
+        let list = Some(Arc::new((token, list)));
         match self.revocations.write() {
             Ok(mut r) => *r = list,
             Err(poisoned) => *poisoned.into_inner() = list,
@@ -102,8 +114,8 @@ impl Engine {
         &self,
         cert: &'c HostCertificate,
     ) -> Result<&'c HostCertificate, volact_proto::ApiError> {
-        match self.revocations() {
-            Some(list) => volact_core::revocation::check_certificate(&list, cert).map(|()| cert),
+        match self.revocations_in_force() {
+            Some(list) => volact_core::revocation::check_certificate(&list.1, cert).map(|()| cert),
             None => Ok(cert),
         }
     }

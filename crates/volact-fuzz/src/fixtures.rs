@@ -161,6 +161,7 @@ fn build() -> World {
         ticket: Some(ticket_token.clone()),
         not_yet: None,
         host_certificate: certificate_token.clone(),
+        revocation_list: None,
     };
     let not_yet = NotYet {
         sub: CLIENT_ID.into(),

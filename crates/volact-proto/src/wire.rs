@@ -92,6 +92,10 @@ pub struct ActivationResponse {
     /// The host certificate (PASETO v4.public, signed by the vendor root) that lets the
     /// client check the host's signature.
     pub host_certificate: String,
+    /// The vendor's newest revocation list the host holds (signed by the vendor), which
+    /// clients keep so that they refuse a revoked host that does not know it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_list: Option<String>,
 }
 
 /// `GET /v1/host`: public facts about a host.

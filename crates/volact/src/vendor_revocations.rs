@@ -97,8 +97,8 @@ pub(crate) fn routes() -> axum::Router<Arc<Service>> {
     axum::Router::new().route("/v1/revocations", axum::routing::get(serve_list))
 }
 
-/// The list the host keeps, if any (read again from its file, verified).
-pub(crate) fn installed(host: &HostData) -> Result<Option<RevocationList>, ApiError> {
+/// The list the host keeps and its token, if any (read again from its file, verified).
+pub(crate) fn installed(host: &HostData) -> Result<Option<(String, RevocationList)>, ApiError> {
     let path = host.dir().join(FILE);
     let token = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -111,7 +111,8 @@ pub(crate) fn installed(host: &HostData) -> Result<Option<RevocationList>, ApiEr
         }
     };
     let (root, catalog) = host.vendor()?;
-    revocation::verify(&root, &catalog.vendor, token.trim()).map(Some)
+    let token = token.trim().to_owned();
+    revocation::verify(&root, &catalog.vendor, &token).map(|list| Some((token, list)))
 }
 
 /// Installs `token` when it verifies against the host's vendor and is newer than the
@@ -120,7 +121,7 @@ pub(crate) fn installed(host: &HostData) -> Result<Option<RevocationList>, ApiEr
 pub(crate) fn install(host: &HostData, token: &str) -> Result<RevocationList, ApiError> {
     let (root, catalog) = host.vendor()?;
     let offered = revocation::verify(&root, &catalog.vendor, token.trim())?;
-    let current = installed(host).ok().flatten();
+    let current = installed(host).ok().flatten().map(|(_, list)| list);
     if !revocation::is_newer(current.as_ref(), &offered) {
         return Err(ApiError::with_details(
             ErrorCode::BadRequest,
@@ -166,12 +167,12 @@ pub(crate) fn import_file(host: &HostData, file: &Path) -> Result<RevocationList
 
 /// Puts `list` in force on `engine`; the first time it revokes the host, says so in the
 /// log and the audit log.
-async fn apply(engine: &Engine, list: RevocationList, source: &str) {
+async fn apply(engine: &Engine, token: String, list: RevocationList, source: &str) {
     let was_revoked = engine
         .not_ready(engine.now())
         .is_some_and(|e| e.code == ErrorCode::HostRevoked);
     let sequence = list.sequence;
-    engine.set_revocations(list);
+    engine.set_revocations(token, list);
     if let Some(e) = engine.not_ready(engine.now())
         && e.code == ErrorCode::HostRevoked
         && !was_revoked
@@ -224,13 +225,13 @@ pub(crate) fn start(
                 }
             }
             match installed(&host) {
-                Ok(Some(list))
+                Ok(Some((token, list)))
                     if engine
                         .revocations()
                         .is_none_or(|held| list.sequence > held.sequence) =>
                 {
                     let source = link.as_ref().map_or("file", |l| l.url.as_str()).to_owned();
-                    apply(&engine, list, &source).await;
+                    apply(&engine, token, list, &source).await;
                 }
                 Ok(_) => {}
                 Err(e) => {

@@ -207,3 +207,73 @@ fn a_revoked_host_stops_activating_and_older_or_forged_lists_are_refused() {
     .fails();
     assert_eq!(out.error_code(), "untrusted-host", "{out}");
 }
+
+#[test]
+fn a_client_refuses_to_renew_from_a_revoked_host_that_does_not_know_it() {
+    volact_client::tls::install_default_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = provision(tmp.path(), "office");
+    let (_service, url) = vendor_serve(&fx, &[]);
+    // Host B, activated online; host A is the fixture's. The vendor revokes host A, and
+    // only host B learns it.
+    let host_b = new_host(&fx, tmp.path(), "host-b");
+    activate_online(&host_b, &url).ok();
+    let (_, a_cert) = volact_engine::data::HostData::new(&fx.data)
+        .certificate()
+        .unwrap()
+        .unwrap();
+    run(&[
+        "vendor",
+        "revoke",
+        "--dir",
+        s(&fx.vendor_dir),
+        "--host",
+        &a_cert.sub,
+        "--reason",
+        "machine stolen",
+    ])
+    .ok();
+    let list = tmp.path().join("revocations.token");
+    let token = run(&["vendor", "revocations", "--dir", s(&fx.vendor_dir)])
+        .ok()
+        .stdout;
+    std::fs::write(&list, token).unwrap();
+    run(&["host", "import-revocations", "--data", s(&host_b), s(&list)]).ok();
+    let a = Server::start(&fx.data, &[]);
+    let b = Server::start(&host_b, &[]);
+
+    // A client activates on host A (which does not know), then renews on host B, which
+    // passes it the list.
+    let state = tmp.path().join("client.json");
+    let key = fx.key("draw");
+    run(&[
+        "--state",
+        s(&state),
+        "install-key",
+        key,
+        "--vendor",
+        s(&fx.bundle),
+    ])
+    .ok();
+    run(&["--state", s(&state), "set-host", &a.addr]).ok();
+    let first = run(&["--json", "--state", s(&state), "activate"])
+        .ok()
+        .json();
+    let first_ticket = first["ticket"]["ticket_id"].clone();
+    assert!(first_ticket.is_string(), "{first:#}");
+    run(&["--state", s(&state), "set-host", &b.addr]).ok();
+    let renewed = run(&["--json", "--state", s(&state), "activate"]).ok().json();
+    let renewed_ticket = renewed["ticket"]["ticket_id"].clone();
+    assert!(renewed_ticket.is_string(), "{renewed:#}");
+
+    // Back to host A: it answers, but the client refuses it and keeps its ticket.
+    run(&["--state", s(&state), "set-host", &a.addr]).ok();
+    let out = run(&["--json", "--state", s(&state), "activate"]).fails();
+    assert!(out.stdout.contains("host-revoked"), "{out}");
+    assert!(out.stdout.contains("machine stolen"), "{out}");
+    let status = run(&["--json", "--state", s(&state), "status"]).ok().json();
+    assert_eq!(status["state"], "licensed", "{status:#}");
+    assert_eq!(status["ticket"]["ticket_id"], renewed_ticket, "{status:#}");
+    a.kill();
+    b.kill();
+}

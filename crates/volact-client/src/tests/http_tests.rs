@@ -63,6 +63,7 @@ pub(super) fn activated(
         ticket: Some(sign_ticket(&v.host, &t).unwrap()),
         not_yet: None,
         host_certificate: v.certificate.clone(),
+        revocation_list: None,
     }
 }
 
@@ -92,6 +93,7 @@ pub(super) fn not_yet(v: &Vendor, req: &ActivationRequest, count: u32) -> Activa
         ticket: None,
         not_yet: Some(sign_not_yet(&v.host, &n).unwrap()),
         host_certificate: v.certificate.clone(),
+        revocation_list: None,
     }
 }
 

@@ -222,6 +222,7 @@ async fn minting(
             ticket: Some(sign_ticket(&v.host, &ticket).unwrap()),
             not_yet: None,
             host_certificate: v.certificate.clone(),
+            revocation_list: None,
         };
         json(200, &answer)
     }))
