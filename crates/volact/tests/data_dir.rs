@@ -94,7 +94,7 @@ fn directories_are_private_and_a_second_serve_is_refused_naming_the_pid() {
         "volact.db",
         "volact-journal",
         "volact.lock",
-        "ledger.json",
+        "vendor.db",
         "admin.token",
     ] {
         assert!(seen.iter().any(|n| n == needed), "{needed} not in {seen:?}");

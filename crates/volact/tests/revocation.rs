@@ -262,7 +262,9 @@ fn a_client_refuses_to_renew_from_a_revoked_host_that_does_not_know_it() {
     let first_ticket = first["ticket"]["ticket_id"].clone();
     assert!(first_ticket.is_string(), "{first:#}");
     run(&["--state", s(&state), "set-host", &b.addr]).ok();
-    let renewed = run(&["--json", "--state", s(&state), "activate"]).ok().json();
+    let renewed = run(&["--json", "--state", s(&state), "activate"])
+        .ok()
+        .json();
     let renewed_ticket = renewed["ticket"]["ticket_id"].clone();
     assert!(renewed_ticket.is_string(), "{renewed:#}");
 
