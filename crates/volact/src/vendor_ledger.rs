@@ -29,7 +29,112 @@ pub(crate) async fn open_store(
 ) -> Result<std::sync::Arc<dyn VendorStore>, ApiError> {
     let file = crate::vendor_serve::config::read_file(dir, flags)?;
     let (url, options) = file.storage_settings(dir, flags)?;
-    volact_engine::storage::open_vendor_store(&url, &options, dir).await
+    open_store_at(dir, &url, &options).await
+}
+
+/// Opens the store `url` names for the vendor directory `dir`, importing the
+/// `ledger.json` of earlier versions first (see [`import_ledger`]).
+pub(crate) async fn open_store_at(
+    dir: &std::path::Path,
+    url: &str,
+    options: &volact_engine::storage::StorageOptions,
+) -> Result<std::sync::Arc<dyn VendorStore>, ApiError> {
+    let store = volact_engine::storage::open_vendor_store(url, options, dir).await?;
+    import_ledger(dir, store.as_ref()).await?;
+    Ok(store)
+}
+
+/// The ledger file of versions before the store.
+const OLD_LEDGER: &str = "ledger.json";
+
+/// Earlier versions kept the ledger in `V/ledger.json`: its activations per host and
+/// the requests it answered move into the store once, so no host key gains activations
+/// by an upgrade and no answered request can be played again. The file is then renamed
+/// `ledger.json.imported`. A store that already has hosts is never imported into; the
+/// file is then left for the vendor to look at, and a warning says so.
+async fn import_ledger(dir: &std::path::Path, store: &dyn VendorStore) -> Result<(), ApiError> {
+    let path = dir.join(OLD_LEDGER);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                format!("cannot read {}: {e}", path.display()),
+            ));
+        }
+    };
+    let ledger: certificate::Ledger = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "{} (the ledger of an earlier version) is corrupt: {e}; restore it from a backup, or move it away to start counting anew",
+                path.display()
+            ),
+        )
+    })?;
+    if !store
+        .hosts(None)
+        .await
+        .map_err(|e| storage_failed(&e))?
+        .is_empty()
+    {
+        tracing::warn!(
+            file = %path.display(),
+            "an earlier version's ledger is beside a store that already has hosts; it was not imported"
+        );
+        return Ok(());
+    }
+    // Each answered request's nonce, by host, to import the activations under.
+    let mut nonces: std::collections::BTreeMap<&str, Vec<(&str, i64)>> =
+        std::collections::BTreeMap::new();
+    for (id, at) in &ledger.answered {
+        if let Some((host, nonce)) = id.split_once(' ') {
+            nonces
+                .entry(host)
+                .or_default()
+                .push((nonce, at.as_second()));
+        }
+    }
+    let mut imported = 0u64;
+    for (key_id, hosts) in &ledger.keys {
+        for (host_id, activations) in hosts {
+            let mut known = nonces
+                .remove(host_id.as_str())
+                .unwrap_or_default()
+                .into_iter();
+            for n in 0..*activations {
+                let (nonce, at) = known.next().map_or_else(
+                    || (format!("imported-{n}"), 0),
+                    |(s, at)| (s.to_owned(), at),
+                );
+                let admission = HostAdmission {
+                    key_id: key_id.clone(),
+                    host_id: host_id.clone(),
+                    host_public_key: String::new(),
+                    nonce,
+                    at,
+                    certificate_expires: 0,
+                    max_hosts: u32::MAX,
+                    max_activations: u32::MAX,
+                };
+                match store.admit(&admission).await {
+                    Ok(_) | Err(AdmitError::Replayed { .. }) => imported += 1,
+                    Err(AdmitError::Refused(e)) => return Err(e),
+                    Err(AdmitError::Store(e)) => return Err(storage_failed(&e)),
+                }
+            }
+        }
+    }
+    let done = dir.join("ledger.json.imported");
+    std::fs::rename(&path, &done).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidState,
+            format!("imported {}, but cannot rename it: {e}", path.display()),
+        )
+    })?;
+    tracing::info!(activations = imported, file = %done.display(), "imported the ledger of an earlier version");
+    Ok(())
 }
 
 fn storage_failed(e: &volact_store::StoreError) -> ApiError {

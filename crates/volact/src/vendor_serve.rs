@@ -231,12 +231,9 @@ pub async fn serve(
         })
         .transpose()?;
     let token_file = vendor.admin_token_path().display().to_string();
-    let store = volact_engine::storage::open_vendor_store(
-        &settings.storage_url,
-        &settings.storage,
-        &options.dir,
-    )
-    .await?;
+    let store =
+        crate::vendor_ledger::open_store_at(&options.dir, &settings.storage_url, &settings.storage)
+            .await?;
     let auth = volact_host::auth::AdminAuth::new(vendor.ensure_admin_token()?).kept_in(token_file);
     let service = Arc::new(Service {
         vendor,

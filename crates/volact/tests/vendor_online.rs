@@ -473,3 +473,48 @@ fn with_the_root_key_offline_a_delegated_key_issues_host_keys_and_certificates()
     .fails();
     assert!(out.stdout.contains("host-keys"), "{out}");
 }
+
+#[test]
+fn an_earlier_versions_ledger_is_imported_so_an_upgrade_spends_nothing_anew() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = provision(tmp.path(), "office");
+    // The vendor directory as an earlier version left it: ledger.json, no store. Its
+    // host has used all 10 activations of the key.
+    for f in ["vendor.db", "vendor.db-wal", "vendor.db-shm"] {
+        let _ = std::fs::remove_file(fx.vendor_dir.join(f));
+    }
+    let data = volact_engine::data::HostData::new(&fx.data);
+    let (_, key) = data.host_key().unwrap();
+    let (_, cert) = data.certificate().unwrap().unwrap();
+    let ledger = serde_json::json!({ "keys": { key.jti.clone(): { cert.sub.clone(): 10 } } });
+    std::fs::write(fx.vendor_dir.join("ledger.json"), ledger.to_string()).unwrap();
+
+    let request = tmp.path().join("again.request.json");
+    run(&[
+        "host",
+        "activate",
+        "--data",
+        s(&fx.data),
+        "--request-out",
+        s(&request),
+    ])
+    .ok();
+    let out = run(&[
+        "--json",
+        "vendor",
+        "activate-host",
+        "--dir",
+        s(&fx.vendor_dir),
+        s(&request),
+    ])
+    .fails();
+    assert_eq!(out.error_code(), "host-key-activation-limit", "{out}");
+    assert!(out.stdout.contains("\"activations\": 10"), "{out}");
+    assert!(!fx.vendor_dir.join("ledger.json").exists());
+    assert!(fx.vendor_dir.join("ledger.json.imported").exists());
+    let customers = run(&["--json", "vendor", "customers", "--dir", s(&fx.vendor_dir)])
+        .ok()
+        .json();
+    let hosts = customers[0]["host_keys"][0]["hosts"].clone();
+    assert_eq!(hosts[0]["activations"], 10, "{customers:#}");
+}
