@@ -158,16 +158,7 @@ impl RawConfig {
             limits: None,
             rate_limits: None,
             storage: {
-                let password_env = [
-                    crate::storage::PASSWORD_ENV,
-                    crate::storage::PG_PASSWORD_ENV,
-                ]
-                .into_iter()
-                .find_map(|var| {
-                    lookup(var)
-                        .filter(|v| !v.is_empty())
-                        .map(|v| (var.to_owned(), crate::storage::Secret::new(v)))
-                });
+                let password_env = crate::storage::password_from_env(&lookup);
                 let url = get("storage_url");
                 (url.is_some() || password_env.is_some()).then(|| StorageSection {
                     url,

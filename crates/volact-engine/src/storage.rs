@@ -32,6 +32,17 @@ pub const PASSWORD_ENV: &str = "VOLACT_STORAGE_PASSWORD";
 /// libpq's own password variable, read when volact's and `password_file` are unset.
 pub const PG_PASSWORD_ENV: &str = "PGPASSWORD";
 
+/// The PostgreSQL password from the environment, looked up with `lookup`:
+/// [`PASSWORD_ENV`] first, then [`PG_PASSWORD_ENV`]; empty values count as unset. With
+/// the variable that held it, for messages.
+pub fn password_from_env(lookup: impl Fn(&str) -> Option<String>) -> Option<(String, Secret)> {
+    [PASSWORD_ENV, PG_PASSWORD_ENV].into_iter().find_map(|var| {
+        lookup(var)
+            .filter(|v| !v.is_empty())
+            .map(|v| (var.to_owned(), Secret::new(v)))
+    })
+}
+
 /// A password: kept out of `Debug` output, logs and reports.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);

@@ -4,20 +4,11 @@
 
 use jiff::Timestamp;
 use std::sync::Arc;
-use volact_engine::data::{HostData, write_atomic};
+use volact_engine::data::HostData;
 use volact_engine::engine::Engine;
 use volact_proto::{ApiError, ErrorCode, UsageReportReceipt, UsageReportUpload};
 
 use crate::vendor_link::VendorLink;
-
-/// Where a host keeps the day of its last report that the service received.
-const SENT_FILE: &str = "usage-report.json";
-
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct Sent {
-    day: Option<jiff::civil::Date>,
-    at: Option<Timestamp>,
-}
 
 /// Builds, signs and sends the report of `now`'s day; returns the service's receipt.
 pub(crate) async fn send_report(
@@ -43,17 +34,8 @@ pub(crate) async fn send_report(
         host_certificate: certificate.0.clone(),
         report: token,
     };
-    let receipt: UsageReportReceipt = link
-        .post("/v1/usage-reports", &upload, "a usage report receipt")
-        .await?;
-    let sent = Sent {
-        day: Some(report.day),
-        at: Some(now),
-    };
-    let json =
-        serde_json::to_vec(&sent).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    write_atomic(&host.dir().join(SENT_FILE), &json, false)?;
-    Ok(receipt)
+    link.post("/v1/usage-reports", &upload, "a usage report receipt")
+        .await
 }
 
 /// Starts sending usage reports when the host key asks for them (its signed

@@ -47,21 +47,14 @@ fn hosts_activate_online_within_the_host_keys_limits() {
     assert!(cert["exp"].is_string(), "{cert}");
     let server = Server::start(&second, &[]);
     let (body, _) = activation_request(&uuid::Uuid::new_v4().to_string(), fx.key("draw"), 1);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let answer: Value = rt.block_on(async {
-        reqwest::Client::new()
-            .post(format!("{}/v1/activations", server.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let (_, answer) = common::http(
+        &server.addr,
+        "POST",
+        "/v1/activations",
+        Some(&body.to_string()),
+    )
+    .unwrap();
+    let answer: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(answer["result"], "activated", "{answer}");
     server.kill();
 

@@ -74,21 +74,14 @@ fn a_hosts_usage_reports_reach_the_vendors_view_and_hold_no_client_id() {
     let server = Server::start(&host, &[]);
     let client_id = uuid::Uuid::new_v4().to_string();
     let (body, _) = activation_request(&client_id, fx.key("draw"), 1);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let answer: Value = rt.block_on(async {
-        reqwest::Client::new()
-            .post(format!("{}/v1/activations", server.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let (_, answer) = common::http(
+        &server.addr,
+        "POST",
+        "/v1/activations",
+        Some(&body.to_string()),
+    )
+    .unwrap();
+    let answer: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(answer["result"], "activated", "{answer}");
 
     // The host refreshes the day's report every second: wait for one that counts the

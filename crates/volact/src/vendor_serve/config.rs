@@ -237,17 +237,7 @@ impl ServiceFile {
             .or(section.url)
             .unwrap_or_else(|| volact_engine::storage::DEFAULT_VENDOR_STORAGE_URL.to_owned());
         volact_engine::storage::StorageUrl::parse(&url, dir)?;
-        let password_env = [
-            volact_engine::storage::PASSWORD_ENV,
-            volact_engine::storage::PG_PASSWORD_ENV,
-        ]
-        .into_iter()
-        .find_map(|var| {
-            std::env::var(var)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(|v| (var.to_owned(), volact_engine::storage::Secret::new(v)))
-        });
+        let password_env = volact_engine::storage::password_from_env(|var| std::env::var(var).ok());
         let options = volact_engine::storage::StorageOptions {
             pool_size: section.pool_size,
             ca_file: section.ca_file.as_deref().map(|p| dir.join(p)),
