@@ -6,132 +6,14 @@
 mod common;
 
 use common::*;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use jiff::SignedDuration;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 use volact_engine::Clock;
 use volact_engine::config::RawConfig;
+use volact_testkit::browser::{
+    self, Follow, Outcome, WAIT, WHOLE, check, chromedriver, start_driver,
+};
 use volact_testkit::{TestHost, TestHostOptions, TestVendor};
-
-/// Longest wait for any one thing in the browser.
-const WAIT: Duration = Duration::from_secs(20);
-/// Longest wait for the browser to start: a first start on a fresh machine builds
-/// Chromium's profile and font caches, and once took over 20 s on a busy machine.
-const BROWSER_START: Duration = Duration::from_secs(60);
-/// Longest the whole browser session may take.
-const WHOLE: Duration = Duration::from_secs(120);
-
-type Outcome<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-fn chromedriver() -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("chromedriver"))
-        .chain(std::iter::once(PathBuf::from("/usr/bin/chromedriver")))
-        .find(|p| p.is_file())
-}
-
-/// chromedriver, shut down and killed when dropped, whatever happened.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // Ask it to end its sessions (and their browsers) first; then make sure it is gone.
-        if let Ok(mut s) =
-            TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(1))
-        {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = s.write_all(
-                b"GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-            );
-            let _ = s.read_to_end(&mut Vec::new());
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_driver(path: &PathBuf) -> Driver {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(path)
-        .arg(format!("--port={port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let mut driver = Driver { child, port };
-    let deadline = Instant::now() + WAIT;
-    let status = format!("http://127.0.0.1:{port}/status");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    loop {
-        if let Ok(r) = http.get(&status).send().await
-            && r.status().is_success()
-        {
-            return driver;
-        }
-        if let Ok(Some(exit)) = driver.child.try_wait() {
-            panic!("chromedriver exited before answering: {exit}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver did not answer on {status} within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn connect(driver: &Driver, profile: &std::path::Path) -> Client {
-    connect_with(driver, profile, &[]).await
-}
-
-async fn connect_with(driver: &Driver, profile: &std::path::Path, extra: &[String]) -> Client {
-    let mut options = serde_json::json!({
-        "args": [
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            "--disable-dev-shm-usage",
-            format!("--user-data-dir={}", profile.display()),
-        ]
-    });
-    if let Some(args) = options["args"].as_array_mut() {
-        args.extend(extra.iter().map(|a| serde_json::Value::String(a.clone())));
-    }
-    if std::path::Path::new("/usr/bin/chromium").is_file() {
-        options["binary"] = "/usr/bin/chromium".into();
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".into(), options);
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    tokio::time::timeout(
-        BROWSER_START,
-        ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port)),
-    )
-    .await
-    .expect("chromedriver starts a browser in time")
-    .expect("chromedriver starts a browser")
-}
 
 /// Asks as client `n` from machine `machine`, with the client's clock `skew` hours off.
 async fn ask_as(host: &TestHost, n: u32, product: &str, machine: &str, skew: i64) {
@@ -196,32 +78,8 @@ async fn count_shown(browser: &Client) -> Outcome<String> {
     Ok(count.text().await?.trim().to_string())
 }
 
-fn check(ok: bool, what: impl Into<String>) -> Outcome {
-    if ok { Ok(()) } else { Err(what.into().into()) }
-}
-
-/// Clicks an element that navigates. Under load chromedriver may answer such a click with
-/// "aborted by navigation" although the click happened and the page is loading; the
-/// caller waits for the next page's element anyway, so that answer is not a failure.
-trait Follow {
-    async fn follow(self) -> Outcome;
-}
-
-impl Follow for fantoccini::elements::Element {
-    async fn follow(self) -> Outcome {
-        match self.click().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.to_string().contains("aborted by navigation") => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-}
-
 async fn screenshot(browser: &Client, name: &str) -> Outcome {
-    let path = std::env::temp_dir().join(format!("volact-dashboard-{name}.png"));
-    std::fs::write(&path, browser.screenshot().await?)?;
-    eprintln!("screenshot: {}", path.display());
-    Ok(())
+    browser::screenshot(browser, &format!("dashboard-{name}")).await
 }
 
 async fn drive(browser: &Client, host: &TestHost) -> Outcome {
@@ -371,9 +229,11 @@ async fn log_in_see_the_count_revoke_a_client_see_it_drop() {
     seed(&host).await;
     assert_eq!(count(&host, "demo-office"), 5);
 
-    let driver = start_driver(&path).await;
+    let driver = start_driver(&path).await.unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let browser = connect(&driver, profile.path()).await;
+    let browser = browser::connect(&driver, profile.path(), &[])
+        .await
+        .unwrap();
     let outcome = tokio::time::timeout(WHOLE, drive(&browser, &host)).await;
     // Close the browser before judging, so a failure leaves nothing running.
     let _ = tokio::time::timeout(WAIT, browser.close()).await;
@@ -472,14 +332,15 @@ async fn the_dashboard_over_tls_in_a_browser() {
     }
     assert_eq!(count(&host, "demo-office"), 5);
 
-    let driver = start_driver(&path).await;
+    let driver = start_driver(&path).await.unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let browser = connect_with(
+    let browser = browser::connect(
         &driver,
         profile.path(),
         &[format!("--ignore-certificate-errors-spki-list={spki}")],
     )
-    .await;
+    .await
+    .unwrap();
     let outcome = tokio::time::timeout(WHOLE, drive_tls(&browser, &host)).await;
     let _ = tokio::time::timeout(WAIT, browser.close()).await;
     drop(driver);

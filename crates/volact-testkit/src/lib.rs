@@ -2,6 +2,7 @@
 //! loopback) driven by a hand-set clock, and outside programs the tests start (BIND).
 //! Integration tests of every crate use it; it is never a normal dependency.
 
+pub mod browser;
 pub mod postgres;
 pub mod testbind;
 

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod config;
+mod dashboard;
 pub mod metrics;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -188,6 +189,7 @@ fn router(service: Arc<Service>) -> Router {
         .route("/v1/host-activations", post(activate))
         .route("/healthz", get(healthz))
         .merge(admin::routes())
+        .merge(dashboard::routes())
         .merge(crate::vendor_renew::routes())
         .merge(crate::vendor_usage::routes())
         .merge(crate::vendor_revocations::routes())

@@ -10,13 +10,17 @@ use askama::Template;
 const COUNT_W: f64 = 960.0;
 /// Width of the hourly chart's drawing.
 const HOURLY_W: f64 = 440.0;
-/// Plot area margins: room for the value axis on the left and dates below.
-const LEFT: f64 = 44.0;
-const RIGHT: f64 = 16.0;
-const TOP: f64 = 14.0;
-const BOTTOM: f64 = 28.0;
+/// Plot area margin on the left: room for the value axis.
+pub const LEFT: f64 = 44.0;
+/// Plot area margin on the right.
+pub const RIGHT: f64 = 16.0;
+/// Plot area margin above.
+pub const TOP: f64 = 14.0;
+/// Plot area margin below: room for dates.
+pub const BOTTOM: f64 = 28.0;
 
-fn f(x: f64) -> String {
+/// A coordinate with one decimal, as SVG attributes take it.
+pub fn f(x: f64) -> String {
     format!("{x:.1}")
 }
 
@@ -56,8 +60,9 @@ fn nice_step(max: f64, parts: f64) -> f64 {
         .unwrap_or(10.0 * magnitude)
 }
 
-/// The value axis: 0 to a round top at least `max`, and its ticks.
-fn value_axis(max: f64, height: f64) -> (f64, Vec<Tick>) {
+/// The value axis of a chart `height` high: 0 to a round top at least `max`, and its
+/// ticks.
+pub fn value_axis(max: f64, height: f64) -> (f64, Vec<Tick>) {
     let step = nice_step(max, 4.0);
     let top = (max / step).ceil().max(1.0) * step;
     let plot = height - TOP - BOTTOM;

@@ -5,13 +5,13 @@
 //! fetched from elsewhere, so it works on a closed network and under a strict
 //! Content-Security-Policy. Every value shown goes through askama's HTML escaping.
 
-mod charts;
+pub mod charts;
 mod host;
 mod inventory;
 mod overview;
 mod session;
 
-pub use session::{COOKIE, Session, Sessions};
+pub use session::{COOKIE, CsrfForm, LoginForm, Session, Sessions, cookie, forbidden, set_cookie};
 
 use crate::http::AppState;
 use askama::Template;
@@ -23,8 +23,8 @@ use axum::{Router, middleware};
 use jiff::Timestamp;
 use std::sync::Arc;
 
-/// The stylesheet, served at `/dashboard.css`.
-const CSS: &str = include_str!("../../templates/dashboard/style.css");
+/// The stylesheet, served at `/dashboard.css` (the vendor service's dashboard uses it too).
+pub const CSS: &str = include_str!("../../templates/dashboard/style.css");
 
 /// Dashboard routes. Each call makes a fresh, empty set of sessions, so every host (and
 /// every test host in one process) has its own.
@@ -88,7 +88,7 @@ impl Layout {
 
 /// Adds the headers every dashboard answer carries: no framing, no sniffing, no referrer,
 /// and a policy that allows only this origin's stylesheet and forms, and no script.
-async fn security_headers(mut response: Response) -> Response {
+pub async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -113,7 +113,8 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-async fn css() -> Response {
+/// `GET /dashboard.css`.
+pub async fn css() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),

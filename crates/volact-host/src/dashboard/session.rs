@@ -104,7 +104,7 @@ impl Sessions {
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -117,7 +117,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The session cookie for `id`; an empty id clears it. `Secure` when the request came
 /// over TLS, so the browser never sends it back in clear.
-fn set_cookie(id: &str, secure: bool) -> HeaderValue {
+pub fn set_cookie(id: &str, secure: bool) -> HeaderValue {
     let max_age = if id.is_empty() {
         0
     } else {
@@ -197,15 +197,17 @@ struct LoginPage {
 /// The login form.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct LoginForm {
+    /// The admin token typed in.
     #[serde(default)]
-    token: String,
+    pub token: String,
 }
 
-/// The logout form.
+/// A form that carries only the CSRF token (logout).
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct CsrfForm {
+    /// The session's CSRF token.
     #[serde(default)]
-    csrf: String,
+    pub csrf: String,
 }
 
 /// `GET /login`.

@@ -1,0 +1,492 @@
+//! The vendor service's dashboard: over plain HTTP (login, cookie, CSRF, escaping,
+//! security headers) and in headless Chromium as a vendor uses it — log in, find a
+//! customer, see its usage chart from a real host's report, revoke its host key.
+//! The browser test is skipped with a loud note when chromedriver is missing, unless
+//! `VOLACT_REQUIRE_ALL=1`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::vendor::{activate_online, vendor_serve};
+use common::{Fixture, Server, activation_request, provision, run, s};
+use fantoccini::{Client, Locator};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use volact_testkit::browser::{
+    self, Follow, Outcome, WAIT, WHOLE, check, chromedriver, start_driver,
+};
+
+/// Issues a host key with usage reports on through the service's admin API; returns
+/// what the service answered (`host_key`, `claims`).
+fn issue_key(fx: &Fixture, url: &str, customer: &str) -> Value {
+    let token_file = fx.vendor_dir.join("admin.token");
+    serde_json::from_str(
+        &run(&[
+            "--json",
+            "vendor",
+            "host-key",
+            "--url",
+            url,
+            "--token-file",
+            s(&token_file),
+            "--customer",
+            customer,
+            "--group",
+            "office",
+            "--usage-reports",
+        ])
+        .ok()
+        .stdout,
+    )
+    .unwrap()
+}
+
+/// A host activated online with a new key of `customer`, reporting usage every second,
+/// with `clients` clients of Draw activated; returns once the vendor has a report
+/// counting them, with the key's id.
+fn reporting_host(
+    fx: &Fixture,
+    url: &str,
+    root: &Path,
+    customer: &str,
+    clients: u32,
+) -> (Server, String) {
+    let issued = issue_key(fx, url, customer);
+    let host = root.join("reporting-host");
+    run(&["host", "init", "--data", s(&host)]).ok();
+    run(&[
+        "host",
+        "install-key",
+        "--data",
+        s(&host),
+        "--vendor",
+        s(&fx.bundle),
+        issued["host_key"].as_str().unwrap(),
+    ])
+    .ok();
+    activate_online(&host, url).ok();
+    std::fs::write(
+        host.join("volact.toml"),
+        "[vendor]\nusage_report_every = \"1s\"\n",
+    )
+    .unwrap();
+    let server = Server::start(&host, &[]);
+    for n in 1..=clients {
+        let (body, _) = activation_request(&uuid::Uuid::new_v4().to_string(), fx.key("draw"), n);
+        let (status, answer) = common::http(
+            &server.addr,
+            "POST",
+            "/v1/activations",
+            Some(&body.to_string()),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reports: Value = serde_json::from_str(
+            &run(&[
+                "--json",
+                "vendor",
+                "usage",
+                "--dir",
+                s(&fx.vendor_dir),
+                "--customer",
+                customer,
+            ])
+            .ok()
+            .stdout,
+        )
+        .unwrap();
+        let counted = reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["products"]["draw"].as_u64() >= Some(u64::from(clients)));
+        if counted {
+            let key_id = issued["claims"]["jti"].as_str().unwrap().to_owned();
+            return (server, key_id);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no report counts the clients: {reports}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An HTML form's body (`application/x-www-form-urlencoded`).
+fn form(pairs: &[(&str, &str)]) -> String {
+    let enc = |v: &str| {
+        v.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// POSTs `pairs` as a form to `url`, with the session `cookie` if any.
+async fn post_form(
+    http: &reqwest::Client,
+    url: String,
+    cookie: Option<&str>,
+    pairs: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(pairs));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.unwrap()
+}
+
+fn no_redirects() -> reqwest::Client {
+    volact_client::tls::install_default_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The session cookie (`volact_session=…`) a login answer sets.
+fn session_cookie(response: &reqwest::Response) -> String {
+    let set = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_asks_for_the_token_checks_csrf_and_escapes_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = provision(tmp.path(), "office");
+    let (_service, url) = vendor_serve(&fx, &[]);
+    let customer = "Acme <b>&</b> Sons";
+    let key_id = {
+        let (fx, url) = (fx.clone(), url.clone());
+        tokio::task::spawn_blocking(move || issue_key(&fx, &url, customer))
+            .await
+            .unwrap()["claims"]["jti"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let http = no_redirects();
+
+    // Not logged in: pages lead to the login form, forms are refused.
+    let r = http.get(format!("{url}/")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login");
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let r = post_form(
+        &http,
+        format!("{url}/revoke"),
+        None,
+        &[("kind", "host-key"), ("id", &key_id)],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+
+    // A wrong token is refused; the right one starts a session.
+    let r = post_form(&http, format!("{url}/login"), None, &[("token", "wrong")]).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("not the admin token"));
+    let token = std::fs::read_to_string(fx.vendor_dir.join("admin.token")).unwrap();
+    let r = post_form(
+        &http,
+        format!("{url}/login"),
+        None,
+        &[("token", token.trim())],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let cookie = session_cookie(&r);
+
+    // The customer's name is shown escaped, on the list and on its page.
+    let page = http
+        .get(format!("{url}/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(!html.contains("<b>"), "{html}");
+    assert!(
+        html.contains("Acme &#60;b&#62;&#38;&#60;/b&#62; Sons"),
+        "{html}"
+    );
+    let link = "/customer?name=Acme%20%3Cb%3E%26%3C%2Fb%3E%20Sons";
+    assert!(html.contains(&link.replace('&', "&#38;")), "{html}");
+    let page = http
+        .get(format!("{url}{link}"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(&key_id) && html.contains("Revoke…"), "{html}");
+    let missing = http
+        .get(format!("{url}/customer?name=nobody"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // A revocation without the session's CSRF token is refused and revokes nothing.
+    for csrf in ["", "0123456789abcdef"] {
+        let r = post_form(
+            &http,
+            format!("{url}/revoke"),
+            Some(&cookie),
+            &[("csrf", csrf), ("kind", "host-key"), ("id", &key_id)],
+        )
+        .await;
+        assert_eq!(r.status(), 403, "csrf {csrf:?}");
+    }
+    let customers: Value = serde_json::from_str(
+        &run(&["--json", "vendor", "customers", "--dir", s(&fx.vendor_dir)])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        customers[0]["host_keys"][0]["revoked_at"].is_null(),
+        "{customers}"
+    );
+}
+
+async fn drive(browser: &Client, url: &str, token: &str, key_id: &str) -> Outcome {
+    browser.set_window_size(1280, 1400).await?;
+    browser.goto(&format!("{url}/")).await?;
+    let at = browser.current_url().await?;
+    check(
+        at.path() == "/login",
+        format!("redirected to /login, not {at}"),
+    )?;
+    let field = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("token"))
+        .await?;
+    field.send_keys("not-the-token").await?;
+    browser
+        .find(Locator::Id("login-submit"))
+        .await?
+        .follow()
+        .await?;
+    let error = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("login-error"))
+        .await?
+        .text()
+        .await?;
+    check(
+        error.contains("not the admin token"),
+        format!("login error: {error}"),
+    )?;
+    browser
+        .find(Locator::Id("token"))
+        .await?
+        .send_keys(token)
+        .await?;
+    browser
+        .find(Locator::Id("login-submit"))
+        .await?
+        .follow()
+        .await?;
+
+    // The list: the customer, with its host and its counted clients.
+    let row = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("tr[data-customer=\"Acme Dashboard\"]"))
+        .await?;
+    let text = row.text().await?;
+    check(
+        text.contains("Acme Dashboard"),
+        format!("customer row: {text}"),
+    )?;
+    let clients = browser
+        .find(Locator::Id("stat-clients"))
+        .await?
+        .text()
+        .await?;
+    check(clients == "3", format!("3 clients counted, saw {clients}"))?;
+    browser::screenshot(browser, "vendor-customers").await?;
+
+    // The customer's page: its usage chart has today's bar.
+    browser
+        .find(Locator::LinkText("Acme Dashboard"))
+        .await?
+        .follow()
+        .await?;
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("customer-name"))
+        .await?;
+    let segments = browser
+        .find_all(Locator::Css("#usage-chart rect.seg"))
+        .await?;
+    check(!segments.is_empty(), "the usage chart draws the report")?;
+    let legend = browser
+        .find(Locator::Css("#usage-chart .legend"))
+        .await?
+        .text()
+        .await?;
+    check(
+        legend.contains("Draw"),
+        format!("the legend names Draw: {legend}"),
+    )?;
+    browser::screenshot(browser, "vendor-customer").await?;
+
+    // Revoke the host key: a page says what happens, the form revokes.
+    browser
+        .find(Locator::Id(&format!("revoke-key-{key_id}")))
+        .await?
+        .follow()
+        .await?;
+    let reason = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("reason"))
+        .await?;
+    reason.send_keys("contract ended").await?;
+    browser::screenshot(browser, "vendor-revoke").await?;
+    browser
+        .find(Locator::Id("revoke-confirm"))
+        .await?
+        .follow()
+        .await?;
+    let flash = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("flash"))
+        .await?
+        .text()
+        .await?;
+    check(
+        flash.contains("Revoked host key") && flash.contains(key_id),
+        format!("flash: {flash}"),
+    )?;
+    let state = browser
+        .find(Locator::Css(&format!(
+            "[data-key=\"{key_id}\"] [data-key-state]"
+        )))
+        .await?
+        .attr("data-key-state")
+        .await?;
+    check(
+        state.as_deref() == Some("revoked"),
+        format!("the key shows revoked, saw {state:?}"),
+    )?;
+    browser::screenshot(browser, "vendor-revoked").await?;
+
+    // The service page lists it in the revocation list, with its reason.
+    browser
+        .find(Locator::LinkText("Service"))
+        .await?
+        .follow()
+        .await?;
+    let list = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("revocations"))
+        .await?
+        .text()
+        .await?;
+    check(
+        list.contains(key_id) && list.contains("contract ended"),
+        format!("revocation list: {list}"),
+    )?;
+    browser::screenshot(browser, "vendor-service").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_see_a_customers_usage_chart_revoke_its_host_key() {
+    let Some(path) = chromedriver() else {
+        volact_testkit::skip_or_fail(
+            "log_in_see_a_customers_usage_chart_revoke_its_host_key",
+            "chromedriver not found (apt-get install chromium chromium-driver)",
+        )
+        .unwrap();
+        return;
+    };
+    volact_client::tls::install_default_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = provision(tmp.path(), "office");
+    let (_service, url) = vendor_serve(&fx, &[]);
+    let (server, key_id) = {
+        let (fx, url, root) = (fx.clone(), url.clone(), tmp.path().to_owned());
+        tokio::task::spawn_blocking(move || {
+            issue_key(&fx, &url, "Beta Industries");
+            reporting_host(&fx, &url, &root, "Acme Dashboard", 3)
+        })
+        .await
+        .unwrap()
+    };
+    let token = std::fs::read_to_string(fx.vendor_dir.join("admin.token")).unwrap();
+
+    let driver = start_driver(&path).await.unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = browser::connect(&driver, profile.path(), &[])
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(WHOLE, drive(&browser, &url, token.trim(), &key_id)).await;
+    let _ = tokio::time::timeout(WAIT, browser.close()).await;
+    drop(driver);
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("in the browser: {e}"),
+        Err(_) => panic!("the browser session took longer than {WHOLE:?}"),
+    }
+    server.kill();
+    // The revocation is the vendor's record, and in the list hosts fetch.
+    let customers: Value = serde_json::from_str(
+        &run(&[
+            "--json",
+            "vendor",
+            "customers",
+            "--dir",
+            s(&fx.vendor_dir),
+            "--customer",
+            "Acme Dashboard",
+        ])
+        .ok()
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        customers[0]["host_keys"][0]["revoked_at"].is_i64(),
+        "{customers}"
+    );
+}
