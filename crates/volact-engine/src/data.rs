@@ -21,6 +21,8 @@ const CONFIG: &str = "volact.toml";
 const SERVING: &str = "serving.json";
 const ADMIN_TOKEN: &str = "admin.token";
 const VENDOR_URL: &str = "vendor-url.txt";
+/// The newest revocation list of the vendor the host has verified.
+pub const REVOCATIONS: &str = "revocations.token";
 
 /// Where a serving host listens, written when it starts and removed when it stops, so
 /// `host status` (a separate process) can say where and whether it runs.
@@ -303,6 +305,23 @@ impl HostData {
     /// The vendor root key and catalog, verified.
     pub fn vendor(&self) -> Result<(PublicKey, Catalog), ApiError> {
         self.bundle()?.open()
+    }
+
+    /// The newest revocation list the host keeps (`revocations.token`), as token and
+    /// claims, verified again against the host's vendor; `None` when it has none.
+    pub fn revocation_list(
+        &self,
+    ) -> Result<Option<(String, volact_core::revocation::RevocationList)>, ApiError> {
+        let token = match self.read(REVOCATIONS, || {
+            ApiError::new(ErrorCode::NotFound, "no revocation list")
+        }) {
+            Ok(t) => t.trim().to_owned(),
+            Err(e) if e.code == ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let (root, catalog) = self.vendor()?;
+        volact_core::revocation::verify(&root, &catalog.vendor, &token)
+            .map(|list| Some((token, list)))
     }
 
     /// The installed host key, as text and claims.

@@ -120,6 +120,32 @@ pub async fn start(
     })
     .await?;
     engine.admission().set_limits(config.rate_limits)?;
+    // In force before the first connection is accepted: a revoked host never answers
+    // even one activation while its list is read in the background.
+    match data.revocation_list() {
+        Ok(Some((token, list))) => {
+            engine.set_revocations(token, list);
+            if let Some(e) = engine.not_ready(engine.now())
+                && e.code == volact_proto::ErrorCode::HostRevoked
+            {
+                tracing::error!("{}", e.message);
+                let now = engine.now().as_second();
+                let stored = engine
+                    .store()
+                    .record_host_event(now, "host-revoked", "revocations.token", &e.message)
+                    .await;
+                if let Err(e) = stored {
+                    tracing::warn!("cannot add the revocation to the audit log: {e}");
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            code = %e.code,
+            "the revocation list the host keeps could not be read; fetch or import a new one: {}",
+            e.message
+        ),
+    }
     let listener = bind(config.listen, "--listen")?;
     let addr = listener
         .local_addr()

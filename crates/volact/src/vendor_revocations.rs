@@ -16,7 +16,7 @@ use crate::vendor_link::VendorLink;
 use crate::vendor_serve::Service;
 
 /// Where a host keeps the newest list it has verified.
-const FILE: &str = "revocations.token";
+const FILE: &str = volact_engine::data::REVOCATIONS;
 /// How long a list is good for: hosts fetch hourly, well within it.
 const VALID_FOR: SignedDuration = SignedDuration::from_hours(24);
 /// How often a serving host asks the service for its list.
@@ -99,20 +99,7 @@ pub(crate) fn routes() -> axum::Router<Arc<Service>> {
 
 /// The list the host keeps and its token, if any (read again from its file, verified).
 pub(crate) fn installed(host: &HostData) -> Result<Option<(String, RevocationList)>, ApiError> {
-    let path = host.dir().join(FILE);
-    let token = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidState,
-                format!("cannot read {}: {e}", path.display()),
-            ));
-        }
-    };
-    let (root, catalog) = host.vendor()?;
-    let token = token.trim().to_owned();
-    revocation::verify(&root, &catalog.vendor, &token).map(|list| Some((token, list)))
+    host.revocation_list()
 }
 
 /// Installs `token` when it verifies against the host's vendor and is newer than the

@@ -206,6 +206,21 @@ fn a_revoked_host_stops_activating_and_older_or_forged_lists_are_refused() {
     ])
     .fails();
     assert_eq!(out.error_code(), "untrusted-host", "{out}");
+
+    // Restarted, the host refuses from its very first answer: the list it keeps is in
+    // force before it accepts a connection.
+    let again = Server::start_answering(&host, &[], 503);
+    let (body, _) = activation_request(&uuid::Uuid::new_v4().to_string(), fx.key("draw"), 1);
+    let (status, answer) = http(
+        &again.addr,
+        "POST",
+        "/v1/activations",
+        Some(&body.to_string()),
+    )
+    .unwrap();
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("host-revoked"), "{answer}");
+    again.kill();
 }
 
 #[test]

@@ -234,9 +234,14 @@ pub fn addr_of(url: &str) -> String {
 /// otherwise, or as soon as `child` exits.
 #[track_caller]
 pub fn wait_healthy(addr: &str, child: &mut ChildGuard, context: impl Fn() -> String) {
+    wait_health(addr, child, 200, context);
+}
+
+/// Waits (bounded) until `GET /healthz` on `addr` answers `status`.
+fn wait_health(addr: &str, child: &mut ChildGuard, status: u16, context: impl Fn() -> String) {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        if let Some((200, _)) = http(addr, "GET", "/healthz", None) {
+        if http(addr, "GET", "/healthz", None).is_some_and(|(s, _)| s == status) {
             return;
         }
         if child.exited() {
@@ -244,7 +249,7 @@ pub fn wait_healthy(addr: &str, child: &mut ChildGuard, context: impl Fn() -> St
         }
         if Instant::now() >= deadline {
             panic!(
-                "the host did not answer /healthz with 200 within {READY_TIMEOUT:?}\n{}",
+                "the host did not answer /healthz with {status} within {READY_TIMEOUT:?}\n{}",
                 context()
             );
         }
@@ -270,6 +275,12 @@ impl Server {
     /// process writes once it listens, so no port is guessed.
     #[track_caller]
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Server::start_answering(data, extra, 200)
+    }
+
+    /// [`Server::start`] for a host whose `/healthz` answers `status` once it serves (503
+    /// for a host that must refuse activations).
+    pub fn start_answering(data: &Path, extra: &[&str], status: u16) -> Server {
         let log = data.with_extension(format!("serve-{}.log", unique()));
         let log_file = std::fs::File::create(&log).unwrap();
         let mut args = vec![
@@ -317,7 +328,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         };
         let addr = addr_of(&url);
-        wait_healthy(&addr, &mut guard, logs);
+        wait_health(&addr, &mut guard, status, logs);
         Server {
             guard,
             url,
