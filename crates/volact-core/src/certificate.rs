@@ -169,23 +169,33 @@ pub fn check_limits(
     max_hosts: u32,
     max_activations: u32,
 ) -> Result<(), ApiError> {
+    let used = activations.unwrap_or(0);
+    // Both numbers and both limits in every refusal, so the vendor sees at once which
+    // one was reached and how close the other is.
+    let details = serde_json::json!({
+        "key_id": key_id,
+        "host_id": host_id,
+        "hosts": hosts_known,
+        "max_hosts": max_hosts,
+        "activations": used,
+        "max_activations": max_activations,
+    });
     if activations.is_none() && hosts_known >= u64::from(max_hosts) {
         return Err(ApiError::with_details(
             ErrorCode::HostKeyActivationLimit,
             format!(
-                "host key {key_id} has already activated {hosts_known} hosts, its limit; ask the vendor to raise the limit or move the key from a retired host"
+                "host key {key_id} has already activated {hosts_known} of its {max_hosts} hosts, so host {host_id} is refused (each host may activate {max_activations} times); ask the vendor to raise the limit or move the key from a retired host"
             ),
-            serde_json::json!({ "key_id": key_id, "hosts": hosts_known, "max_hosts": max_hosts }),
+            details,
         ));
     }
-    let used = activations.unwrap_or(0);
     if used >= max_activations {
         return Err(ApiError::with_details(
             ErrorCode::HostKeyActivationLimit,
             format!(
-                "host {host_id} has been activated {used} times with host key {key_id}, its limit; ask the vendor to reset it"
+                "host {host_id} has been activated {used} of {max_activations} times with host key {key_id} (which has {hosts_known} of its {max_hosts} hosts); ask the vendor to reset it"
             ),
-            serde_json::json!({ "key_id": key_id, "host_id": host_id, "activations": used, "max_activations": max_activations }),
+            details,
         ));
     }
     Ok(())

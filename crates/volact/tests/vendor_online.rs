@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{Fixture, Server, activation_request, provision, run, s};
+use common::{
+    CATALOG_TOML, Fixture, Server, activation_request, provision, provision_with, run, s,
+};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -130,6 +132,68 @@ fn hosts_activate_online_within_the_host_keys_limits() {
     assert_eq!(status, 413);
     let (status, _) = post(&url, &bytes);
     assert_eq!(status, 409);
+}
+
+/// The end to end: vendor → service → a host activated online → 25 clients, of
+/// which the first 24 wait for the count and the 25th activates; then the same host
+/// activates again up to its key's 10 activations, and the 11th is refused with the
+/// numbers.
+#[test]
+fn twenty_five_clients_through_a_host_activated_online_and_the_eleventh_activation_refused() {
+    volact_client::tls::install_default_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let catalog = CATALOG_TOML.replace("minimum_count = 3", "minimum_count = 25");
+    let fx = provision_with(tmp.path(), "office", &catalog, None);
+    let (_service, url) = vendor_serve(&fx, &[]);
+    let host = new_host(&fx, tmp.path(), "online-host");
+    activate_online(&host, &url).ok();
+    let server = Server::start(&host, &[]);
+    for n in 1..=25u64 {
+        let (body, _) = activation_request(
+            &uuid::Uuid::new_v4().to_string(),
+            fx.key("suite-desktop"),
+            25,
+        );
+        let (status, answer) = common::http(
+            &server.addr,
+            "POST",
+            "/v1/activations",
+            Some(&body.to_string()),
+        )
+        .unwrap();
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["count"].as_u64(), Some(n), "{status} {answer}");
+        let expected = if n < 25 {
+            "count-insufficient"
+        } else {
+            "activated"
+        };
+        assert_eq!(answer["result"], expected, "client {n}: {answer}");
+        assert_eq!(answer["ticket"].is_string(), n == 25, "{answer}");
+    }
+    server.kill();
+
+    // Activations 2 to 10 of this host are answered; the 11th is refused, with both
+    // numbers and both limits.
+    for _ in 2..=10 {
+        activate_online(&host, &url).ok();
+    }
+    let refused = activate_online(&host, &url).fails();
+    assert_eq!(
+        refused.error_code(),
+        "host-key-activation-limit",
+        "{refused}"
+    );
+    let details = &refused.json()["details"];
+    assert_eq!(
+        (
+            details["activations"].as_u64(),
+            details["max_activations"].as_u64()
+        ),
+        (Some(10), Some(10)),
+        "{refused}"
+    );
+    assert!(details["max_hosts"].as_u64() == Some(6), "{refused}");
 }
 
 #[test]
