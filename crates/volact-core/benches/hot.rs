@@ -95,5 +95,49 @@ fn counting(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, signing, counting);
+/// The vendor service's work for one online host activation, without HTTP and the
+/// store: checking the request (the host's proof, the host key along the chain, its key
+/// group) and signing the host certificate.
+fn host_activation(c: &mut Criterion) {
+    use volact_core::catalog::{Catalog, demo_source};
+    use volact_core::certificate::{check_activation, make_request, sign_certificate};
+    use volact_core::delegation::Signer;
+    use volact_core::host_key::HostKey;
+    let root = KeyPair::from_seed([1; 32]).unwrap();
+    let mut n = 0u8;
+    let catalog = Catalog::build(&demo_source(), 1, Timestamp::UNIX_EPOCH, move || {
+        n = n.wrapping_add(1);
+        [n; 24]
+    })
+    .unwrap();
+    let key = HostKey {
+        jti: "hk-bench".into(),
+        vendor: catalog.vendor.clone(),
+        customer: "Acme".into(),
+        group: "demo-all".into(),
+        seats: None,
+        exp: None,
+        max_hosts: 6,
+        max_activations: 10,
+        iat: Timestamp::UNIX_EPOCH,
+        usage_reports: true,
+        delegation: None,
+    };
+    let key_token = token::sign(&root, &key).unwrap();
+    let host = KeyPair::from_seed([9; 32]).unwrap();
+    let now = Timestamp::from_second(1_800_000_000).unwrap();
+    let request = make_request(&host, &key_token, "nonce-0123456789".into(), now).unwrap();
+    c.bench_function("host-activation/check", |b| {
+        b.iter(|| check_activation(root.public(), &catalog, black_box(&request), now).unwrap())
+    });
+    let checked = check_activation(root.public(), &catalog, &request, now).unwrap();
+    let signer = Signer::root(&root);
+    c.bench_function("host-activation/sign-certificate", |b| {
+        b.iter(|| {
+            sign_certificate(&signer, &catalog.vendor, black_box(&checked), now, 365).unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, signing, counting, host_activation);
 criterion_main!(benches);
