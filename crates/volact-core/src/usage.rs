@@ -45,6 +45,11 @@ pub struct UsageReport {
     pub products: BTreeMap<String, u64>,
     /// The count of each application (what activation thresholds are compared with).
     pub applications: BTreeMap<String, u64>,
+    /// The id of the count when the host shares it with other hosts (one PostgreSQL
+    /// store), the same in all their reports, so the vendor counts those clients once;
+    /// absent for a host with a count of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_scope: Option<String>,
 }
 
 impl Document for UsageReport {
@@ -71,7 +76,7 @@ impl Document for RawClaims {
 }
 
 /// The claims a report may carry (with the token's `typ`).
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 10] = [
     "typ",
     "host_id",
     "key_id",
@@ -81,6 +86,7 @@ const FIELDS: [&str; 9] = [
     "clients_known",
     "products",
     "applications",
+    "count_scope",
 ];
 
 fn refused(why: String) -> ApiError {
@@ -224,6 +230,7 @@ mod tests {
             clients_known: 40,
             products: BTreeMap::from([("demo-os-workstation".into(), 30)]),
             applications: BTreeMap::from([("demo-os".into(), 30)]),
+            count_scope: None,
         }
     }
 

@@ -140,6 +140,11 @@ pub async fn collect(
     config: &HostConfig,
     now: Timestamp,
 ) -> Result<HostStatus, ApiError> {
+    // Read before the certificate: a renewal writes the certificate first and its log
+    // second, so a log that reports a success always comes with the certificate it
+    // installed (read the other way round, a renewal in between showed the old
+    // certificate beside the new success).
+    let certificate_renewal = crate::renewal::read_log(data);
     let identity = data.identity()?;
     let host_key = data.host_key().ok().map(|(_, k)| KeyStatus {
         key_id: k.jti,
@@ -248,7 +253,7 @@ pub async fn collect(
         dns_publish: crate::dns::read_log(data).and_then(|l| l.last),
         unreachable_products,
         hosts: store.hosts().await.map_err(storage)?,
-        certificate_renewal: crate::renewal::read_log(data),
+        certificate_renewal,
         at: now,
     })
 }

@@ -28,6 +28,7 @@ pub async fn build_report(
     let products = store.count_by_product(since).await.map_err(failed)?;
     let applications = store.count_by_application(since).await.map_err(failed)?;
     let clients_known = store.client_total().await.map_err(failed)?;
+    let count_scope = store.count_scope().await.map_err(failed)?;
     Ok(Some(UsageReport {
         host_id: engine.host_id().to_owned(),
         key_id: certificate.key_id,
@@ -44,5 +45,6 @@ pub async fn build_report(
             .into_iter()
             .filter(|(a, _)| !a.is_empty())
             .collect(),
+        count_scope,
     }))
 }

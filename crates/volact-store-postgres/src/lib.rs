@@ -281,6 +281,10 @@ impl Store for PgStore {
         Ok(read::hosts(&self.pool).await?)
     }
 
+    async fn count_scope(&self) -> Result<Option<String>, StoreError> {
+        Ok(Some(read::store_id(&self.pool).await?))
+    }
+
     fn count_feed(&self) -> Option<std::sync::Arc<dyn CountFeed>> {
         Some(std::sync::Arc::new(self.clone()))
     }

@@ -276,6 +276,13 @@ pub(crate) async fn result_totals(pool: &PgPool) -> Result<Vec<(String, u64)>, D
         .collect()
 }
 
+/// The database's id (migration 5), the same for every host sharing it.
+pub(crate) async fn store_id(pool: &PgPool) -> Result<String, DbError> {
+    Ok(sqlx::query_scalar("SELECT id FROM store_identity LIMIT 1")
+        .fetch_one(pool)
+        .await?)
+}
+
 pub(crate) async fn client_total(pool: &PgPool) -> Result<u64, DbError> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM clients")
         .fetch_one(pool)

@@ -29,6 +29,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "totals in shards",
         include_str!("../migrations/0004_total_shards.sql"),
     ),
+    (
+        5,
+        "the store's id",
+        include_str!("../migrations/0005_store_id.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

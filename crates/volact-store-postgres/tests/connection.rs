@@ -117,6 +117,15 @@ async fn two_stores_on_one_database_see_each_others_writes_at_once() -> TestResu
     assert!(b.set_revoked("x", true, Some("lost"), 11).await?);
     assert!(a.client("x").await?.unwrap().revoked);
     assert!(a.counted_clients(0).await?.is_empty());
+    // One count, one id, whichever host asks; another database is another count.
+    let scope = a.count_scope().await?;
+    assert!(
+        scope.as_deref().is_some_and(|s| s.starts_with("pg-")),
+        "{scope:?}"
+    );
+    assert_eq!(b.count_scope().await?, scope);
+    let other = PgStore::open(&pg.url(&pg.create_database()?), &options).await?;
+    assert_ne!(other.count_scope().await?, scope);
     Ok(())
 }
 

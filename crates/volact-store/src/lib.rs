@@ -230,6 +230,14 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// The id of the count this store holds when several hosts share it (the same for all
+    /// of them, and never for another store), so that reports from those hosts can be
+    /// told apart from independent hosts' and counted once; `None` (the default) for a
+    /// store only one host uses.
+    async fn count_scope(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
     /// Writes rows copied from another store as they are, in one transaction: clients
     /// and clone flags replace the rows of the same id, events keep their ids (an event
     /// whose id is already stored is left alone, so a copy can be repeated, and later

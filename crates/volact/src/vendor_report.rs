@@ -77,6 +77,42 @@ pub async fn usage(
     store.usage(filter).await.map_err(|e| failed(&e))
 }
 
+/// Which count a report's figures come from: `shared:ID` when its host shares one count
+/// with other hosts (the report's signed `count_scope`), else `host:HOST_ID`.
+pub fn count_of(record: &UsageRecord) -> String {
+    volact_core::token::peek::<volact_core::usage::UsageReport>(&record.token)
+        .ok()
+        .and_then(|r| r.count_scope)
+        .map_or_else(
+            || format!("host:{}", record.host_id),
+            |scope| format!("shared:{scope}"),
+        )
+}
+
+/// Counted clients per product over `reports` (one day's, or each host's latest), with
+/// the hosts that share one count counted once: the largest of their figures (they
+/// report the same count, a moment apart), then the sum over independent counts.
+pub fn combined_products<'a>(
+    reports: impl IntoIterator<Item = &'a UsageRecord>,
+) -> BTreeMap<String, u64> {
+    let mut by_count: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+    for r in reports {
+        let count = by_count.entry(count_of(r)).or_default();
+        for (product, n) in &r.products {
+            let top = count.entry(product.as_str()).or_default();
+            *top = (*top).max(*n);
+        }
+    }
+    let mut total: BTreeMap<String, u64> = BTreeMap::new();
+    for count in by_count.values() {
+        for (product, n) in count {
+            let sum = total.entry((*product).to_owned()).or_default();
+            *sum = sum.saturating_add(*n);
+        }
+    }
+    total
+}
+
 fn time(secs: i64) -> String {
     jiff::Timestamp::from_second(secs)
         .map(|t| t.strftime("%Y-%m-%d %H:%M").to_string())
@@ -224,8 +260,51 @@ pub fn usage_csv(reports: &[UsageRecord]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn record(host: u8, scope: Option<&str>, draw: u64) -> UsageRecord {
+        let key = volact_core::keys::KeyPair::from_seed([host; 32]).unwrap();
+        let report = volact_core::usage::UsageReport {
+            host_id: key.public().host_id(),
+            key_id: "hk-1".into(),
+            day: "2026-12-04".parse().unwrap(),
+            iat: "2026-12-04T10:00:00Z".parse().unwrap(),
+            host_version: "0.1.0".into(),
+            clients_known: draw,
+            products: BTreeMap::from([("draw".into(), draw)]),
+            applications: BTreeMap::new(),
+            count_scope: scope.map(str::to_owned),
+        };
+        UsageRecord {
+            key_id: report.key_id.clone(),
+            host_id: report.host_id.clone(),
+            day: report.day.to_string(),
+            received: 0,
+            host_version: report.host_version.clone(),
+            clients_known: draw,
+            products: report.products.clone(),
+            applications: BTreeMap::new(),
+            token: volact_core::usage::sign(&key, &report).unwrap(),
+        }
+    }
+
+    #[test]
+    fn hosts_sharing_a_count_are_counted_once() {
+        // Two hosts on one PostgreSQL report its count of 30 (one a moment later: 31);
+        // a third host has 5 clients of its own; a fourth shares another store.
+        let reports = [
+            record(1, Some("pg-a"), 30),
+            record(2, Some("pg-a"), 31),
+            record(3, None, 5),
+            record(4, Some("pg-b"), 7),
+        ];
+        assert_eq!(count_of(&reports[0]), "shared:pg-a");
+        assert!(count_of(&reports[2]).starts_with("host:h-"));
+        let combined = combined_products(&reports);
+        assert_eq!(combined["draw"], 31 + 5 + 7);
+    }
 
     #[test]
     fn csv_fields_are_quoted_and_never_formulas() {

@@ -568,3 +568,93 @@ fn postgres_stopped_under_load_answers_storage_failure_and_loses_nothing() {
         failures.load(Ordering::SeqCst)
     );
 }
+
+/// Two hosts on one database report usage to the vendor service: both reports carry
+/// the store's id, and the vendor's dashboard counts their one count once (3 clients,
+/// not 3 per host).
+#[test]
+fn the_vendor_counts_a_shared_count_once() {
+    use common::vendor::{
+        activate_online, dashboard_login, dashboard_page, issue_key, vendor_serve,
+    };
+    use common::{run, s};
+    let Some(pg) = TestPostgres::shared("the_vendor_counts_a_shared_count_once").unwrap() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = provision_with(tmp.path(), "all", CATALOG, None);
+    let (_service, url) = vendor_serve(&fx, &[]);
+    let issued = issue_key(&fx, &url, "Shared Corp", "all");
+    let storage_url = pg.url(&pg.create_database().unwrap());
+    let hosts: Vec<Server> = ["host-a", "host-b"]
+        .iter()
+        .map(|name| {
+            let data = tmp.path().join(name);
+            run(&["host", "init", "--data", s(&data)]).ok();
+            run(&[
+                "host",
+                "install-key",
+                "--data",
+                s(&data),
+                "--vendor",
+                s(&fx.bundle),
+                issued["host_key"].as_str().unwrap(),
+            ])
+            .ok();
+            activate_online(&data, &url).ok();
+            std::fs::write(
+                data.join("volact.toml"),
+                "[vendor]\nusage_report_every = \"1s\"\n",
+            )
+            .unwrap();
+            Server::start(&data, &["--storage-url", &storage_url])
+        })
+        .collect();
+    let key = fx.key(PRODUCT).to_string();
+    let rt = runtime();
+    rt.block_on(async {
+        let http = http_client();
+        for n in 1..=3 {
+            // All to one host: the other still reports them, from the shared store.
+            let answer = ask_ok(&http, &hosts[0].url, &id(n), &key).await;
+            assert_eq!(answer["count"], n, "{answer:#}");
+        }
+    });
+    // Both hosts report the shared count of 3 (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reports: Value = serde_json::from_str(
+            &run(&["--json", "vendor", "usage", "--dir", s(&fx.vendor_dir)])
+                .ok()
+                .stdout,
+        )
+        .unwrap();
+        let full: BTreeSet<&str> = reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["products"][PRODUCT].as_u64() == Some(3))
+            .filter_map(|r| r["host_id"].as_str())
+            .collect();
+        if full.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not both hosts report 3: {reports:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    rt.block_on(async {
+        let (http, cookie) = dashboard_login(&fx, &url).await;
+        let overview = dashboard_page(&http, &cookie, format!("{url}/")).await;
+        assert!(
+            overview.contains(r#"id="stat-clients">3<"#),
+            "the overview counts 3 clients: {overview}"
+        );
+        let page =
+            dashboard_page(&http, &cookie, format!("{url}/customer?name=Shared%20Corp")).await;
+        assert!(page.contains("3 clients counted"), "{page}");
+        assert_eq!(page.matches("count shared (pg-").count(), 2, "{page}");
+    });
+}

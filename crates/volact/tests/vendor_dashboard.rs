@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::vendor::{activate_online, vendor_serve};
+use common::vendor::{
+    activate_online, issue_key, no_redirects, post_form, session_cookie, vendor_serve,
+};
 use common::{Fixture, Server, activation_request, provision, run, s};
 use fantoccini::{Client, Locator};
 use serde_json::Value;
@@ -16,31 +18,6 @@ use std::time::{Duration, Instant};
 use volact_testkit::browser::{
     self, Follow, Outcome, WAIT, WHOLE, check, chromedriver, start_driver,
 };
-
-/// Issues a host key with usage reports on through the service's admin API; returns
-/// what the service answered (`host_key`, `claims`).
-fn issue_key(fx: &Fixture, url: &str, customer: &str) -> Value {
-    let token_file = fx.vendor_dir.join("admin.token");
-    serde_json::from_str(
-        &run(&[
-            "--json",
-            "vendor",
-            "host-key",
-            "--url",
-            url,
-            "--token-file",
-            s(&token_file),
-            "--customer",
-            customer,
-            "--group",
-            "office",
-            "--usage-reports",
-        ])
-        .ok()
-        .stdout,
-    )
-    .unwrap()
-}
 
 /// A host activated online with a new key of `customer`, reporting usage every second,
 /// with `clients` clients of Draw activated; returns once the vendor has a report
@@ -52,7 +29,7 @@ fn reporting_host(
     customer: &str,
     clients: u32,
 ) -> (Server, String) {
-    let issued = issue_key(fx, url, customer);
+    let issued = issue_key(fx, url, customer, "office");
     let host = root.join("reporting-host");
     run(&["host", "init", "--data", s(&host)]).ok();
     run(&[
@@ -116,67 +93,6 @@ fn reporting_host(
     }
 }
 
-/// An HTML form's body (`application/x-www-form-urlencoded`).
-fn form(pairs: &[(&str, &str)]) -> String {
-    let enc = |v: &str| {
-        v.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect::<String>()
-    };
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// POSTs `pairs` as a form to `url`, with the session `cookie` if any.
-async fn post_form(
-    http: &reqwest::Client,
-    url: String,
-    cookie: Option<&str>,
-    pairs: &[(&str, &str)],
-) -> reqwest::Response {
-    let mut request = http
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(pairs));
-    if let Some(cookie) = cookie {
-        request = request.header("cookie", cookie);
-    }
-    request.send().await.unwrap()
-}
-
-fn no_redirects() -> reqwest::Client {
-    volact_client::tls::install_default_provider();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-/// The session cookie (`volact_session=…`) a login answer sets.
-fn session_cookie(response: &reqwest::Response) -> String {
-    let set = response
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
-        "{set}"
-    );
-    set.split(';').next().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_asks_for_the_token_checks_csrf_and_escapes_names() {
     let tmp = tempfile::tempdir().unwrap();
@@ -185,7 +101,7 @@ async fn the_dashboard_asks_for_the_token_checks_csrf_and_escapes_names() {
     let customer = "Acme <b>&</b> Sons";
     let key_id = {
         let (fx, url) = (fx.clone(), url.clone());
-        tokio::task::spawn_blocking(move || issue_key(&fx, &url, customer))
+        tokio::task::spawn_blocking(move || issue_key(&fx, &url, customer, "office"))
             .await
             .unwrap()["claims"]["jti"]
             .as_str()
@@ -448,7 +364,7 @@ async fn log_in_see_a_customers_usage_chart_revoke_its_host_key() {
     let (server, key_id) = {
         let (fx, url, root) = (fx.clone(), url.clone(), tmp.path().to_owned());
         tokio::task::spawn_blocking(move || {
-            issue_key(&fx, &url, "Beta Industries");
+            issue_key(&fx, &url, "Beta Industries", "office");
             reporting_host(&fx, &url, &root, "Acme Dashboard", 3)
         })
         .await

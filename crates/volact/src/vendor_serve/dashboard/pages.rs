@@ -157,11 +157,13 @@ fn customer_row(c: &CustomerView, latest: &BTreeMap<&str, &UsageRecord>, now: i6
             .count(),
         hosts: hosts.len(),
         activations: hosts.iter().map(|h| u64::from(h.activations)).sum(),
-        counted: hosts
-            .iter()
-            .filter_map(|h| latest.get(h.host_id.as_str()))
-            .map(|r| counted(r))
-            .sum(),
+        counted: crate::vendor_report::combined_products(
+            hosts
+                .iter()
+                .filter_map(|h| latest.get(h.host_id.as_str()).copied()),
+        )
+        .values()
+        .fold(0u64, |a, n| a.saturating_add(*n)),
         last_contact: last.map(fmt_time).unwrap_or_else(|| "never".into()),
         last_contact_relative: last.map(|t| fmt_relative(t, now)).unwrap_or_default(),
         next_expiry: next.map_or_else(|| "—".into(), fmt_date),
@@ -277,8 +279,12 @@ fn key_row(k: &KeyView, latest: &BTreeMap<&str, &UsageRecord>, now: i64) -> KeyR
                     }
                 },
                 |r| {
+                    let shared = crate::vendor_report::count_of(r)
+                        .strip_prefix("shared:")
+                        .map(|id| format!(" · count shared ({id})"))
+                        .unwrap_or_default();
                     format!(
-                        "{}: {} counted, {} known · {}",
+                        "{}: {} counted, {} known · {}{shared}",
                         r.day,
                         counted(r),
                         r.clients_known,

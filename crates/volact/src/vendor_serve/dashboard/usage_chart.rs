@@ -52,17 +52,16 @@ pub struct UsageChart {
     pub has_data: bool,
 }
 
-/// Counted clients per product on each day, summed over hosts.
-fn per_day(reports: &[UsageRecord]) -> BTreeMap<&str, BTreeMap<&str, u64>> {
-    let mut days: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+/// Counted clients per product on each day, summed over hosts (hosts sharing one
+/// count, once).
+fn per_day(reports: &[UsageRecord]) -> BTreeMap<&str, BTreeMap<String, u64>> {
+    let mut days: BTreeMap<&str, Vec<&UsageRecord>> = BTreeMap::new();
     for r in reports {
-        let day = days.entry(r.day.as_str()).or_default();
-        for (product, n) in &r.products {
-            let sum = day.entry(product.as_str()).or_default();
-            *sum = sum.saturating_add(*n);
-        }
+        days.entry(r.day.as_str()).or_default().push(r);
     }
-    days
+    days.into_iter()
+        .map(|(day, reports)| (day, crate::vendor_report::combined_products(reports)))
+        .collect()
 }
 
 impl UsageChart {
@@ -84,7 +83,7 @@ impl UsageChart {
         let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
         for counts in by_day.values() {
             for (p, n) in counts {
-                let t = totals.entry(p).or_default();
+                let t = totals.entry(p.as_str()).or_default();
                 *t = t.saturating_add(*n);
             }
         }
