@@ -99,14 +99,18 @@ async fn the_dashboard_asks_for_the_token_checks_csrf_and_escapes_names() {
     let fx = provision(tmp.path(), "office");
     let (_service, url) = vendor_serve(&fx, &[]);
     let customer = "Acme <b>&</b> Sons";
-    let key_id = {
+    // Two host keys: the customer's page has a usage chart for each besides its own.
+    let (key_id, second_key) = {
         let (fx, url) = (fx.clone(), url.clone());
-        tokio::task::spawn_blocking(move || issue_key(&fx, &url, customer, "office"))
-            .await
-            .unwrap()["claims"]["jti"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        tokio::task::spawn_blocking(move || {
+            let id = |v: Value| v["claims"]["jti"].as_str().unwrap().to_owned();
+            (
+                id(issue_key(&fx, &url, customer, "office")),
+                id(issue_key(&fx, &url, customer, "office")),
+            )
+        })
+        .await
+        .unwrap()
     };
     let http = no_redirects();
 
@@ -167,6 +171,12 @@ async fn the_dashboard_asks_for_the_token_checks_csrf_and_escapes_names() {
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains(&key_id) && html.contains("Revoke…"), "{html}");
+    assert!(html.contains(&second_key), "{html}");
+    assert_eq!(
+        html.matches("class=\"chart usage-chart\"").count(),
+        3,
+        "{html}"
+    );
     let missing = http
         .get(format!("{url}/customer?name=nobody"))
         .header("cookie", &cookie)
@@ -270,11 +280,11 @@ async fn drive(browser: &Client, url: &str, token: &str, key_id: &str) -> Outcom
         .for_element(Locator::Id("customer-name"))
         .await?;
     let segments = browser
-        .find_all(Locator::Css("#usage-chart rect.seg"))
+        .find_all(Locator::Css(".usage-chart rect.seg"))
         .await?;
     check(!segments.is_empty(), "the usage chart draws the report")?;
     let legend = browser
-        .find(Locator::Css("#usage-chart .legend"))
+        .find(Locator::Css(".usage-chart .legend"))
         .await?
         .text()
         .await?;

@@ -235,6 +235,8 @@ struct KeyRow {
     state_label: String,
     state_class: &'static str,
     hosts: Vec<HostRow>,
+    /// The key's own usage chart, when the customer has more than one key.
+    chart: Option<String>,
 }
 
 /// A host on the customer page.
@@ -325,6 +327,7 @@ fn key_row(k: &KeyView, latest: &BTreeMap<&str, &UsageRecord>, now: i64) -> KeyR
         state_label,
         state_class,
         hosts,
+        chart: None,
     }
 }
 
@@ -384,7 +387,24 @@ pub(super) async fn customer(
         keys: c
             .host_keys
             .iter()
-            .map(|k| key_row(k, &latest, now))
+            .map(|k| {
+                let mut row = key_row(k, &latest, now);
+                // Usage per host key too, when one chart of the customer would mix keys.
+                if c.host_keys.len() > 1 {
+                    let own: Vec<UsageRecord> = reports
+                        .iter()
+                        .filter(|r| r.key_id == k.key.key_id)
+                        .cloned()
+                        .collect();
+                    row.chart = Some(chart(
+                        &service,
+                        format!("Counted clients per day, host key {}", k.key.key_id),
+                        &own,
+                        today,
+                    ));
+                }
+                row
+            })
             .collect(),
         summary: format!(
             "{}, {} activated, {} in the latest reports.",
