@@ -167,6 +167,13 @@ pub struct CatalogResponse {
     pub catalog: String,
 }
 
+/// The vendor's current signed revocation list (`GET /v1/revocations`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevocationsResponse {
+    /// The signed `volact.revocation-list`.
+    pub revocation_list: String,
+}
+
 /// A host's daily usage report (`POST /v1/usage-reports`): its certificate, which tells
 /// the service whose report it is, and the report signed by the host's identity key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

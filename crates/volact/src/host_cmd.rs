@@ -133,7 +133,7 @@ pub async fn run(cmd: HostCommand, out: Output, log_format: &str) -> Result<(), 
                 )?;
                 let request = host.activation_request(random_nonce()?, now)?;
                 let link = crate::vendor_link::VendorLink::new(&url, trust);
-                let answer = crate::vendor_serve::activate_online(&link, &request).await?;
+                let answer = crate::vendor_link::activate_online(&link, &request).await?;
                 let cert = host.install_certificate(&answer, now)?;
                 host.set_vendor_url(&url)?;
                 out.result(&cert, || {

@@ -15,15 +15,11 @@ mod quickstart;
 mod seed_cmd;
 mod simulate_cmd;
 mod table;
-mod vendor;
 mod vendor_admin_cmd;
 mod vendor_cmd;
-mod vendor_ledger;
 mod vendor_link;
 mod vendor_renew;
-mod vendor_report;
 mod vendor_revocations;
-mod vendor_serve;
 mod vendor_usage;
 
 use clap::Parser;

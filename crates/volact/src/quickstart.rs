@@ -3,7 +3,6 @@
 
 use crate::host_cmd;
 use crate::output::{Output, init_logging};
-use crate::vendor::{HostKeySpec, VendorDir};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,6 +15,7 @@ use volact_engine::data::{HostData, write_atomic};
 use volact_engine::{SystemClock, random_bytes, random_nonce};
 use volact_host::server;
 use volact_proto::{ApiError, ErrorCode};
+use volact_vendor::dir::{HostKeySpec, VendorDir};
 
 /// Prepares the demo (only what is missing) and serves until interrupted.
 pub async fn run(
@@ -66,9 +66,9 @@ pub async fn run(
     };
     if needs_certificate {
         let request = host.activation_request(random_nonce()?, now)?;
-        let flags = crate::vendor_serve::config::ServiceFlags::default();
-        let store = crate::vendor_ledger::open_store(vendor.dir(), &flags).await?;
-        let answer = crate::vendor_ledger::activate(
+        let flags = volact_vendor::service::config::ServiceFlags::default();
+        let store = volact_vendor::ledger::open_store(vendor.dir(), &flags).await?;
+        let answer = volact_vendor::ledger::activate(
             &vendor,
             store.as_ref(),
             None,

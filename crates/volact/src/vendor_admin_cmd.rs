@@ -10,7 +10,7 @@ use volact_store::vendor::{RevokedKind, UsageFilter, UsageRecord, VendorStore};
 
 use crate::output::Output;
 use crate::vendor_link::VendorLink;
-use crate::vendor_report::{self, CustomerView};
+use volact_vendor::report::{self as vendor_report, CustomerView};
 
 /// Where the vendor's records are: a vendor directory, or a running service.
 #[derive(Debug, Clone, Args)]
@@ -81,9 +81,9 @@ impl VendorSource {
             .dir
             .as_ref()
             .ok_or_else(|| ApiError::bad_request("dir", "give --dir V or --url URL"))?;
-        let flags = crate::vendor_serve::config::ServiceFlags::default();
+        let flags = volact_vendor::service::config::ServiceFlags::default();
         Ok(Source::Local(
-            crate::vendor_ledger::open_store(dir, &flags).await?,
+            volact_vendor::ledger::open_store(dir, &flags).await?,
         ))
     }
 }
@@ -192,7 +192,7 @@ pub async fn revoke(
     let answer: serde_json::Value = match source.open().await? {
         Source::Local(store) => {
             let sequence =
-                crate::vendor_ledger::revoke(store.as_ref(), kind, id, reason.as_deref()).await;
+                volact_vendor::ledger::revoke(store.as_ref(), kind, id, reason.as_deref()).await;
             store.close().await;
             serde_json::json!({ "revoked": id, "kind": kind, "sequence": sequence? })
         }

@@ -2,28 +2,13 @@
 
 use crate::cli::VendorCommand;
 use crate::output::Output;
-use crate::vendor::{HostKeySpec, VendorDir};
 use jiff::Timestamp;
 use std::fmt::Write as _;
 use volact_core::delegation::Scope;
 use volact_proto::{ApiError, ErrorCode, HostActivationRequest};
+use volact_vendor::dir::{HostKeySpec, VendorDir};
 
-/// Parses `YYYY-MM-DD` (end of that day, UTC) or an RFC 3339 time.
-pub fn parse_date(text: &str) -> Result<Timestamp, ApiError> {
-    if let Ok(t) = text.parse::<Timestamp>() {
-        return Ok(t);
-    }
-    let date: jiff::civil::Date = text.parse().map_err(|_| {
-        ApiError::bad_request(
-            "expires",
-            format!("`{text}` is not a date; write YYYY-MM-DD or an RFC 3339 time"),
-        )
-    })?;
-    date.at(23, 59, 59, 0)
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .map(|z| z.timestamp())
-        .map_err(|e| ApiError::bad_request("expires", e.to_string()))
-}
+pub use volact_vendor::dir::parse_date;
 
 /// The warning for a product a host key's seat cap keeps from ever activating.
 fn unreachable_warning(u: &volact_core::host_key::UnreachableProduct) -> String {
@@ -122,11 +107,11 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
                     let issued = VendorDir::new(&dir).host_key(
                         spec,
                         now,
-                        signing.map(crate::vendor::SigningDir::new).as_ref(),
+                        signing.map(volact_vendor::dir::SigningDir::new).as_ref(),
                     );
                     let recorded = match &issued {
                         Ok((token, key, _)) => {
-                            crate::vendor_ledger::record_host_key(store.as_ref(), token, key).await
+                            volact_vendor::ledger::record_host_key(store.as_ref(), token, key).await
                         }
                         Err(_) => Ok(()),
                     };
@@ -204,11 +189,11 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
                     ),
                 )
             })?;
-            let signing = signing.map(crate::vendor::SigningDir::new);
-            let flags = crate::vendor_serve::config::ServiceFlags::default();
-            let store = crate::vendor_ledger::open_store(&dir, &flags).await?;
+            let signing = signing.map(volact_vendor::dir::SigningDir::new);
+            let flags = volact_vendor::service::config::ServiceFlags::default();
+            let store = volact_vendor::ledger::open_store(&dir, &flags).await?;
             let now = volact_core::util::whole_seconds(now);
-            let answer = crate::vendor_ledger::activate(
+            let answer = volact_vendor::ledger::activate(
                 &VendorDir::new(&dir),
                 store.as_ref(),
                 signing.as_ref(),
@@ -237,9 +222,9 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
             storage_url,
         } => {
             crate::output::init_logging(log_format)?;
-            let options = crate::vendor_serve::ServeOptions {
+            let options = volact_vendor::service::ServeOptions {
                 dir,
-                flags: crate::vendor_serve::config::ServiceFlags {
+                flags: volact_vendor::service::config::ServiceFlags {
                     config,
                     listen,
                     signing,
@@ -251,7 +236,7 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
                 },
             };
             let token_file = VendorDir::new(&options.dir).admin_token_path();
-            crate::vendor_serve::serve(options, |url, fingerprint| {
+            volact_vendor::service::serve(options, |url, fingerprint| {
                 let ready = serde_json::json!({
                     "url": url,
                     "tls_fingerprint": fingerprint,
@@ -315,7 +300,7 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
         VendorCommand::Revocations { source, signing } => {
             let token = match source.open().await? {
                 crate::vendor_admin_cmd::Source::Remote(link) => {
-                    link.call::<crate::vendor_revocations::RevocationsResponse>(
+                    link.call::<volact_proto::RevocationsResponse>(
                         "/v1/revocations",
                         None,
                         "a revocation list",
@@ -325,8 +310,8 @@ pub async fn run(cmd: VendorCommand, out: Output, log_format: &str) -> Result<()
                 }
                 crate::vendor_admin_cmd::Source::Local(store) => {
                     let dir = source.dir.clone().unwrap_or_default();
-                    let signing = signing.map(crate::vendor::SigningDir::new);
-                    let token = crate::vendor_revocations::signed_list(
+                    let signing = signing.map(volact_vendor::dir::SigningDir::new);
+                    let token = volact_vendor::service::signed_list(
                         &VendorDir::new(&dir),
                         store.as_ref(),
                         signing.as_ref(),

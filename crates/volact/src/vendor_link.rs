@@ -6,7 +6,7 @@
 
 use volact_client::tls::TlsTrust;
 use volact_engine::data::HostData;
-use volact_proto::{ApiError, ErrorCode};
+use volact_proto::{ApiError, ErrorCode, HostActivationRequest, HostActivationResponse};
 
 /// A vendor service as a host reaches it.
 #[derive(Debug, Clone)]
@@ -121,4 +121,14 @@ impl VendorLink {
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
         self.call(path, Some(body), what).await
     }
+}
+
+/// Sends `request` to the vendor service and returns its answer: what
+/// `volact host activate --online` does.
+pub async fn activate_online(
+    link: &VendorLink,
+    request: &HostActivationRequest,
+) -> Result<HostActivationResponse, ApiError> {
+    link.post("/v1/host-activations", request, "a host certificate")
+        .await
 }

@@ -1,101 +1,23 @@
-//! Revocation lists, both ends: the vendor service signs its current list from its store
-//! (`GET /v1/revocations`); a host fetches it at start and hourly (or imports it with
-//! `volact host import-revocations FILE` when offline), keeps the newest it has verified
+//! The host's side of revocation lists: a host fetches the vendor's list at start and
+//! hourly (`GET /v1/revocations`, served by `volact_vendor`), or imports it with
+//! `volact host import-revocations FILE` when offline, keeps the newest it has verified
 //! in `D/revocations.token`, and stops activating clients when the list revokes it.
 
-use jiff::{SignedDuration, Timestamp};
 use std::path::Path;
 use std::sync::Arc;
-use volact_core::revocation::{self, RevocationList, RevokedEntry};
+use volact_core::revocation::{self, RevocationList};
 use volact_engine::data::{HostData, write_atomic};
 use volact_engine::engine::Engine;
 use volact_proto::{ApiError, ErrorCode};
-use volact_store::vendor::RevokedKind;
 
 use crate::vendor_link::VendorLink;
-use crate::vendor_serve::Service;
 
 /// Where a host keeps the newest list it has verified.
 const FILE: &str = volact_engine::data::REVOCATIONS;
-/// How long a list is good for: hosts fetch hourly, well within it.
-const VALID_FOR: SignedDuration = SignedDuration::from_hours(24);
 /// How often a serving host asks the service for its list.
 const FETCH_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 /// How often it looks for a list imported from a file.
 const LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The answer of `GET /v1/revocations`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct RevocationsResponse {
-    /// The signed list.
-    pub revocation_list: String,
-}
-
-/// The vendor's current list from `store`, signed now by the key in `signing` (else the
-/// root).
-pub(crate) async fn signed_list(
-    vendor: &crate::vendor::VendorDir,
-    store: &dyn volact_store::vendor::VendorStore,
-    signing: Option<&crate::vendor::SigningDir>,
-    now: Timestamp,
-) -> Result<String, ApiError> {
-    let state = store.revocations().await.map_err(|e| {
-        ApiError::new(
-            ErrorCode::StorageFailure,
-            format!("the revocations could not be read: {e}; try again"),
-        )
-    })?;
-    let (_, catalog) = vendor.require_catalog()?;
-    let mut list = RevocationList {
-        vendor: catalog.vendor,
-        sequence: state.sequence,
-        issued: now,
-        next_update: volact_core::util::add(now, VALID_FOR),
-        host_keys: Vec::new(),
-        hosts: Vec::new(),
-        delegations: Vec::new(),
-        delegation: None,
-    };
-    for e in state.entries {
-        let entry = RevokedEntry {
-            id: e.id,
-            revoked_at: Timestamp::from_second(e.at).unwrap_or(Timestamp::UNIX_EPOCH),
-            reason: e.reason,
-        };
-        match e.kind {
-            RevokedKind::HostKey => list.host_keys.push(entry),
-            RevokedKind::Host => list.hosts.push(entry),
-            RevokedKind::Delegation => list.delegations.push(entry),
-        }
-    }
-    let signer = vendor.signer(signing)?;
-    revocation::sign(&signer.as_signer(), &list)
-}
-
-async fn serve_list(
-    axum::extract::State(service): axum::extract::State<Arc<Service>>,
-) -> Result<axum::Json<RevocationsResponse>, volact_host::http::HttpError> {
-    let now = volact_core::util::whole_seconds(Timestamp::now());
-    let answer = signed_list(
-        &service.vendor,
-        service.store.as_ref(),
-        service.signing.as_ref(),
-        now,
-    )
-    .await;
-    service.metrics.request(
-        "revocations",
-        answer.as_ref().map_or_else(|e| e.code.as_str(), |_| "ok"),
-    );
-    Ok(axum::Json(RevocationsResponse {
-        revocation_list: answer?,
-    }))
-}
-
-/// The service's revocation route.
-pub(crate) fn routes() -> axum::Router<Arc<Service>> {
-    axum::Router::new().route("/v1/revocations", axum::routing::get(serve_list))
-}
 
 /// The list the host keeps and its token, if any (read again from its file, verified).
 pub(crate) fn installed(host: &HostData) -> Result<Option<(String, RevocationList)>, ApiError> {
@@ -141,7 +63,7 @@ pub(crate) fn import_file(host: &HostData, file: &Path) -> Result<RevocationList
     let text = String::from_utf8_lossy(&bytes);
     let text = text.trim();
     let token = if text.starts_with('{') {
-        serde_json::from_str::<RevocationsResponse>(text)
+        serde_json::from_str::<volact_proto::RevocationsResponse>(text)
             .map(|r| r.revocation_list)
             .map_err(|e| {
                 ApiError::bad_request("file", format!("is not a revocation list answer: {e}"))
@@ -193,7 +115,11 @@ pub(crate) fn start(
             {
                 fetched = Some(std::time::Instant::now());
                 match link
-                    .call::<RevocationsResponse>("/v1/revocations", None, "a revocation list")
+                    .call::<volact_proto::RevocationsResponse>(
+                        "/v1/revocations",
+                        None,
+                        "a revocation list",
+                    )
                     .await
                 {
                     Ok(answer) => {

@@ -206,6 +206,30 @@ async fn the_dashboard_asks_for_the_token_checks_csrf_and_escapes_names() {
         customers[0]["host_keys"][0]["revoked_at"].is_null(),
         "{customers}"
     );
+
+    // Logging out (with the page's CSRF token) ends the session.
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let r = post_form(
+        &http,
+        format!("{url}/logout"),
+        Some(&cookie),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login");
+    let r = http
+        .get(format!("{url}/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "the old session is gone");
 }
 
 async fn drive(browser: &Client, url: &str, token: &str, key_id: &str) -> Outcome {

@@ -11,7 +11,9 @@ mod inventory;
 mod overview;
 mod session;
 
-pub use session::{COOKIE, CsrfForm, LoginForm, Session, Sessions, cookie, forbidden, set_cookie};
+pub use session::{
+    COOKIE, CsrfForm, LoginForm, Session, Sessions, cookie, forbidden, logout, set_cookie,
+};
 
 use crate::http::AppState;
 use askama::Template;

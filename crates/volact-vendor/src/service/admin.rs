@@ -129,11 +129,11 @@ async fn customers(
     _: VendorAdmin,
     State(service): State<Arc<Service>>,
     q: Result<Query<CustomerQuery>, QueryRejection>,
-) -> Result<Json<Vec<crate::vendor_report::CustomerView>>, HttpError> {
+) -> Result<Json<Vec<crate::report::CustomerView>>, HttpError> {
     let q = query(q)?;
     service.metrics.request("admin", "ok");
     Ok(Json(
-        crate::vendor_report::customers(service.store.as_ref(), q.customer.as_deref()).await?,
+        crate::report::customers(service.store.as_ref(), q.customer.as_deref()).await?,
     ))
 }
 
@@ -151,7 +151,7 @@ async fn usage(
     };
     service.metrics.request("admin", "ok");
     Ok(Json(
-        crate::vendor_report::usage(service.store.as_ref(), &filter).await?,
+        crate::report::usage(service.store.as_ref(), &filter).await?,
     ))
 }
 
@@ -180,14 +180,14 @@ async fn new_host_key(
     body: Result<Json<NewHostKey>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<serde_json::Value>, HttpError> {
     let Json(new) = body.map_err(|e| HttpError(ApiError::bad_request("body", e.body_text())))?;
-    let spec = crate::vendor::HostKeySpec {
+    let spec = crate::dir::HostKeySpec {
         customer: new.customer,
         group: new.group,
         seats: new.seats,
         expires: new
             .expires
             .as_deref()
-            .map(crate::vendor_cmd::parse_date)
+            .map(crate::dir::parse_date)
             .transpose()?,
         max_hosts: new
             .max_hosts
@@ -201,7 +201,7 @@ async fn new_host_key(
     let (token, key, unreachable) = service
         .vendor
         .host_key(spec, now, service.signing.as_ref())?;
-    crate::vendor_ledger::record_host_key(service.store.as_ref(), &token, &key).await?;
+    crate::ledger::record_host_key(service.store.as_ref(), &token, &key).await?;
     tracing::info!(ip = %admin.ip, key_id = %key.jti, customer = %key.customer, "host key issued");
     service.metrics.request("admin", "ok");
     Ok(Json(serde_json::json!({
@@ -228,7 +228,7 @@ async fn revoke(
 ) -> Result<Json<serde_json::Value>, HttpError> {
     let reason = body.and_then(|Json(b)| b.reason);
     let sequence =
-        crate::vendor_ledger::revoke(service.store.as_ref(), kind, id, reason.as_deref()).await?;
+        crate::ledger::revoke(service.store.as_ref(), kind, id, reason.as_deref()).await?;
     tracing::info!(ip = %admin.ip, kind = kind.as_str(), %id, sequence, "revoked");
     service.metrics.request("admin", "ok");
     Ok(Json(

@@ -60,7 +60,7 @@ fn per_day(reports: &[UsageRecord]) -> BTreeMap<&str, BTreeMap<String, u64>> {
         days.entry(r.day.as_str()).or_default().push(r);
     }
     days.into_iter()
-        .map(|(day, reports)| (day, crate::vendor_report::combined_products(reports)))
+        .map(|(day, reports)| (day, crate::report::combined_products(reports)))
         .collect()
 }
 

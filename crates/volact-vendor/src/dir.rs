@@ -494,3 +494,20 @@ pub struct HostKeySpec {
     /// Whether its hosts send daily usage reports.
     pub usage_reports: bool,
 }
+
+/// Parses `YYYY-MM-DD` (end of that day, UTC) or an RFC 3339 time.
+pub fn parse_date(text: &str) -> Result<Timestamp, ApiError> {
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let date: jiff::civil::Date = text.parse().map_err(|_| {
+        ApiError::bad_request(
+            "expires",
+            format!("`{text}` is not a date; write YYYY-MM-DD or an RFC 3339 time"),
+        )
+    })?;
+    date.at(23, 59, 59, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map(|z| z.timestamp())
+        .map_err(|e| ApiError::bad_request("expires", e.to_string()))
+}

@@ -12,7 +12,7 @@ use volact_host::dashboard::{Session, error_page, forbidden, render_page, url_en
 use volact_proto::{ApiError, ErrorCode};
 use volact_store::vendor::{HostKeyRecord, HostRecord, RevokedKind};
 
-use crate::vendor_serve::Service;
+use crate::service::Service;
 
 /// What a revocation names, as the form sends it.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -204,17 +204,12 @@ pub(super) async fn revoke(
         Err(e) => return failure(&e),
     };
     let reason = Some(form.reason.trim()).filter(|r| !r.is_empty());
-    let sequence = match crate::vendor_ledger::revoke(
-        service.store.as_ref(),
-        found.kind(),
-        &target.id,
-        reason,
-    )
-    .await
-    {
-        Ok(sequence) => sequence,
-        Err(e) => return failure(&e),
-    };
+    let sequence =
+        match crate::ledger::revoke(service.store.as_ref(), found.kind(), &target.id, reason).await
+        {
+            Ok(sequence) => sequence,
+            Err(e) => return failure(&e),
+        };
     tracing::info!(kind = found.kind().as_str(), id = %target.id, sequence, "revoked from the dashboard");
     service.metrics.request("dashboard-revoke", "ok");
     session.sessions.set_flash(

@@ -19,22 +19,22 @@ use volact_proto::{
 use volact_store::StoreErrorKind;
 use volact_store::vendor::{AdmitError, HostAdmission, HostKeyRecord, VendorStore};
 
-use crate::vendor::{SigningDir, VendorDir};
-use crate::vendor_serve::MAX_CLOCK_SKEW;
+use crate::dir::{SigningDir, VendorDir};
+use crate::service::MAX_CLOCK_SKEW;
 
 /// Opens the vendor directory's store as its settings file says.
-pub(crate) async fn open_store(
+pub async fn open_store(
     dir: &std::path::Path,
-    flags: &crate::vendor_serve::config::ServiceFlags,
+    flags: &crate::service::config::ServiceFlags,
 ) -> Result<std::sync::Arc<dyn VendorStore>, ApiError> {
-    let file = crate::vendor_serve::config::read_file(dir, flags)?;
+    let file = crate::service::config::read_file(dir, flags)?;
     let (url, options) = file.storage_settings(dir, flags)?;
     open_store_at(dir, &url, &options).await
 }
 
 /// Opens the store `url` names for the vendor directory `dir`, importing the
 /// `ledger.json` of earlier versions first (see [`import_ledger`]).
-pub(crate) async fn open_store_at(
+pub async fn open_store_at(
     dir: &std::path::Path,
     url: &str,
     options: &volact_engine::storage::StorageOptions,
@@ -198,7 +198,7 @@ async fn record_key(store: &dyn VendorStore, checked: &CheckedActivation) -> Res
 }
 
 /// Records a host key issued as `token` (an id already recorded stays as it is).
-pub(crate) async fn record_host_key(
+pub async fn record_host_key(
     store: &dyn VendorStore,
     token: &str,
     key: &volact_core::host_key::HostKey,
@@ -225,7 +225,7 @@ pub(crate) async fn record_host_key(
 
 /// Answers a host activation request: checks it, refuses a revoked key or host, admits
 /// it in the store within the key's limits, and returns the host certificate.
-pub(crate) async fn activate(
+pub async fn activate(
     vendor: &VendorDir,
     store: &dyn VendorStore,
     signing: Option<&SigningDir>,
@@ -293,7 +293,7 @@ pub(crate) async fn renew(
 }
 
 /// Records a revocation; returns the revocation list's new sequence number.
-pub(crate) async fn revoke(
+pub async fn revoke(
     store: &dyn VendorStore,
     kind: volact_store::vendor::RevokedKind,
     id: &str,

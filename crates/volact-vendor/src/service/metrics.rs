@@ -16,6 +16,12 @@ pub struct ServiceMetrics {
     handle: PrometheusHandle,
 }
 
+impl Default for ServiceMetrics {
+    fn default() -> ServiceMetrics {
+        ServiceMetrics::new()
+    }
+}
+
 impl ServiceMetrics {
     /// A fresh recorder, with `volact_vendor_up 1`.
     pub fn new() -> ServiceMetrics {

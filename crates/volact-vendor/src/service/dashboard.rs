@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use volact_host::dashboard::{
-    COOKIE, CsrfForm, LoginForm, Session, Sessions, cookie, forbidden, render_page, set_cookie,
+    COOKIE, LoginForm, Session, Sessions, cookie, render_page, set_cookie,
 };
 use volact_host::listener::ViaTls;
 use volact_proto::ErrorCode;
@@ -33,7 +33,8 @@ pub(super) fn routes() -> Router<Arc<Service>> {
         .route("/service", get(pages::service))
         .route("/revoke", get(revoke::confirm).post(revoke::revoke))
         .route("/login", get(login_page).post(login))
-        .route("/logout", post(logout))
+        // The host dashboard's logout: it needs nothing but the session.
+        .route("/logout", post(volact_host::dashboard::logout))
         .route("/dashboard.css", get(volact_host::dashboard::css))
         .layer(Extension(Arc::new(Sessions::default())))
         .layer(middleware::map_response(
@@ -139,24 +140,6 @@ async fn login(
             &e.message,
         ),
     }
-}
-
-async fn logout(
-    session: Session,
-    tls: Option<Extension<ViaTls>>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if !session.csrf_ok(&form.csrf) {
-        return forbidden(
-            "The form's security token is missing or wrong. Reload the page and try again.",
-        );
-    }
-    session.sessions.remove(&session.id);
-    let mut response = Redirect::to("/login").into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, set_cookie("", tls.is_some()));
-    response
 }
 
 /// A failure reading the vendor's records, as a 500 page.

@@ -2,7 +2,7 @@
 //! activation request it writes to a file for the offline exchange (signed by its
 //! identity key, with a fresh nonce and its time) and gets its host certificate back,
 //! through the same ledger, limits and replay check as `volact vendor activate-host`
-//! ([`crate::vendor_ledger`]).
+//! ([`crate::ledger`]).
 //!
 //! It serves HTTPS with the certificate and key of its settings ([`config`]), or plain
 //! HTTP on loopback only (tests and demos), behind the host's hardened listener
@@ -13,11 +13,15 @@ pub mod admin;
 pub mod config;
 mod dashboard;
 pub mod metrics;
+mod renewals;
+mod revocations;
+mod usage;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use jiff::{SignedDuration, Timestamp};
+pub use revocations::signed_list;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,7 +31,7 @@ use volact_core::token;
 use volact_host::http::HttpError;
 use volact_proto::{ApiError, ErrorCode, HostActivationRequest, HostActivationResponse};
 
-use crate::vendor::{SigningDir, VendorDir};
+use crate::dir::{SigningDir, VendorDir};
 
 /// How far a host's clock may be from the service's when it asks.
 pub const MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(15);
@@ -135,7 +139,7 @@ async fn activate_inner(
     })?;
     let now = volact_core::util::whole_seconds(Timestamp::now());
     check_time(&request, now)?;
-    let answer = crate::vendor_ledger::activate(
+    let answer = crate::ledger::activate(
         &service.vendor,
         service.store.as_ref(),
         service.signing.as_ref(),
@@ -190,9 +194,9 @@ fn router(service: Arc<Service>) -> Router {
         .route("/healthz", get(healthz))
         .merge(admin::routes())
         .merge(dashboard::routes())
-        .merge(crate::vendor_renew::routes())
-        .merge(crate::vendor_usage::routes())
-        .merge(crate::vendor_revocations::routes())
+        .merge(renewals::routes())
+        .merge(usage::routes())
+        .merge(revocations::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(service)
 }
@@ -234,7 +238,7 @@ pub async fn serve(
         .transpose()?;
     let token_file = vendor.admin_token_path().display().to_string();
     let store =
-        crate::vendor_ledger::open_store_at(&options.dir, &settings.storage_url, &settings.storage)
+        crate::ledger::open_store_at(&options.dir, &settings.storage_url, &settings.storage)
             .await?;
     let auth = volact_host::auth::AdminAuth::new(vendor.ensure_admin_token()?).kept_in(token_file);
     let service = Arc::new(Service {
@@ -320,14 +324,4 @@ async fn shutdown() {
         () = ctrl_c => {}
         () = term => {}
     }
-}
-
-/// Sends `request` to the vendor service and returns its answer: what
-/// `volact host activate --online` does.
-pub async fn activate_online(
-    link: &crate::vendor_link::VendorLink,
-    request: &HostActivationRequest,
-) -> Result<HostActivationResponse, ApiError> {
-    link.post("/v1/host-activations", request, "a host certificate")
-        .await
 }

@@ -1,10 +1,10 @@
 //! The dashboard's pages: all customers, one customer's host keys and hosts, and the
-//! service's own facts. Read from the vendor store through [`crate::vendor_report`], as
+//! service's own facts. Read from the vendor store through [`crate::report`], as
 //! the admin API and `volact vendor customers` read it.
 
 use super::usage_chart::UsageChart;
 use super::{Layout, Nav, failure};
-use crate::vendor_report::{CustomerView, KeyView};
+use crate::report::{CustomerView, KeyView};
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -17,7 +17,7 @@ use volact_host::dashboard::{
 use volact_proto::ApiError;
 use volact_store::vendor::{UsageFilter, UsageRecord};
 
-use crate::vendor_serve::Service;
+use crate::service::Service;
 
 /// Days the usage charts cover.
 const CHART_DAYS: i32 = 60;
@@ -48,7 +48,7 @@ async fn recent_usage(
         from_day: from,
         ..UsageFilter::default()
     };
-    crate::vendor_report::usage(service.store.as_ref(), &filter).await
+    crate::report::usage(service.store.as_ref(), &filter).await
 }
 
 /// Each host's latest report among `reports`.
@@ -157,7 +157,7 @@ fn customer_row(c: &CustomerView, latest: &BTreeMap<&str, &UsageRecord>, now: i6
             .count(),
         hosts: hosts.len(),
         activations: hosts.iter().map(|h| u64::from(h.activations)).sum(),
-        counted: crate::vendor_report::combined_products(
+        counted: crate::report::combined_products(
             hosts
                 .iter()
                 .filter_map(|h| latest.get(h.host_id.as_str()).copied()),
@@ -188,7 +188,7 @@ struct OverviewPage {
 pub(super) async fn overview(session: Session, State(service): State<Arc<Service>>) -> Response {
     let (now, today) = now();
     let answer = async {
-        let customers = crate::vendor_report::customers(service.store.as_ref(), None).await?;
+        let customers = crate::report::customers(service.store.as_ref(), None).await?;
         let reports = recent_usage(&service, None, today).await?;
         Ok::<_, ApiError>((customers, reports))
     }
@@ -281,7 +281,7 @@ fn key_row(k: &KeyView, latest: &BTreeMap<&str, &UsageRecord>, now: i64) -> KeyR
                     }
                 },
                 |r| {
-                    let shared = crate::vendor_report::count_of(r)
+                    let shared = crate::report::count_of(r)
                         .strip_prefix("shared:")
                         .map(|id| format!(" · count shared ({id})"))
                         .unwrap_or_default();
@@ -364,7 +364,7 @@ pub(super) async fn customer(
 ) -> Response {
     let (now, today) = now();
     let answer = async {
-        let found = crate::vendor_report::customers(service.store.as_ref(), Some(&q.name)).await?;
+        let found = crate::report::customers(service.store.as_ref(), Some(&q.name)).await?;
         let reports = recent_usage(&service, Some(&q.name), today).await?;
         Ok::<_, ApiError>((found, reports))
     }
