@@ -85,48 +85,8 @@ async fn screenshot(browser: &Client, name: &str) -> Outcome {
 async fn drive(browser: &Client, host: &TestHost) -> Outcome {
     let base = host.url();
     browser.set_window_size(1280, 1750).await?;
-    browser.goto(&format!("{base}/")).await?;
-    let url = browser.current_url().await?;
-    check(
-        url.path() == "/login",
-        format!("redirected to /login, not {url}"),
-    )?;
-
-    let token_field = browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Id("token"))
-        .await?;
-    token_field.send_keys("definitely-not-the-token").await?;
-    browser
-        .find(Locator::Id("login-submit"))
-        .await?
-        .follow()
-        .await?;
-    let error = browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Id("login-error"))
-        .await?
-        .text()
-        .await?;
-    check(
-        error.contains("not the admin token"),
-        format!("login error says why: {error}"),
-    )?;
-    screenshot(browser, "login").await?;
-
     let token = host.data.admin_token()?;
-    browser
-        .find(Locator::Id("token"))
-        .await?
-        .send_keys(&token)
-        .await?;
-    browser
-        .find(Locator::Id("login-submit"))
-        .await?
-        .follow()
-        .await?;
+    browser::log_in(browser, &base, &token, "dashboard-login").await?;
     let shown = count_shown(browser).await?;
     check(
         shown == "5",

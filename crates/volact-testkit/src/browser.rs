@@ -2,7 +2,7 @@
 //! browser with a throwaway profile, and the small helpers every browser test needs.
 //! Both the host's and the vendor service's dashboards are tested through it.
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -159,4 +159,50 @@ pub async fn screenshot(browser: &Client, name: &str) -> Outcome {
     std::fs::write(&path, browser.screenshot().await?)?;
     eprintln!("screenshot: {}", path.display());
     Ok(())
+}
+
+/// Logs in to the dashboard at `base` as an administrator would: the page redirects to
+/// the login form, a wrong token is refused with a message saying so (saved as
+/// screenshot `wrong_token_shot`), then `token` logs in.
+pub async fn log_in(browser: &Client, base: &str, token: &str, wrong_token_shot: &str) -> Outcome {
+    browser.goto(&format!("{base}/")).await?;
+    let at = browser.current_url().await?;
+    check(
+        at.path() == "/login",
+        format!("redirected to /login, not {at}"),
+    )?;
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("token"))
+        .await?
+        .send_keys("definitely-not-the-token")
+        .await?;
+    browser
+        .find(Locator::Id("login-submit"))
+        .await?
+        .follow()
+        .await?;
+    let error = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("login-error"))
+        .await?
+        .text()
+        .await?;
+    check(
+        error.contains("not the admin token"),
+        format!("the login error says why: {error}"),
+    )?;
+    screenshot(browser, wrong_token_shot).await?;
+    browser
+        .find(Locator::Id("token"))
+        .await?
+        .send_keys(token)
+        .await?;
+    browser
+        .find(Locator::Id("login-submit"))
+        .await?
+        .follow()
+        .await
 }

@@ -234,44 +234,7 @@ async fn the_dashboard_asks_for_the_token_checks_csrf_and_escapes_names() {
 
 async fn drive(browser: &Client, url: &str, token: &str, key_id: &str) -> Outcome {
     browser.set_window_size(1280, 1400).await?;
-    browser.goto(&format!("{url}/")).await?;
-    let at = browser.current_url().await?;
-    check(
-        at.path() == "/login",
-        format!("redirected to /login, not {at}"),
-    )?;
-    let field = browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Id("token"))
-        .await?;
-    field.send_keys("not-the-token").await?;
-    browser
-        .find(Locator::Id("login-submit"))
-        .await?
-        .follow()
-        .await?;
-    let error = browser
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Id("login-error"))
-        .await?
-        .text()
-        .await?;
-    check(
-        error.contains("not the admin token"),
-        format!("login error: {error}"),
-    )?;
-    browser
-        .find(Locator::Id("token"))
-        .await?
-        .send_keys(token)
-        .await?;
-    browser
-        .find(Locator::Id("login-submit"))
-        .await?
-        .follow()
-        .await?;
+    browser::log_in(browser, url, token, "vendor-login").await?;
 
     // The list: the customer, with its host and its counted clients.
     let row = browser
