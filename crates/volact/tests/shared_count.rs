@@ -575,7 +575,8 @@ fn postgres_stopped_under_load_answers_storage_failure_and_loses_nothing() {
 #[test]
 fn the_vendor_counts_a_shared_count_once() {
     use common::vendor::{
-        activate_online, dashboard_login, dashboard_page, issue_key, vendor_serve,
+        activate_online, dashboard_login, dashboard_page, host_with_key, issue_key,
+        report_every_second, vendor_serve,
     };
     use common::{run, s};
     let Some(pg) = TestPostgres::shared("the_vendor_counts_a_shared_count_once").unwrap() else {
@@ -589,24 +590,9 @@ fn the_vendor_counts_a_shared_count_once() {
     let hosts: Vec<Server> = ["host-a", "host-b"]
         .iter()
         .map(|name| {
-            let data = tmp.path().join(name);
-            run(&["host", "init", "--data", s(&data)]).ok();
-            run(&[
-                "host",
-                "install-key",
-                "--data",
-                s(&data),
-                "--vendor",
-                s(&fx.bundle),
-                issued["host_key"].as_str().unwrap(),
-            ])
-            .ok();
+            let data = host_with_key(&fx, tmp.path(), name, issued["host_key"].as_str().unwrap());
             activate_online(&data, &url).ok();
-            std::fs::write(
-                data.join("volact.toml"),
-                "[vendor]\nusage_report_every = \"1s\"\n",
-            )
-            .unwrap();
+            report_every_second(&data);
             Server::start(&data, &["--storage-url", &storage_url])
         })
         .collect();

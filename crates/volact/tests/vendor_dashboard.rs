@@ -8,7 +8,8 @@
 mod common;
 
 use common::vendor::{
-    activate_online, issue_key, no_redirects, post_form, session_cookie, vendor_serve,
+    activate_online, host_with_key, issue_key, no_redirects, post_form, report_every_second,
+    session_cookie, vendor_serve,
 };
 use common::{Fixture, Server, activation_request, provision, run, s};
 use fantoccini::{Client, Locator};
@@ -30,24 +31,14 @@ fn reporting_host(
     clients: u32,
 ) -> (Server, String) {
     let issued = issue_key(fx, url, customer, "office");
-    let host = root.join("reporting-host");
-    run(&["host", "init", "--data", s(&host)]).ok();
-    run(&[
-        "host",
-        "install-key",
-        "--data",
-        s(&host),
-        "--vendor",
-        s(&fx.bundle),
+    let host = host_with_key(
+        fx,
+        root,
+        "reporting-host",
         issued["host_key"].as_str().unwrap(),
-    ])
-    .ok();
+    );
     activate_online(&host, url).ok();
-    std::fs::write(
-        host.join("volact.toml"),
-        "[vendor]\nusage_report_every = \"1s\"\n",
-    )
-    .unwrap();
+    report_every_second(&host);
     let server = Server::start(&host, &[]);
     for n in 1..=clients {
         let (body, _) = activation_request(&uuid::Uuid::new_v4().to_string(), fx.key("draw"), n);

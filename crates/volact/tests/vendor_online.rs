@@ -12,7 +12,7 @@ use common::{
 use serde_json::Value;
 use std::time::Duration;
 
-use common::vendor::{activate_online, new_host, vendor_serve, vendor_serve_ready};
+use common::vendor::{activate_online, host_with_key, new_host, vendor_serve, vendor_serve_ready};
 
 fn post(url: &str, body: &[u8]) -> (u16, Value) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -469,18 +469,7 @@ fn with_the_root_key_offline_a_delegated_key_issues_host_keys_and_certificates()
     let issued: Value = serde_json::from_str(&issued.stdout).unwrap();
     assert!(issued["claims"]["delegation"].is_string(), "{issued}");
     let host_key = issued["host_key"].as_str().unwrap();
-    let host = tmp.path().join("host-2");
-    run(&["host", "init", "--data", s(&host)]).ok();
-    run(&[
-        "host",
-        "install-key",
-        "--data",
-        s(&host),
-        "--vendor",
-        s(&fx.bundle),
-        host_key,
-    ])
-    .ok();
+    let host = host_with_key(&fx, tmp.path(), "host-2", host_key);
     let out = activate_online(&host, &url).ok();
     let cert: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(cert["customer"], "Offline Root Ltd", "{cert}");

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::vendor::{activate_online, vendor_serve};
+use common::vendor::{activate_online, host_with_key, report_every_second, vendor_serve};
 use common::{Server, activation_request, provision, run, s};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -53,24 +53,9 @@ fn a_hosts_usage_reports_reach_the_vendors_view_and_hold_no_client_id() {
     .fails();
     assert_eq!(out.error_code(), "invalid-state", "{out}");
 
-    let host = tmp.path().join("reporting-host");
-    run(&["host", "init", "--data", s(&host)]).ok();
-    run(&[
-        "host",
-        "install-key",
-        "--data",
-        s(&host),
-        "--vendor",
-        s(&fx.bundle),
-        host_key,
-    ])
-    .ok();
+    let host = host_with_key(&fx, tmp.path(), "reporting-host", host_key);
     activate_online(&host, &url).ok();
-    std::fs::write(
-        host.join("volact.toml"),
-        "[vendor]\nusage_report_every = \"1s\"\n",
-    )
-    .unwrap();
+    report_every_second(&host);
     let server = Server::start(&host, &[]);
     let client_id = uuid::Uuid::new_v4().to_string();
     let (body, _) = activation_request(&client_id, fx.key("draw"), 1);

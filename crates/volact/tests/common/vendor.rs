@@ -52,6 +52,12 @@ pub fn vendor_serve_ready(fx: &Fixture, extra: &[&str]) -> (ChildGuard, Value) {
 
 /// A new host in `root/name` with the fixture's host key installed, not activated.
 pub fn new_host(fx: &Fixture, root: &Path, name: &str) -> std::path::PathBuf {
+    host_with_key(fx, root, name, &fx.host_key)
+}
+
+/// A new host in `root/name` with `host_key` (and the fixture's vendor) installed, not
+/// activated.
+pub fn host_with_key(fx: &Fixture, root: &Path, name: &str, host_key: &str) -> std::path::PathBuf {
     let data = root.join(name);
     run(&["host", "init", "--data", s(&data)]).ok();
     run(&[
@@ -61,10 +67,19 @@ pub fn new_host(fx: &Fixture, root: &Path, name: &str) -> std::path::PathBuf {
         s(&data),
         "--vendor",
         s(&fx.bundle),
-        &fx.host_key,
+        host_key,
     ])
     .ok();
     data
+}
+
+/// Has the host in `data` send its usage report every second instead of hourly.
+pub fn report_every_second(data: &Path) {
+    std::fs::write(
+        data.join("volact.toml"),
+        "[vendor]\nusage_report_every = \"1s\"\n",
+    )
+    .unwrap();
 }
 
 pub fn activate_online(data: &Path, url: &str) -> super::Output {
