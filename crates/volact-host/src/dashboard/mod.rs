@@ -13,6 +13,7 @@ mod session;
 
 pub use session::{
     COOKIE, CsrfForm, LoginForm, Session, Sessions, cookie, forbidden, logout, set_cookie,
+    start_session,
 };
 
 use crate::http::AppState;

@@ -3,6 +3,7 @@
 //! form must carry. Sessions live in memory only: a restarted host asks for the token again.
 
 use super::{Layout, Nav, render_page};
+use crate::auth::AdminAuth;
 use crate::http::AppState;
 use crate::listener::ViaTls;
 use askama::Template;
@@ -233,9 +234,25 @@ pub async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    start_session(&state.auth, peer, &sessions, tls.is_some(), &headers, &form)
+        .unwrap_or_else(|(status, error)| render_page(status, &LoginPage { error: Some(error) }))
+}
+
+/// Checks a login form's token with `auth` (constant time, with back-off for repeated
+/// failures) and starts a session in `sessions`: the answer that sets its cookie
+/// (`Secure` when `secure`), or the status and message for the login page. Every
+/// dashboard logs in through it, the vendor service's too.
+pub fn start_session(
+    auth: &AdminAuth,
+    peer: SocketAddr,
+    sessions: &Sessions,
+    secure: bool,
+    headers: &HeaderMap,
+    form: &LoginForm,
+) -> Result<Response, (StatusCode, String)> {
     let presented = Some(form.token.as_str()).filter(|t| !t.trim().is_empty());
-    if let Err(e) = state.auth.check(peer.ip(), presented, Instant::now()) {
-        let (status, error) = if e.code == ErrorCode::RateLimited {
+    if let Err(e) = auth.check(peer.ip(), presented, Instant::now()) {
+        return Err(if e.code == ErrorCode::RateLimited {
             (StatusCode::TOO_MANY_REQUESTS, e.message)
         } else {
             // Where the token lives is on the page already; the full path of the data
@@ -244,23 +261,22 @@ pub async fn login(
                 StatusCode::UNAUTHORIZED,
                 "That is not the admin token.".to_string(),
             )
-        };
-        return render_page(status, &LoginPage { error: Some(error) });
+        });
     }
     // A fresh id at every login, so an id planted before login is worth nothing.
-    if let Some(old) = cookie(&headers, COOKIE) {
+    if let Some(old) = cookie(headers, COOKIE) {
         sessions.remove(old);
     }
-    match sessions.create(Instant::now()) {
+    Ok(match sessions.create(Instant::now()) {
         Ok(id) => {
             let mut response = Redirect::to("/").into_response();
             response
                 .headers_mut()
-                .insert(header::SET_COOKIE, set_cookie(&id, tls.is_some()));
+                .insert(header::SET_COOKIE, set_cookie(&id, secure));
             response
         }
         Err(e) => super::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Error", &e.message),
-    }
+    })
 }
 
 /// `POST /logout`.

@@ -10,16 +10,13 @@ mod usage_chart;
 
 use askama::Template;
 use axum::extract::{ConnectInfo, Extension, Form, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Router, middleware};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
-use volact_host::dashboard::{
-    COOKIE, LoginForm, Session, Sessions, cookie, render_page, set_cookie,
-};
+use volact_host::dashboard::{LoginForm, Session, Sessions, render_page, start_session};
 use volact_host::listener::ViaTls;
 use volact_proto::ErrorCode;
 
@@ -96,8 +93,7 @@ async fn login_page(session: Result<Session, Response>) -> Response {
     render_page(StatusCode::OK, &LoginPage { error: None })
 }
 
-/// `POST /login`: the admin token, checked as the admin API checks it (constant time,
-/// wrong tokens slowed down), starts a session.
+/// `POST /login`: the host dashboard's login, with the service's admin token.
 async fn login(
     State(service): State<Arc<Service>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -106,39 +102,29 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    let presented = Some(form.token.as_str()).filter(|t| !t.trim().is_empty());
-    if let Err(e) = service.auth.check(peer.ip(), presented, Instant::now()) {
-        service.metrics.request("dashboard-login", e.code.as_str());
-        let (status, error) = if e.code == ErrorCode::RateLimited {
-            (StatusCode::TOO_MANY_REQUESTS, e.message)
-        } else {
-            (
-                StatusCode::UNAUTHORIZED,
-                "That is not the admin token.".to_owned(),
-            )
-        };
-        tracing::info!(ip = %peer.ip(), "vendor dashboard login refused");
-        return render_page(status, &LoginPage { error: Some(error) });
-    }
-    // A fresh id at every login, so an id planted before login is worth nothing.
-    if let Some(old) = cookie(&headers, COOKIE) {
-        sessions.remove(old);
-    }
-    match sessions.create(Instant::now()) {
-        Ok(id) => {
+    match start_session(
+        &service.auth,
+        peer,
+        &sessions,
+        tls.is_some(),
+        &headers,
+        &form,
+    ) {
+        Ok(started) => {
             service.metrics.request("dashboard-login", "ok");
             tracing::info!(ip = %peer.ip(), "vendor dashboard login");
-            let mut response = Redirect::to("/").into_response();
-            response
-                .headers_mut()
-                .insert(header::SET_COOKIE, set_cookie(&id, tls.is_some()));
-            response
+            started
         }
-        Err(e) => volact_host::dashboard::error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Error",
-            &e.message,
-        ),
+        Err((status, error)) => {
+            let code = if status == StatusCode::TOO_MANY_REQUESTS {
+                ErrorCode::RateLimited
+            } else {
+                ErrorCode::Unauthorized
+            };
+            service.metrics.request("dashboard-login", code.as_str());
+            tracing::info!(ip = %peer.ip(), "vendor dashboard login refused");
+            render_page(status, &LoginPage { error: Some(error) })
+        }
     }
 }
 
